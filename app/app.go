@@ -1,0 +1,205 @@
+// Package app assembles a running agentproxy from a Config: the upstream
+// (embedded store or Redis), the client listener, and the metrics and health
+// endpoints. cmd/agentproxy stays a thin shell around it.
+package app
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"net/http"
+	"strings"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+	"go.uber.org/zap"
+
+	"github.com/agentproxy/agentproxy/config"
+	"github.com/agentproxy/agentproxy/embedded"
+	"github.com/agentproxy/agentproxy/proxy"
+	"github.com/agentproxy/agentproxy/upstream"
+)
+
+// App is a running proxy.
+type App struct {
+	cfg     config.Config
+	log     *zap.Logger
+	store   *embedded.Store
+	pool    *upstream.Pool
+	srv     *proxy.Server
+	ln      net.Listener
+	httpSrv *http.Server
+	httpLn  net.Listener
+	served  chan error
+}
+
+// Start builds everything and starts serving. It returns once the listener
+// is bound; the upstream may still be connecting.
+func Start(cfg config.Config, log *zap.Logger) (*App, error) {
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	a := &App{cfg: cfg, log: log, served: make(chan error, 1)}
+	url := cfg.Upstream.URL
+	if url == "embedded" {
+		st, err := embedded.Start(cfg.Embedded.DataFile, cfg.Embedded.SnapshotInterval.Duration, log.Named("embedded"))
+		if err != nil {
+			return nil, err
+		}
+		a.store = st
+		url = "redis://" + st.Addr()
+		log.Info("using the embedded store", zap.String("data_file", cfg.Embedded.DataFile))
+	}
+	opts, err := upstream.ParseURL(url)
+	if err != nil {
+		a.closeStore()
+		return nil, err
+	}
+	u := cfg.Upstream
+	opts.Conns, opts.MaxIdleDedicated = u.Conns, u.MaxIdleDedicated
+	opts.DialTimeout, opts.ReadTimeout, opts.WriteTimeout = u.DialTimeout.Duration, u.ReadTimeout.Duration, u.WriteTimeout.Duration
+	opts.BackoffMax = u.BackoffMax.Duration
+	a.pool = upstream.NewPool(opts, log.Named("upstream"))
+
+	l := cfg.Listen
+	a.srv = proxy.New(proxy.Options{
+		MaxClients:         l.MaxClients,
+		MaxRequestBytes:    l.MaxRequestBytes,
+		MaxPipeline:        l.MaxPipeline,
+		MaxOutputBytes:     l.MaxOutputBytes,
+		ClientWriteTimeout: l.ClientWriteTimeout.Duration,
+		IdleTimeout:        l.IdleTimeout.Duration,
+		Embedded:           a.store != nil,
+	}, a.pool, log.Named("proxy"))
+
+	a.ln, err = net.Listen("tcp", l.Addr)
+	if err != nil {
+		a.pool.Close()
+		a.closeStore()
+		return nil, fmt.Errorf("listen %s: %w", l.Addr, err)
+	}
+	if l.MetricsAddr != "" {
+		if err := a.startHTTP(l.MetricsAddr); err != nil {
+			a.ln.Close()
+			a.pool.Close()
+			a.closeStore()
+			return nil, err
+		}
+	}
+	go func() { a.served <- a.srv.Serve(a.ln) }()
+	log.Info("agentproxy listening", zap.String("addr", a.ln.Addr().String()),
+		zap.String("upstream", redact(cfg.Upstream.URL)), zap.String("metrics", l.MetricsAddr))
+	return a, nil
+}
+
+// Addr is the client listener's address.
+func (a *App) Addr() string { return a.ln.Addr().String() }
+
+// MetricsAddr is the HTTP listener's address, or "".
+func (a *App) MetricsAddr() string {
+	if a.httpLn == nil {
+		return ""
+	}
+	return a.httpLn.Addr().String()
+}
+
+// Server is the proxy server (for tests and stats).
+func (a *App) Server() *proxy.Server { return a.srv }
+
+// Store is the embedded store, or nil.
+func (a *App) Store() *embedded.Store { return a.store }
+
+// Done reports the accept loop ending on its own (a listener failure).
+func (a *App) Done() <-chan error { return a.served }
+
+// Shutdown stops accepting, drains sessions within the configured timeout,
+// closes the upstream and writes the embedded snapshot.
+func (a *App) Shutdown() error {
+	ctx, cancel := context.WithTimeout(context.Background(), a.cfg.Listen.ShutdownTimeout.Duration)
+	defer cancel()
+	err := a.srv.Shutdown(ctx)
+	if errors.Is(err, context.DeadlineExceeded) {
+		a.log.Warn("shutdown timeout: closed busy clients")
+		err = nil
+	}
+	if a.httpSrv != nil {
+		a.httpSrv.Close()
+	}
+	a.pool.Close()
+	if serr := a.closeStore(); serr != nil {
+		err = errors.Join(err, serr)
+	}
+	return err
+}
+
+func (a *App) closeStore() error {
+	if a.store == nil {
+		return nil
+	}
+	return a.store.Close()
+}
+
+func (a *App) startHTTP(addr string) error {
+	reg := prometheus.NewRegistry()
+	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	registerStats(reg, a.srv, a.pool)
+	mux := http.NewServeMux()
+	mux.Handle("/metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{}))
+	mux.HandleFunc("/healthz", func(w http.ResponseWriter, r *http.Request) { w.Write([]byte("ok\n")) })
+	mux.HandleFunc("/readyz", func(w http.ResponseWriter, r *http.Request) {
+		if !a.pool.Up() {
+			http.Error(w, "upstream unreachable", http.StatusServiceUnavailable)
+			return
+		}
+		w.Write([]byte("ready\n"))
+	})
+	ln, err := net.Listen("tcp", addr)
+	if err != nil {
+		return fmt.Errorf("listen.metrics_addr %s: %w", addr, err)
+	}
+	a.httpLn = ln
+	a.httpSrv = &http.Server{Handler: mux, ReadHeaderTimeout: 5 * time.Second}
+	go a.httpSrv.Serve(ln)
+	return nil
+}
+
+func registerStats(reg *prometheus.Registry, srv *proxy.Server, pool *upstream.Pool) {
+	st := &srv.Stats
+	counter := func(name, help string, f func() int64) {
+		reg.MustRegister(prometheus.NewCounterFunc(prometheus.CounterOpts{Namespace: "agentproxy", Name: name, Help: help},
+			func() float64 { return float64(f()) }))
+	}
+	gauge := func(name, help string, f func() float64) {
+		reg.MustRegister(prometheus.NewGaugeFunc(prometheus.GaugeOpts{Namespace: "agentproxy", Name: name, Help: help}, f))
+	}
+	counter("connections_accepted_total", "Client connections accepted.", st.Accepted.Load)
+	counter("connections_rejected_total", "Client connections refused at listen.max_clients.", st.Rejected.Load)
+	counter("commands_total", "Commands received from clients.", st.Commands.Load)
+	counter("slow_consumers_total", "Clients disconnected for not reading replies or exceeding the output limit.", st.SlowConsumers.Load)
+	counter("protocol_errors_total", "Clients disconnected for malformed requests.", st.ProtocolErrors.Load)
+	counter("upstream_errors_total", "Batches that failed upstream (TRYAGAIN or UNCERTAIN).", st.UpstreamErrors.Load)
+	gauge("clients", "Connected clients.", func() float64 { return float64(st.Clients.Load()) })
+	gauge("pinned_sessions", "Clients holding a dedicated upstream connection.", func() float64 { return float64(st.Pinned.Load()) })
+	gauge("upstream_up", "1 when a shared upstream connection is established.", func() float64 {
+		if pool.Up() {
+			return 1
+		}
+		return 0
+	})
+}
+
+// redact hides a password in an upstream URL for logs.
+func redact(u string) string {
+	opts, err := upstream.ParseURL(u)
+	if err != nil || opts.Password == "" {
+		return u
+	}
+	i, j := strings.Index(u, "://"), strings.LastIndex(u, "@")
+	if i < 0 || j < 0 {
+		return u
+	}
+	return u[:i+3] + "***" + u[j:]
+}

@@ -1,0 +1,199 @@
+// Command agentproxy is a Redis-protocol sidecar proxy for AI agents. Run
+// without arguments it serves on 127.0.0.1:6380 with an embedded store.
+package main
+
+import (
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"os"
+	"os/signal"
+	"syscall"
+
+	"go.uber.org/zap"
+	"go.uber.org/zap/zapcore"
+
+	"github.com/agentproxy/agentproxy/app"
+	"github.com/agentproxy/agentproxy/config"
+)
+
+// version is set at build time with -ldflags "-X main.version=...".
+var version = "dev"
+
+const usage = `agentproxy: a Redis-protocol sidecar proxy that makes shared agent state safe.
+
+Usage:
+  agentproxy                      serve with defaults (embedded store on 127.0.0.1:6380)
+  agentproxy serve [flags]        serve (flags below)
+  agentproxy check-config FILE    validate a config file; exit 1 listing every problem
+  agentproxy version              print the version
+
+Flags of serve (each also AGENTPROXY_<FLAG> in the environment, e.g.
+AGENTPROXY_UPSTREAM; flags win over the environment, which wins over the file):
+`
+
+func main() {
+	os.Exit(run(os.Args[1:], os.Stdout, os.Stderr))
+}
+
+func run(args []string, stdout, stderr io.Writer) int {
+	cmd := "serve"
+	if len(args) > 0 && len(args[0]) > 0 && args[0][0] != '-' {
+		cmd, args = args[0], args[1:]
+	}
+	switch cmd {
+	case "serve":
+		return serve(args, stdout, stderr)
+	case "check-config":
+		return checkConfig(args, stdout, stderr)
+	case "version":
+		fmt.Fprintf(stdout, "agentproxy %s\n", version)
+		return 0
+	case "help":
+		serveFlags(stderr, &config.Config{}, new(string))
+		return 0
+	default:
+		fmt.Fprintf(stderr, "agentproxy: unknown command %q\n\n", cmd)
+		serveFlags(stderr, &config.Config{}, new(string)).Usage()
+		return 2
+	}
+}
+
+// serveFlags declares the serve flags over cfg, with environment defaults.
+func serveFlags(out io.Writer, cfg *config.Config, file *string) *flag.FlagSet {
+	fs := flag.NewFlagSet("serve", flag.ContinueOnError)
+	fs.SetOutput(out)
+	fs.Usage = func() {
+		fmt.Fprint(out, usage)
+		fs.PrintDefaults()
+	}
+	fs.StringVar(file, "config", "", "TOML config file (see config.example.toml)")
+	fs.StringVar(&cfg.Listen.Addr, "listen", cfg.Listen.Addr, "client listen address (listen.addr)")
+	fs.StringVar(&cfg.Upstream.URL, "upstream", cfg.Upstream.URL, "embedded, redis://[user:pass@]host:port[/db], rediss://... or unix:///path (upstream.url)")
+	fs.StringVar(&cfg.Listen.MetricsAddr, "metrics", cfg.Listen.MetricsAddr, "metrics and health address; empty disables (listen.metrics_addr)")
+	fs.StringVar(&cfg.Keyspace.DefaultWorkspace, "workspace", cfg.Keyspace.DefaultWorkspace, "workspace of unauthenticated loopback clients (keyspace.default_workspace)")
+	fs.StringVar(&cfg.Keyspace.Mode, "keyspace-mode", cfg.Keyspace.Mode, "enforce, warn or off (keyspace.mode)")
+	fs.StringVar(&cfg.Embedded.DataFile, "data", cfg.Embedded.DataFile, "embedded store snapshot file (embedded.data_file)")
+	fs.StringVar(&cfg.Log.Level, "log-level", cfg.Log.Level, "debug, info, warn or error (log.level)")
+	return fs
+}
+
+// loadConfig builds the configuration: defaults, file, environment, flags.
+func loadConfig(args []string, stderr io.Writer) (config.Config, error) {
+	// The file is named by a flag or the environment; find it first.
+	var file string
+	probe := config.Default()
+	fs := serveFlags(io.Discard, &probe, &file)
+	if err := fs.Parse(args); err != nil {
+		serveFlags(stderr, &probe, &file).Usage()
+		return probe, err
+	}
+	if file == "" {
+		file = os.Getenv("AGENTPROXY_CONFIG")
+	}
+	cfg := config.Default()
+	if file != "" {
+		var err error
+		if cfg, err = config.Load(file); err != nil {
+			return cfg, err
+		}
+	}
+	if err := config.ApplyEnv(&cfg, os.Environ()); err != nil {
+		return cfg, err
+	}
+	// Flag-named environment variables, then the flags themselves.
+	fs = serveFlags(stderr, &cfg, &file)
+	var envErr error
+	fs.VisitAll(func(f *flag.Flag) {
+		if f.Name == "config" {
+			return
+		}
+		if v, ok := os.LookupEnv("AGENTPROXY_" + envName(f.Name)); ok {
+			if err := f.Value.Set(v); err != nil {
+				envErr = errors.Join(envErr, fmt.Errorf("AGENTPROXY_%s: %w", envName(f.Name), err))
+			}
+		}
+	})
+	if envErr != nil {
+		return cfg, envErr
+	}
+	if err := fs.Parse(args); err != nil {
+		return cfg, err
+	}
+	return cfg, cfg.Validate()
+}
+
+func envName(flag string) string {
+	b := []byte(flag)
+	for i, c := range b {
+		switch {
+		case c == '-':
+			b[i] = '_'
+		case c >= 'a' && c <= 'z':
+			b[i] = c - 'a' + 'A'
+		}
+	}
+	return string(b)
+}
+
+func newLogger(cfg config.Log, stderr io.Writer) *zap.Logger {
+	level, _ := zapcore.ParseLevel(cfg.Level)
+	enc := zap.NewProductionEncoderConfig()
+	enc.TimeKey, enc.EncodeTime = "ts", zapcore.ISO8601TimeEncoder
+	var encoder zapcore.Encoder = zapcore.NewJSONEncoder(enc)
+	if cfg.Format == "console" {
+		encoder = zapcore.NewConsoleEncoder(enc)
+	}
+	return zap.New(zapcore.NewCore(encoder, zapcore.AddSync(stderr), level))
+}
+
+func serve(args []string, stdout, stderr io.Writer) int {
+	cfg, err := loadConfig(args, stderr)
+	if errors.Is(err, flag.ErrHelp) {
+		return 0
+	}
+	if err != nil {
+		fmt.Fprintf(stderr, "agentproxy: %v\n", err)
+		return 2
+	}
+	log := newLogger(cfg.Log, stderr)
+	defer log.Sync()
+	a, err := app.Start(cfg, log)
+	if err != nil {
+		log.Error("cannot start", zap.Error(err))
+		return 1
+	}
+	sig := make(chan os.Signal, 1)
+	signal.Notify(sig, syscall.SIGINT, syscall.SIGTERM)
+	select {
+	case s := <-sig:
+		log.Info("shutting down", zap.String("signal", s.String()))
+	case err := <-a.Done():
+		log.Error("listener failed", zap.Error(err))
+	}
+	signal.Stop(sig)
+	if err := a.Shutdown(); err != nil {
+		log.Error("shutdown", zap.Error(err))
+		return 1
+	}
+	log.Info("stopped")
+	return 0
+}
+
+func checkConfig(args []string, stdout, stderr io.Writer) int {
+	if len(args) != 1 {
+		fmt.Fprintln(stderr, "usage: agentproxy check-config FILE")
+		return 2
+	}
+	cfg, err := config.Load(args[0])
+	if err == nil {
+		err = cfg.Validate()
+	}
+	if err != nil {
+		fmt.Fprintf(stderr, "%s: invalid\n%v\n", args[0], err)
+		return 1
+	}
+	fmt.Fprintf(stdout, "%s: ok\n", args[0])
+	return 0
+}

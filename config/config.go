@@ -1,0 +1,301 @@
+// Package config is agentproxy's configuration: a TOML file decoded into
+// Config over the defaults, environment overrides (AGENTPROXY_<SECTION>_<KEY>),
+// and Validate, which reports every problem with its key at once.
+package config
+
+import (
+	"errors"
+	"fmt"
+	"net"
+	"os"
+	"path/filepath"
+	"reflect"
+	"regexp"
+	"sort"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/BurntSushi/toml"
+
+	"github.com/agentproxy/agentproxy/upstream"
+)
+
+// Config is the whole configuration. Every key is documented, with its
+// default, in config.example.toml.
+type Config struct {
+	Listen   Listen   `toml:"listen"`
+	Upstream Upstream `toml:"upstream"`
+	Embedded Embedded `toml:"embedded"`
+	Keyspace Keyspace `toml:"keyspace"`
+	Log      Log      `toml:"log"`
+}
+
+// Listen is the client side.
+type Listen struct {
+	Addr               string   `toml:"addr"`
+	MetricsAddr        string   `toml:"metrics_addr"`
+	MaxClients         int      `toml:"max_clients"`
+	MaxRequestBytes    int      `toml:"max_request_bytes"`
+	MaxPipeline        int      `toml:"max_pipeline"`
+	MaxOutputBytes     int      `toml:"max_output_bytes"`
+	ClientWriteTimeout Duration `toml:"client_write_timeout"`
+	IdleTimeout        Duration `toml:"idle_timeout"`
+	ShutdownTimeout    Duration `toml:"shutdown_timeout"`
+}
+
+// Upstream is the Redis side.
+type Upstream struct {
+	URL              string   `toml:"url"`
+	Conns            int      `toml:"conns"`
+	DialTimeout      Duration `toml:"dial_timeout"`
+	ReadTimeout      Duration `toml:"read_timeout"`
+	WriteTimeout     Duration `toml:"write_timeout"`
+	MaxIdleDedicated int      `toml:"max_idle_dedicated"`
+	BackoffMax       Duration `toml:"backoff_max"`
+}
+
+// Embedded configures the in-process store used when url = "embedded".
+type Embedded struct {
+	DataFile         string   `toml:"data_file"`
+	SnapshotInterval Duration `toml:"snapshot_interval"`
+}
+
+// Keyspace is the key grammar and its enforcement.
+type Keyspace struct {
+	Prefix           string `toml:"prefix"`
+	Mode             string `toml:"mode"`
+	DefaultWorkspace string `toml:"default_workspace"`
+}
+
+// Log configures zap.
+type Log struct {
+	Level  string `toml:"level"`
+	Format string `toml:"format"`
+}
+
+// Duration is a time.Duration written as "5s", "1h30m" in TOML and env.
+type Duration struct{ time.Duration }
+
+// UnmarshalText implements encoding.TextUnmarshaler.
+func (d *Duration) UnmarshalText(b []byte) error {
+	v, err := time.ParseDuration(string(b))
+	if err != nil {
+		return fmt.Errorf("%q is not a duration (use e.g. \"500ms\", \"5s\", \"1h\")", b)
+	}
+	d.Duration = v
+	return nil
+}
+
+// MarshalText implements encoding.TextMarshaler.
+func (d Duration) MarshalText() ([]byte, error) { return []byte(d.Duration.String()), nil }
+
+// D is shorthand for building a Duration.
+func D(d time.Duration) Duration { return Duration{d} }
+
+// Default returns the configuration used when nothing is configured.
+func Default() Config {
+	return Config{
+		Listen: Listen{
+			Addr:               "127.0.0.1:6380",
+			MetricsAddr:        "127.0.0.1:9121",
+			MaxClients:         10000,
+			MaxRequestBytes:    64 << 20,
+			MaxPipeline:        1024,
+			MaxOutputBytes:     256 << 20,
+			ClientWriteTimeout: D(30 * time.Second),
+			ShutdownTimeout:    D(10 * time.Second),
+		},
+		Upstream: Upstream{
+			URL:              "embedded",
+			Conns:            2,
+			DialTimeout:      D(2 * time.Second),
+			ReadTimeout:      D(5 * time.Second),
+			WriteTimeout:     D(5 * time.Second),
+			MaxIdleDedicated: 16,
+			BackoffMax:       D(time.Second),
+		},
+		Embedded: Embedded{
+			DataFile:         DefaultDataFile(),
+			SnapshotInterval: D(time.Minute),
+		},
+		Keyspace: Keyspace{Prefix: "deepagents", Mode: "enforce", DefaultWorkspace: "default"},
+		Log:      Log{Level: "info", Format: "json"},
+	}
+}
+
+// DefaultDataFile is where the embedded store keeps its snapshot unless
+// told otherwise: $XDG_STATE_HOME/agentproxy/embedded.snapshot, or
+// ~/.local/state/agentproxy/embedded.snapshot.
+func DefaultDataFile() string {
+	dir := os.Getenv("XDG_STATE_HOME")
+	if dir == "" {
+		home, err := os.UserHomeDir()
+		if err != nil || home == "" {
+			return "agentproxy-embedded.snapshot"
+		}
+		dir = filepath.Join(home, ".local", "state")
+	}
+	return filepath.Join(dir, "agentproxy", "embedded.snapshot")
+}
+
+// Load reads a TOML file over the defaults. Unknown keys are errors.
+func Load(path string) (Config, error) {
+	cfg := Default()
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return cfg, err
+	}
+	return Parse(cfg, string(b), path)
+}
+
+// Parse decodes TOML text over base. name labels errors.
+func Parse(base Config, text, name string) (Config, error) {
+	cfg := base
+	md, err := toml.Decode(text, &cfg)
+	if err != nil {
+		return base, fmt.Errorf("%s: %w", name, err)
+	}
+	if und := md.Undecoded(); len(und) > 0 {
+		keys := make([]string, len(und))
+		for i, k := range und {
+			keys[i] = k.String()
+		}
+		sort.Strings(keys)
+		return base, fmt.Errorf("%s: unknown keys: %s", name, strings.Join(keys, ", "))
+	}
+	return cfg, nil
+}
+
+// ApplyEnv overrides keys from AGENTPROXY_<SECTION>_<KEY> variables, e.g.
+// AGENTPROXY_UPSTREAM_URL or AGENTPROXY_LISTEN_MAX_CLIENTS.
+func ApplyEnv(cfg *Config, environ []string) error {
+	env := map[string]string{}
+	for _, kv := range environ {
+		if k, v, ok := strings.Cut(kv, "="); ok && strings.HasPrefix(k, "AGENTPROXY_") {
+			env[k] = v
+		}
+	}
+	var errs []error
+	root := reflect.ValueOf(cfg).Elem()
+	for i := 0; i < root.NumField(); i++ {
+		sec := root.Type().Field(i).Tag.Get("toml")
+		sv := root.Field(i)
+		if sv.Kind() != reflect.Struct {
+			continue
+		}
+		for j := 0; j < sv.NumField(); j++ {
+			key := sv.Type().Field(j).Tag.Get("toml")
+			name := "AGENTPROXY_" + strings.ToUpper(sec+"_"+key)
+			v, ok := env[name]
+			if !ok {
+				continue
+			}
+			if err := setField(sv.Field(j), v); err != nil {
+				errs = append(errs, fmt.Errorf("%s: %w", name, err))
+			}
+		}
+	}
+	return errors.Join(errs...)
+}
+
+func setField(f reflect.Value, v string) error {
+	if u, ok := f.Addr().Interface().(interface{ UnmarshalText([]byte) error }); ok {
+		return u.UnmarshalText([]byte(v))
+	}
+	switch f.Kind() {
+	case reflect.String:
+		f.SetString(v)
+	case reflect.Int:
+		n, err := strconv.Atoi(v)
+		if err != nil {
+			return fmt.Errorf("%q is not a whole number", v)
+		}
+		f.SetInt(int64(n))
+	case reflect.Bool:
+		b, err := strconv.ParseBool(v)
+		if err != nil {
+			return fmt.Errorf("%q is not true or false", v)
+		}
+		f.SetBool(b)
+	default:
+		return fmt.Errorf("cannot be set from the environment")
+	}
+	return nil
+}
+
+var workspaceRE = regexp.MustCompile(`^[A-Za-z0-9_.-]{1,64}$`)
+
+// Validate reports every problem, each with its key.
+func (c *Config) Validate() error {
+	var errs []error
+	bad := func(key, format string, args ...any) {
+		errs = append(errs, fmt.Errorf("%s: "+format, append([]any{key}, args...)...))
+	}
+	if _, _, err := net.SplitHostPort(c.Listen.Addr); err != nil {
+		bad("listen.addr", "%q is not host:port", c.Listen.Addr)
+	}
+	if c.Listen.MetricsAddr != "" {
+		if _, _, err := net.SplitHostPort(c.Listen.MetricsAddr); err != nil {
+			bad("listen.metrics_addr", "%q is not host:port (empty disables metrics)", c.Listen.MetricsAddr)
+		}
+	}
+	positive := func(key string, v int) {
+		if v <= 0 {
+			bad(key, "must be positive, got %d", v)
+		}
+	}
+	positive("listen.max_clients", c.Listen.MaxClients)
+	positive("listen.max_request_bytes", c.Listen.MaxRequestBytes)
+	positive("listen.max_pipeline", c.Listen.MaxPipeline)
+	positive("listen.max_output_bytes", c.Listen.MaxOutputBytes)
+	positive("upstream.conns", c.Upstream.Conns)
+	if c.Listen.MaxRequestBytes > 1<<30 {
+		bad("listen.max_request_bytes", "must be at most 1 GiB, got %d", c.Listen.MaxRequestBytes)
+	}
+	nonNeg := func(key string, d Duration) {
+		if d.Duration < 0 {
+			bad(key, "must not be negative, got %s", d.Duration)
+		}
+	}
+	nonNeg("listen.client_write_timeout", c.Listen.ClientWriteTimeout)
+	nonNeg("listen.idle_timeout", c.Listen.IdleTimeout)
+	nonNeg("listen.shutdown_timeout", c.Listen.ShutdownTimeout)
+	nonNeg("upstream.dial_timeout", c.Upstream.DialTimeout)
+	nonNeg("upstream.read_timeout", c.Upstream.ReadTimeout)
+	nonNeg("upstream.write_timeout", c.Upstream.WriteTimeout)
+	nonNeg("upstream.backoff_max", c.Upstream.BackoffMax)
+	nonNeg("embedded.snapshot_interval", c.Embedded.SnapshotInterval)
+	if c.Upstream.MaxIdleDedicated < 0 {
+		bad("upstream.max_idle_dedicated", "must not be negative, got %d", c.Upstream.MaxIdleDedicated)
+	}
+	if c.Upstream.URL == "" {
+		bad("upstream.url", "must be \"embedded\" or a redis:// URL")
+	} else if c.Upstream.URL != "embedded" {
+		if _, err := upstream.ParseURL(c.Upstream.URL); err != nil {
+			bad("upstream.url", "%v", err)
+		}
+	}
+	switch c.Keyspace.Mode {
+	case "enforce", "warn", "off":
+	default:
+		bad("keyspace.mode", "must be enforce, warn or off, got %q", c.Keyspace.Mode)
+	}
+	if c.Keyspace.Prefix == "" || strings.ContainsAny(c.Keyspace.Prefix, "{}: \t\r\n") {
+		bad("keyspace.prefix", "must be non-empty without braces, colons or spaces, got %q", c.Keyspace.Prefix)
+	}
+	if !workspaceRE.MatchString(c.Keyspace.DefaultWorkspace) {
+		bad("keyspace.default_workspace", "%q must match [A-Za-z0-9_.-]{1,64}", c.Keyspace.DefaultWorkspace)
+	}
+	switch c.Log.Level {
+	case "debug", "info", "warn", "error":
+	default:
+		bad("log.level", "must be debug, info, warn or error, got %q", c.Log.Level)
+	}
+	switch c.Log.Format {
+	case "json", "console":
+	default:
+		bad("log.format", "must be json or console, got %q", c.Log.Format)
+	}
+	return errors.Join(errs...)
+}

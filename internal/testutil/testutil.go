@@ -1,0 +1,262 @@
+// Package testutil starts real components for tests: redis-server on free
+// loopback ports, the proxy in-process, and a raw RESP client that returns
+// reply bytes exactly as they arrived.
+package testutil
+
+import (
+	"bufio"
+	"bytes"
+	"fmt"
+	"net"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"go.uber.org/zap"
+	"go.uber.org/zap/zaptest"
+
+	"github.com/agentproxy/agentproxy/app"
+	"github.com/agentproxy/agentproxy/config"
+	"github.com/agentproxy/agentproxy/upstream"
+)
+
+// RequireEnv is set by .ci/run: tests needing redis-server fail instead of
+// skipping when it is missing.
+const RequireEnv = "AGENTPROXY_REQUIRE_REDIS"
+
+// RedisServerPath finds redis-server or skips the test (fails under CI).
+func RedisServerPath(t testing.TB) string {
+	t.Helper()
+	p, err := exec.LookPath("redis-server")
+	if err != nil {
+		if os.Getenv(RequireEnv) == "1" {
+			t.Fatalf("redis-server not found but %s=1: install redis-server (apt-get install redis-server)", RequireEnv)
+		}
+		t.Skip("redis-server not installed; set " + RequireEnv + "=1 to make this a failure")
+	}
+	return p
+}
+
+// Redis is a redis-server process started for a test.
+type Redis struct {
+	Addr string
+	Port int
+	Dir  string
+	cmd  *exec.Cmd
+	t    testing.TB
+	args []string
+}
+
+// FreePort returns a loopback TCP port that was free a moment ago.
+func FreePort(t testing.TB) int {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	return ln.Addr().(*net.TCPAddr).Port
+}
+
+// StartRedis starts redis-server on a free port with no persistence; extra
+// arguments are passed through (e.g. "--requirepass", "x"). It is stopped
+// when the test ends.
+func StartRedis(t testing.TB, extra ...string) *Redis {
+	t.Helper()
+	bin := RedisServerPath(t)
+	r := &Redis{Dir: t.TempDir(), t: t}
+	r.Port = FreePort(t)
+	r.Addr = "127.0.0.1:" + strconv.Itoa(r.Port)
+	r.args = append([]string{"--port", strconv.Itoa(r.Port), "--bind", "127.0.0.1", "--save", "",
+		"--appendonly", "no", "--dir", r.Dir, "--protected-mode", "no"}, extra...)
+	_ = bin
+	r.Start()
+	t.Cleanup(r.Stop)
+	return r
+}
+
+// Start (re)starts the server on its port and waits until it answers.
+func (r *Redis) Start() {
+	r.t.Helper()
+	r.cmd = exec.Command("redis-server", r.args...)
+	r.cmd.Stdout, r.cmd.Stderr = nil, nil
+	if err := r.cmd.Start(); err != nil {
+		r.t.Fatalf("start redis-server: %v", err)
+	}
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		c, err := net.DialTimeout("tcp", r.Addr, 200*time.Millisecond)
+		if err == nil {
+			c.Write([]byte("PING\r\n"))
+			c.SetReadDeadline(time.Now().Add(time.Second))
+			line, _ := bufio.NewReader(c).ReadString('\n')
+			c.Close()
+			if strings.HasPrefix(line, "+PONG") {
+				return
+			}
+		}
+		if time.Now().After(deadline) {
+			r.t.Fatalf("redis-server on %s did not start", r.Addr)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+// Stop kills the server (SIGKILL: like a crash) and waits for it.
+func (r *Redis) Stop() {
+	if r.cmd == nil || r.cmd.Process == nil {
+		return
+	}
+	r.cmd.Process.Kill()
+	r.cmd.Wait()
+	r.cmd = nil
+}
+
+// URL is the redis:// URL of the server.
+func (r *Redis) URL() string { return "redis://" + r.Addr }
+
+// ProxyConfig returns a test configuration forwarding to url, listening on
+// a free loopback port, metrics off, no snapshot file.
+func ProxyConfig(t testing.TB, url string) config.Config {
+	cfg := config.Default()
+	cfg.Listen.Addr = "127.0.0.1:0"
+	cfg.Listen.MetricsAddr = ""
+	cfg.Upstream.URL = url
+	cfg.Embedded.DataFile = filepath.Join(t.TempDir(), "embedded.snapshot")
+	return cfg
+}
+
+// StartProxy starts the proxy in-process and waits until its upstream is
+// connected. It is shut down when the test ends.
+func StartProxy(t testing.TB, cfg config.Config) *app.App {
+	t.Helper()
+	var log *zap.Logger
+	if tt, ok := t.(*testing.T); ok && os.Getenv("AGENTPROXY_TEST_LOG") == "1" {
+		log = zaptest.NewLogger(tt)
+	} else {
+		log = zap.NewNop()
+	}
+	a, err := app.Start(cfg, log)
+	if err != nil {
+		t.Fatalf("start proxy: %v", err)
+	}
+	t.Cleanup(func() { a.Shutdown() })
+	if !a.Server().Pool().WaitUp(10 * time.Second) {
+		t.Fatalf("proxy upstream %s not reachable", cfg.Upstream.URL)
+	}
+	return a
+}
+
+// Conn is a raw RESP client: it sends commands and returns each reply's
+// bytes exactly as they arrived.
+type Conn struct {
+	t   testing.TB
+	nc  net.Conn
+	buf []byte
+	f   upstream.Framer
+}
+
+// Dial connects a raw client to addr.
+func Dial(t testing.TB, addr string) *Conn {
+	t.Helper()
+	nc, err := net.DialTimeout("tcp", addr, 5*time.Second)
+	if err != nil {
+		t.Fatalf("dial %s: %v", addr, err)
+	}
+	c := &Conn{t: t, nc: nc}
+	t.Cleanup(func() { nc.Close() })
+	return c
+}
+
+// NetConn exposes the socket.
+func (c *Conn) NetConn() net.Conn { return c.nc }
+
+// Close closes the connection.
+func (c *Conn) Close() { c.nc.Close() }
+
+// Do sends one command and returns its raw reply.
+func (c *Conn) Do(args ...string) []byte {
+	c.t.Helper()
+	c.Send(args...)
+	return c.Read()
+}
+
+// DoS is Do returning a string, for readable comparisons.
+func (c *Conn) DoS(args ...string) string { return string(c.Do(args...)) }
+
+// Send writes one command without reading.
+func (c *Conn) Send(args ...string) {
+	c.t.Helper()
+	c.Write(upstream.AppendCommand(nil, args...))
+}
+
+// Write sends raw bytes.
+func (c *Conn) Write(b []byte) {
+	c.t.Helper()
+	c.nc.SetWriteDeadline(time.Now().Add(10 * time.Second))
+	if _, err := c.nc.Write(b); err != nil {
+		c.t.Fatalf("write: %v", err)
+	}
+}
+
+// Read returns the next raw reply frame (10 s timeout).
+func (c *Conn) Read() []byte {
+	c.t.Helper()
+	b, err := c.ReadTimeout(10 * time.Second)
+	if err != nil {
+		c.t.Fatalf("read reply: %v", err)
+	}
+	return b
+}
+
+// ReadTimeout returns the next raw reply frame or an error.
+func (c *Conn) ReadTimeout(d time.Duration) ([]byte, error) {
+	c.nc.SetReadDeadline(time.Now().Add(d))
+	pos := 0
+	tmp := make([]byte, 64<<10)
+	for {
+		if len(c.buf) > pos {
+			n, done, err := c.f.Scan(c.buf[pos:])
+			if err != nil {
+				return nil, fmt.Errorf("bad reply %q: %w", c.buf, err)
+			}
+			pos += n
+			if done {
+				out := append([]byte(nil), c.buf[:pos]...)
+				c.buf = c.buf[pos:]
+				return out, nil
+			}
+		}
+		n, err := c.nc.Read(tmp)
+		c.buf = append(c.buf, tmp[:n]...)
+		if err != nil && n == 0 {
+			if len(c.buf) > 0 {
+				return nil, fmt.Errorf("%w (partial %q)", err, c.buf)
+			}
+			return nil, err
+		}
+	}
+}
+
+// Normalize replaces the value after each given RESP field name in a raw
+// reply (such as "id" in HELLO) so replies from different servers compare.
+func Normalize(b []byte, fields ...string) []byte {
+	for _, f := range fields {
+		key := []byte("$" + strconv.Itoa(len(f)) + "\r\n" + f + "\r\n")
+		i := bytes.Index(b, key)
+		if i < 0 {
+			continue
+		}
+		j := i + len(key)
+		k := bytes.Index(b[j:], []byte("\r\n"))
+		if k < 0 {
+			continue
+		}
+		b = append(append(append([]byte{}, b[:j]...), ":X"...), b[j+k:]...)
+	}
+	return b
+}

@@ -1,0 +1,343 @@
+package proxy
+
+import (
+	"strconv"
+	"time"
+
+	"github.com/tidwall/redcon"
+)
+
+// local answers a command the proxy owns. It returns routeLocal when the
+// reply is written, or the route the command must take instead (SELECT of
+// another database pins, CLIENT LIST is forwarded, ...).
+func (s *session) local(c *command) route {
+	name, args := c.Args[0], c.Args[1:]
+	switch {
+	case eqFold(name, "ping"):
+		switch len(args) {
+		case 0:
+			s.out = append(s.out, "+PONG\r\n"...)
+		case 1:
+			s.out = redcon.AppendBulk(s.out, args[0])
+		default:
+			s.out = appendArity(s.out, "ping")
+		}
+	case eqFold(name, "echo"):
+		if len(args) != 1 {
+			s.out = appendArity(s.out, "echo")
+		} else {
+			s.out = redcon.AppendBulk(s.out, args[0])
+		}
+	case eqFold(name, "quit"):
+		s.out = redcon.AppendOK(s.out)
+		s.quit = true
+	case eqFold(name, "reset"):
+		if s.pinned != nil {
+			s.unpin(false)
+		}
+		s.proto, s.name = 2, ""
+		s.out = append(s.out, "+RESET\r\n"...)
+	case eqFold(name, "hello"):
+		s.hello(args)
+	case eqFold(name, "auth"):
+		s.auth(args)
+	case eqFold(name, "select"):
+		if len(args) != 1 {
+			s.out = appendArity(s.out, "select")
+			return routeLocal
+		}
+		n, ok := parseInt(args[0])
+		if !ok {
+			s.out = appendError(s.out, ErrSelectInvalid)
+			return routeLocal
+		}
+		if n == s.srv.pool.DB() && s.pinned == nil {
+			s.out = redcon.AppendOK(s.out)
+			return routeLocal
+		}
+		return routePinned
+	case eqFold(name, "client"):
+		return s.client(args)
+	case eqFold(name, "command"):
+		// The embedded store ignores COMMAND DOCS and answers COMMAND's
+		// table instead, which crashes redis-cli's interactive mode; an
+		// empty map is a valid "no docs" answer.
+		if s.srv.opts.Embedded && len(args) > 0 && eqFold(args[0], "docs") {
+			s.out = appendMap(s.out, 0, s.proto)
+			return routeLocal
+		}
+		if s.pinned != nil {
+			return routePinned
+		}
+		return routeShared
+	default:
+		if s.pinned != nil {
+			return routePinned
+		}
+		return routeShared
+	}
+	return routeLocal
+}
+
+// client handles the CLIENT subcommands that describe the client's own
+// connection; those about the server go upstream.
+func (s *session) client(args [][]byte) route {
+	if len(args) == 0 {
+		s.out = appendArity(s.out, "client")
+		return routeLocal
+	}
+	sub := args[0]
+	switch {
+	case eqFold(sub, "setname"):
+		if len(args) != 2 {
+			s.out = appendArity(s.out, "client|setname")
+			return routeLocal
+		}
+		for _, ch := range args[1] {
+			if ch < '!' || ch > '~' {
+				s.out = appendError(s.out, "ERR Client names cannot contain spaces, newlines or special characters.")
+				return routeLocal
+			}
+		}
+		s.name = string(args[1])
+		s.out = redcon.AppendOK(s.out)
+	case eqFold(sub, "getname"):
+		if len(args) != 1 {
+			s.out = appendArity(s.out, "client|getname")
+		} else if s.name == "" {
+			s.out = appendNull(s.out, s.proto)
+		} else {
+			s.out = redcon.AppendBulkString(s.out, s.name)
+		}
+	case eqFold(sub, "id"):
+		s.out = redcon.AppendInt(s.out, s.id)
+	case eqFold(sub, "setinfo"):
+		if len(args) != 3 {
+			s.out = appendArity(s.out, "client|setinfo")
+		} else {
+			s.out = redcon.AppendOK(s.out)
+		}
+	case eqFold(sub, "reply"):
+		s.out = appendError(s.out, ErrClientReply)
+	case eqFold(sub, "tracking"):
+		if len(args) >= 2 && eqFold(args[1], "on") {
+			return routeTunnel
+		}
+		if s.pinned != nil {
+			return routePinned
+		}
+		return routeShared
+	case eqFold(sub, "no-evict"), eqFold(sub, "no-touch"):
+		return routePinned
+	default:
+		if s.pinned != nil {
+			return routePinned
+		}
+		return routeShared
+	}
+	return routeLocal
+}
+
+// hello answers HELLO [protover [AUTH user pass] [SETNAME name]] the way
+// Redis does, describing the upstream server with the proxy's client id.
+func (s *session) hello(args [][]byte) {
+	proto := s.proto
+	if len(args) > 0 {
+		v, ok := parseInt(args[0])
+		if !ok {
+			s.out = appendError(s.out, "ERR Protocol version is not an integer or out of range")
+			return
+		}
+		if v != 2 && v != 3 {
+			s.out = appendError(s.out, ErrNoProto)
+			return
+		}
+		if v == 3 && !s.srv.pool.SupportsRESP3() {
+			s.out = appendError(s.out, ErrRESP3Unsupported)
+			return
+		}
+		proto = v
+	}
+	name, setName := s.name, false
+	for i := 1; i < len(args); i++ {
+		switch {
+		case eqFold(args[i], "auth") && i+2 < len(args):
+			if !s.checkAuth(args[i+1], args[i+2]) {
+				s.out = appendError(s.out, ErrWrongPass)
+				return
+			}
+			i += 2
+		case eqFold(args[i], "setname") && i+1 < len(args):
+			name, setName = string(args[i+1]), true
+			i++
+		default:
+			s.out = appendError(s.out, ErrHelloSyntax+string(args[i])+"'")
+			return
+		}
+	}
+	if proto != s.proto && s.pinned != nil {
+		// The pinned connection speaks the old protocol; it is clean only
+		// between transactions, and then it is not pinned.
+		s.unpin(false)
+	}
+	s.proto = proto
+	if setName {
+		s.name = name
+	}
+	s.out = s.appendHello(s.out)
+}
+
+func (s *session) appendHello(b []byte) []byte {
+	b = appendMap(b, 7, s.proto)
+	b = redcon.AppendBulkString(b, "server")
+	b = redcon.AppendBulkString(b, "redis")
+	b = redcon.AppendBulkString(b, "version")
+	b = redcon.AppendBulkString(b, s.srv.pool.Version())
+	b = redcon.AppendBulkString(b, "proto")
+	b = redcon.AppendInt(b, int64(s.proto))
+	b = redcon.AppendBulkString(b, "id")
+	b = redcon.AppendInt(b, s.id)
+	b = redcon.AppendBulkString(b, "mode")
+	b = redcon.AppendBulkString(b, "standalone")
+	b = redcon.AppendBulkString(b, "role")
+	b = redcon.AppendBulkString(b, "master")
+	b = redcon.AppendBulkString(b, "modules")
+	return redcon.AppendArray(b, 0)
+}
+
+// auth answers AUTH. Without configured users the proxy behaves like a Redis
+// without a password: the default user accepts anything.
+func (s *session) auth(args [][]byte) {
+	switch len(args) {
+	case 1:
+		s.out = appendError(s.out, ErrNoAuth)
+	case 2:
+		if s.checkAuth(args[0], args[1]) {
+			s.out = redcon.AppendOK(s.out)
+		} else {
+			s.out = appendError(s.out, ErrWrongPass)
+		}
+	default:
+		s.out = appendArity(s.out, "auth")
+	}
+}
+
+func (s *session) checkAuth(user, pass []byte) bool {
+	return eqFold(user, "default")
+}
+
+// blockTimeout is how long to wait for a blocking command's reply: its own
+// timeout plus the read timeout as margin, or forever for timeout 0.
+func blockTimeout(args [][]byte, margin time.Duration) time.Duration {
+	var t []byte
+	name := args[0]
+	switch {
+	case eqFold(name, "blmpop"), eqFold(name, "bzmpop"):
+		if len(args) > 1 {
+			t = args[1]
+		}
+	case eqFold(name, "wait"):
+		if len(args) > 2 {
+			t = args[2]
+		}
+	case eqFold(name, "waitaof"):
+		if len(args) > 3 {
+			t = args[3]
+		}
+	case eqFold(name, "xread"), eqFold(name, "xreadgroup"):
+		for i := 1; i+1 < len(args); i++ {
+			if eqFold(args[i], "block") {
+				ms, err := strconv.ParseInt(string(args[i+1]), 10, 64)
+				if err != nil || ms < 0 {
+					return margin
+				}
+				if ms == 0 {
+					return -1
+				}
+				return time.Duration(ms)*time.Millisecond + margin
+			}
+		}
+		return margin
+	default:
+		t = args[len(args)-1]
+	}
+	if eqFold(name, "wait") || eqFold(name, "waitaof") {
+		ms, err := strconv.ParseInt(string(t), 10, 64)
+		if err != nil || ms < 0 {
+			return margin
+		}
+		if ms == 0 {
+			return -1
+		}
+		return time.Duration(ms)*time.Millisecond + margin
+	}
+	sec, err := strconv.ParseFloat(string(t), 64)
+	if err != nil || sec < 0 {
+		return margin
+	}
+	if sec == 0 {
+		return -1
+	}
+	return time.Duration(sec*float64(time.Second)) + margin
+}
+
+// hasBlockArg reports whether an XREAD/XREADGROUP has a BLOCK option before
+// its STREAMS keyword.
+func hasBlockArg(args [][]byte) bool {
+	for _, a := range args[1:] {
+		if eqFold(a, "streams") {
+			return false
+		}
+		if eqFold(a, "block") {
+			return true
+		}
+	}
+	return false
+}
+
+// eqFold compares an ASCII argument with a lowercase word.
+func eqFold(b []byte, lower string) bool {
+	if len(b) != len(lower) {
+		return false
+	}
+	for i := 0; i < len(b); i++ {
+		c := b[i]
+		if c >= 'A' && c <= 'Z' {
+			c += 'a' - 'A'
+		}
+		if c != lower[i] {
+			return false
+		}
+	}
+	return true
+}
+
+func appendError(b []byte, msg string) []byte { return redcon.AppendError(b, msg) }
+
+func appendArity(b []byte, cmd string) []byte {
+	b = append(b, '-')
+	b = append(b, errWrongArityPrefix...)
+	b = append(b, cmd...)
+	b = append(b, errWrongAritySuffix...)
+	return append(b, '\r', '\n')
+}
+
+func appendNull(b []byte, proto int) []byte {
+	if proto == 3 {
+		return append(b, '_', '\r', '\n')
+	}
+	return redcon.AppendNull(b)
+}
+
+func appendMap(b []byte, n, proto int) []byte {
+	if proto == 3 {
+		b = append(b, '%')
+		b = strconv.AppendInt(b, int64(n), 10)
+		return append(b, '\r', '\n')
+	}
+	return redcon.AppendArray(b, 2*n)
+}
+
+func appendArrayHeader(b []byte, n int) []byte { return redcon.AppendArray(b, n) }
+
+func appendBulk(b, v []byte) []byte { return redcon.AppendBulk(b, v) }

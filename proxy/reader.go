@@ -1,0 +1,438 @@
+package proxy
+
+import (
+	"bytes"
+	"errors"
+	"io"
+)
+
+// Protocol errors answered to a client before its connection is closed. The
+// texts are Redis's own, so clients that special-case them keep working.
+var (
+	errInvalidMultibulk = errors.New("ERR Protocol error: invalid multibulk length")
+	errInvalidBulk      = errors.New("ERR Protocol error: invalid bulk length")
+	errTooBigInline     = errors.New("ERR Protocol error: too big inline request")
+	errUnbalancedQuotes = errors.New("ERR Protocol error: unbalanced quotes in request")
+	errTooBigRequest    = errors.New("ERR Protocol error: request exceeds the proxy's max_request_bytes (listen.max_request_bytes)")
+)
+
+// errExpectedDollar is built per offending byte, as Redis words it.
+func errExpectedDollar(c byte) error {
+	return errors.New("ERR Protocol error: expected '$', got '" + string(rune(c)) + "'")
+}
+
+const (
+	// maxInline is Redis's limit for an inline (telnet) command line.
+	maxInline = 64 << 10
+	// readChunk is the least free space offered to each socket read.
+	readChunk = 4 << 10
+	// shrinkAbove is the buffer size above which an idle buffer is released.
+	shrinkAbove = 64 << 10
+)
+
+// command is one client request. Args and Raw point into the reader's buffer
+// (or its inline scratch) and are valid until the next readBatch.
+type command struct {
+	Args [][]byte
+	Raw  []byte // the RESP bytes to forward
+	off  int    // offset of Raw in the reader buffer, -1 for inline commands
+}
+
+// reader parses pipelined client requests out of one growing buffer without
+// copying or allocating in steady state. Like redcon's ReadPipeline, each
+// socket read yields every complete command it holds as one batch. Unlike it,
+// a partial command is resumed where parsing stopped, and a request larger
+// than maxRequest is refused before it is buffered.
+type reader struct {
+	rd         io.Reader
+	buf        []byte
+	r, w       int // unread data is buf[r:w]
+	maxRequest int
+	maxArgs    int
+	initial    int
+
+	cmds   []command
+	argv   [][]byte
+	inline []byte
+
+	// Resumable state of the partial multibulk command at buf[r:].
+	pArgc int   // expected argument count, 0 when no command is partial
+	pPos  int   // parse position relative to r
+	pMark []int // argument start/end pairs relative to r
+	err   error // a protocol error to report after the commands before it
+}
+
+func newReader(rd io.Reader, initial, maxRequest, maxArgs int) *reader {
+	return &reader{rd: rd, buf: make([]byte, initial), initial: initial,
+		maxRequest: maxRequest, maxArgs: maxArgs}
+}
+
+// buffered reports whether unparsed bytes remain.
+func (r *reader) buffered() int { return r.w - r.r }
+
+// readBatch returns the complete commands available, reading from the
+// connection only when none is buffered. At most max commands are returned;
+// the rest stay buffered for the next call.
+func (r *reader) readBatch(max int) ([]command, error) {
+	r.cmds = r.cmds[:0]
+	r.argv = r.argv[:0]
+	r.inline = r.inline[:0]
+	for {
+		if err := r.parse(max); err != nil {
+			return r.cmds, err
+		}
+		if len(r.cmds) > 0 {
+			return r.cmds, nil
+		}
+		if err := r.fill(); err != nil {
+			return nil, err
+		}
+	}
+}
+
+// fill makes room and reads once from the connection.
+func (r *reader) fill() error {
+	if r.r == r.w {
+		r.r, r.w = 0, 0
+		if len(r.buf) > shrinkAbove {
+			r.buf = make([]byte, r.initial)
+		}
+	}
+	if len(r.buf)-r.w < readChunk {
+		if r.r > 0 {
+			n := copy(r.buf, r.buf[r.r:r.w])
+			r.r, r.w = 0, n
+		}
+		if len(r.buf)-r.w < readChunk {
+			size := 2 * len(r.buf)
+			if size < r.w+readChunk {
+				size = r.w + readChunk
+			}
+			nb := make([]byte, size)
+			copy(nb, r.buf[:r.w])
+			r.buf = nb
+		}
+	}
+	n, err := r.rd.Read(r.buf[r.w:])
+	r.w += n
+	if n > 0 {
+		return nil
+	}
+	if err == nil {
+		err = io.ErrNoProgress
+	}
+	return err
+}
+
+// inject appends bytes read from the connection elsewhere (by a watcher).
+// Commands already returned keep pointing at valid memory: a grown buffer
+// is a new array and the old one stays alive while referenced.
+func (r *reader) inject(data []byte) {
+	if len(data) == 0 {
+		return
+	}
+	if len(r.buf)-r.w < len(data) {
+		nb := make([]byte, r.w+len(data)+readChunk)
+		copy(nb, r.buf[:r.w])
+		r.buf = nb
+	}
+	r.w += copy(r.buf[r.w:], data)
+}
+
+// parse appends complete commands from buf[r:w] to r.cmds.
+func (r *reader) parse(max int) error {
+	for len(r.cmds) < max && r.r < r.w {
+		if r.err != nil {
+			return r.err
+		}
+		var ok bool
+		var err error
+		if r.buf[r.r] == '*' || r.pArgc > 0 {
+			ok, err = r.parseMultibulk()
+		} else {
+			ok, err = r.parseInline()
+		}
+		if err != nil {
+			if len(r.cmds) > 0 {
+				r.err = err // answer the commands before it first
+				return nil
+			}
+			return err
+		}
+		if !ok {
+			break
+		}
+	}
+	if len(r.cmds) == 0 && r.err != nil {
+		return r.err
+	}
+	return nil
+}
+
+// parseMultibulk parses or resumes the RESP array command at buf[r:].
+func (r *reader) parseMultibulk() (bool, error) {
+	b := r.buf[r.r:r.w]
+	if r.pArgc == 0 {
+		i := bytes.IndexByte(b, '\n')
+		if i < 0 {
+			if len(b) > maxInline {
+				return false, errInvalidMultibulk
+			}
+			return false, nil
+		}
+		if i < 2 || b[i-1] != '\r' {
+			return false, errInvalidMultibulk
+		}
+		n, ok := parseInt(b[1 : i-1])
+		if !ok || n > r.maxArgs {
+			return false, errInvalidMultibulk
+		}
+		if n <= 0 {
+			// Redis skips empty multibulks silently.
+			r.r += i + 1
+			return true, nil
+		}
+		r.pArgc = n
+		r.pPos = i + 1
+		r.pMark = r.pMark[:0]
+	}
+	for len(r.pMark) < 2*r.pArgc {
+		rest := b[r.pPos:]
+		if len(rest) == 0 {
+			return false, r.checkSize()
+		}
+		if rest[0] != '$' {
+			return false, errExpectedDollar(rest[0])
+		}
+		i := bytes.IndexByte(rest, '\n')
+		if i < 0 {
+			if len(rest) > 32 {
+				return false, errInvalidBulk
+			}
+			return false, nil
+		}
+		if i < 2 || rest[i-1] != '\r' {
+			return false, errInvalidBulk
+		}
+		n, ok := parseInt(rest[1 : i-1])
+		if !ok || n < 0 || n > r.maxRequest {
+			return false, errInvalidBulk
+		}
+		start := r.pPos + i + 1
+		if start+n+2 > r.maxRequest+64 {
+			return false, errTooBigRequest
+		}
+		if len(b) < start+n+2 {
+			return false, r.checkSize()
+		}
+		if b[start+n] != '\r' || b[start+n+1] != '\n' {
+			return false, errInvalidBulk
+		}
+		r.pMark = append(r.pMark, start, start+n)
+		r.pPos = start + n + 2
+	}
+	first := len(r.argv)
+	for k := 0; k < len(r.pMark); k += 2 {
+		r.argv = append(r.argv, b[r.pMark[k]:r.pMark[k+1]:r.pMark[k+1]])
+	}
+	r.cmds = append(r.cmds, command{Args: r.argv[first:len(r.argv):len(r.argv)], Raw: b[:r.pPos:r.pPos], off: r.r})
+	r.r += r.pPos
+	r.pArgc, r.pPos = 0, 0
+	return true, nil
+}
+
+// checkSize refuses a partial command that already exceeds the request limit.
+func (r *reader) checkSize() error {
+	if r.w-r.r > r.maxRequest+64 {
+		return errTooBigRequest
+	}
+	return nil
+}
+
+// parseInline parses a telnet-style command line, converting it to RESP so it
+// can be forwarded like any other command.
+func (r *reader) parseInline() (bool, error) {
+	b := r.buf[r.r:r.w]
+	i := bytes.IndexByte(b, '\n')
+	if i < 0 {
+		if len(b) > maxInline {
+			return false, errTooBigInline
+		}
+		return false, nil
+	}
+	if i > maxInline {
+		return false, errTooBigInline
+	}
+	line := b[:i]
+	if len(line) > 0 && line[len(line)-1] == '\r' {
+		line = line[:len(line)-1]
+	}
+	start := len(r.inline)
+	args, ok := splitArgs(r.inline, line)
+	if !ok {
+		return false, errUnbalancedQuotes
+	}
+	r.r += i + 1
+	if len(args) == start {
+		return true, nil // empty line: ignored, as Redis does
+	}
+	// args holds the unescaped words after start; build RESP after them.
+	words := args[start:]
+	var marks [64]int
+	m := marks[:0]
+	pos := 0
+	for pos < len(words) {
+		n := int(words[pos])<<24 | int(words[pos+1])<<16 | int(words[pos+2])<<8 | int(words[pos+3])
+		m = append(m, pos+4, pos+4+n)
+		pos += 4 + n
+	}
+	raw := len(args)
+	args = appendArrayHeader(args, len(m)/2)
+	for k := 0; k < len(m); k += 2 {
+		args = appendBulk(args, args[start+m[k]:start+m[k+1]])
+	}
+	r.inline = args
+	first := len(r.argv)
+	for k := 0; k < len(m); k += 2 {
+		r.argv = append(r.argv, args[start+m[k]:start+m[k+1]:start+m[k+1]])
+	}
+	r.cmds = append(r.cmds, command{Args: r.argv[first:], Raw: args[raw:], off: -1})
+	return true, nil
+}
+
+// splitArgs appends the words of an inline line to dst, each as a 4-byte
+// big-endian length and the unescaped bytes, following Redis's sdssplitargs.
+func splitArgs(dst, line []byte) ([]byte, bool) {
+	i := 0
+	for {
+		for i < len(line) && isSpace(line[i]) {
+			i++
+		}
+		if i >= len(line) {
+			return dst, true
+		}
+		hdr := len(dst)
+		dst = append(dst, 0, 0, 0, 0)
+		inq, insq := false, false
+		for {
+			if inq {
+				if i >= len(line) {
+					return dst, false
+				}
+				c := line[i]
+				if c == '\\' && i+3 < len(line) && line[i+1] == 'x' && isHex(line[i+2]) && isHex(line[i+3]) {
+					dst = append(dst, unhex(line[i+2])<<4|unhex(line[i+3]))
+					i += 4
+					continue
+				}
+				if c == '\\' && i+1 < len(line) {
+					i++
+					switch line[i] {
+					case 'n':
+						c = '\n'
+					case 'r':
+						c = '\r'
+					case 't':
+						c = '\t'
+					case 'b':
+						c = '\b'
+					case 'a':
+						c = '\a'
+					default:
+						c = line[i]
+					}
+					dst = append(dst, c)
+					i++
+					continue
+				}
+				if c == '"' {
+					if i+1 < len(line) && !isSpace(line[i+1]) {
+						return dst, false
+					}
+					i++
+					break
+				}
+				dst = append(dst, c)
+				i++
+			} else if insq {
+				if i >= len(line) {
+					return dst, false
+				}
+				c := line[i]
+				if c == '\\' && i+1 < len(line) && line[i+1] == '\'' {
+					dst = append(dst, '\'')
+					i += 2
+					continue
+				}
+				if c == '\'' {
+					if i+1 < len(line) && !isSpace(line[i+1]) {
+						return dst, false
+					}
+					i++
+					break
+				}
+				dst = append(dst, c)
+				i++
+			} else {
+				if i >= len(line) || isSpace(line[i]) {
+					break
+				}
+				c := line[i]
+				if c == '"' && len(dst) == hdr+4 {
+					inq = true
+				} else if c == '\'' && len(dst) == hdr+4 {
+					insq = true
+				} else {
+					dst = append(dst, c)
+				}
+				i++
+			}
+		}
+		n := len(dst) - hdr - 4
+		dst[hdr], dst[hdr+1], dst[hdr+2], dst[hdr+3] = byte(n>>24), byte(n>>16), byte(n>>8), byte(n)
+	}
+}
+
+func isSpace(c byte) bool {
+	return c == ' ' || c == '\t' || c == '\n' || c == '\r' || c == '\v' || c == '\f'
+}
+
+func isHex(c byte) bool {
+	return (c >= '0' && c <= '9') || (c >= 'a' && c <= 'f') || (c >= 'A' && c <= 'F')
+}
+
+func unhex(c byte) byte {
+	switch {
+	case c >= '0' && c <= '9':
+		return c - '0'
+	case c >= 'a' && c <= 'f':
+		return c - 'a' + 10
+	default:
+		return c - 'A' + 10
+	}
+}
+
+// parseInt parses a decimal integer as Redis's string2ll does for lengths.
+func parseInt(b []byte) (int, bool) {
+	if len(b) == 0 || len(b) > 18 {
+		return 0, false
+	}
+	neg := false
+	if b[0] == '-' {
+		neg, b = true, b[1:]
+		if len(b) == 0 {
+			return 0, false
+		}
+	}
+	n := 0
+	for _, c := range b {
+		if c < '0' || c > '9' {
+			return 0, false
+		}
+		n = n*10 + int(c-'0')
+	}
+	if neg {
+		n = -n
+	}
+	return n, true
+}

@@ -1,0 +1,211 @@
+// Package proxy serves Redis clients: it reads their pipelined requests,
+// answers what the proxy owns (PING, HELLO, AUTH, CLIENT SETNAME, ...),
+// forwards the rest as raw RESP over shared upstream connections, and pins a
+// client to a dedicated connection while it holds connection state
+// (MULTI/WATCH, blocking commands, subscriptions).
+//
+// Goroutines: Serve's accept loop (exits when the listener closes); one per
+// client session (exits when the client leaves, on a protocol error, or on
+// shutdown); while a client waits in a blocking command, one watcher that
+// notices the client leaving (joined before the session goes on); in tunnel
+// mode (subscriptions, MONITOR), one pump copying upstream frames to the
+// client (exits when either side closes; the session closes both).
+package proxy
+
+import (
+	"context"
+	"errors"
+	"net"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"go.uber.org/zap"
+
+	"github.com/agentproxy/agentproxy/upstream"
+)
+
+// Options bound what one client may cost.
+type Options struct {
+	MaxClients      int
+	MaxRequestBytes int
+	MaxArgs         int
+	MaxPipeline     int
+	MaxOutputBytes  int
+	// ClientWriteTimeout cuts off a client that stops reading its replies
+	// (a slow consumer).
+	ClientWriteTimeout time.Duration
+	// IdleTimeout closes clients silent for this long; 0 keeps them.
+	IdleTimeout time.Duration
+	// Embedded says the upstream is the in-process miniredis store, whose
+	// gaps the proxy papers over (COMMAND DOCS).
+	Embedded bool
+	// ReadBufferSize is the initial per-client read buffer; it grows for
+	// large requests and shrinks back when idle.
+	ReadBufferSize int
+}
+
+// DefaultOptions returns the defaults documented in config.example.toml.
+func DefaultOptions() Options {
+	return Options{
+		MaxClients:         10000,
+		MaxRequestBytes:    64 << 20,
+		MaxArgs:            1 << 20,
+		MaxPipeline:        1024,
+		MaxOutputBytes:     256 << 20,
+		ClientWriteTimeout: 30 * time.Second,
+		ReadBufferSize:     1024,
+	}
+}
+
+// Stats are the server's counters, read with atomic loads.
+type Stats struct {
+	Accepted       atomic.Int64
+	Rejected       atomic.Int64 // refused at max_clients
+	Clients        atomic.Int64
+	Commands       atomic.Int64
+	Pinned         atomic.Int64 // sessions holding a dedicated connection
+	SlowConsumers  atomic.Int64
+	ProtocolErrors atomic.Int64
+	UpstreamErrors atomic.Int64
+}
+
+// Server accepts clients and runs a session for each.
+type Server struct {
+	opts Options
+	pool *upstream.Pool
+	log  *zap.Logger
+
+	Stats Stats
+
+	nextID  atomic.Int64
+	closing atomic.Bool
+
+	mu       sync.Mutex
+	sessions map[*session]struct{}
+	lns      []net.Listener
+	wg       sync.WaitGroup
+}
+
+// New returns a server forwarding to pool.
+func New(opts Options, pool *upstream.Pool, log *zap.Logger) *Server {
+	d := DefaultOptions()
+	if opts.MaxClients <= 0 {
+		opts.MaxClients = d.MaxClients
+	}
+	if opts.MaxRequestBytes <= 0 {
+		opts.MaxRequestBytes = d.MaxRequestBytes
+	}
+	if opts.MaxArgs <= 0 {
+		opts.MaxArgs = d.MaxArgs
+	}
+	if opts.MaxPipeline <= 0 {
+		opts.MaxPipeline = d.MaxPipeline
+	}
+	if opts.MaxOutputBytes <= 0 {
+		opts.MaxOutputBytes = d.MaxOutputBytes
+	}
+	if opts.ReadBufferSize <= 0 {
+		opts.ReadBufferSize = d.ReadBufferSize
+	}
+	if log == nil {
+		log = zap.NewNop()
+	}
+	return &Server{opts: opts, pool: pool, log: log, sessions: make(map[*session]struct{})}
+}
+
+// Pool is the upstream the server forwards to.
+func (s *Server) Pool() *upstream.Pool { return s.pool }
+
+// Serve accepts clients on ln until ln is closed or Shutdown is called.
+func (s *Server) Serve(ln net.Listener) error {
+	s.mu.Lock()
+	s.lns = append(s.lns, ln)
+	s.mu.Unlock()
+	var delay time.Duration
+	for {
+		nc, err := ln.Accept()
+		if err != nil {
+			if s.closing.Load() || errors.Is(err, net.ErrClosed) {
+				return nil
+			}
+			var ne net.Error
+			if errors.As(err, &ne) && ne.Timeout() || isTemporary(err) {
+				// Out of file descriptors and the like: back off, as
+				// net/http does, instead of spinning.
+				if delay == 0 {
+					delay = 5 * time.Millisecond
+				} else if delay *= 2; delay > time.Second {
+					delay = time.Second
+				}
+				s.log.Warn("accept failed; retrying", zap.Error(err), zap.Duration("delay", delay))
+				time.Sleep(delay)
+				continue
+			}
+			return err
+		}
+		delay = 0
+		s.Stats.Accepted.Add(1)
+		if s.Stats.Clients.Load() >= int64(s.opts.MaxClients) || s.closing.Load() {
+			s.Stats.Rejected.Add(1)
+			nc.SetWriteDeadline(time.Now().Add(100 * time.Millisecond))
+			nc.Write([]byte("-" + ErrMaxClients + "\r\n"))
+			nc.Close()
+			continue
+		}
+		if tc, ok := nc.(*net.TCPConn); ok {
+			tc.SetNoDelay(true)
+		}
+		sess := newSession(s, nc)
+		s.mu.Lock()
+		s.sessions[sess] = struct{}{}
+		s.mu.Unlock()
+		s.Stats.Clients.Add(1)
+		s.wg.Add(1)
+		go func() {
+			defer s.wg.Done()
+			sess.serve()
+			s.mu.Lock()
+			delete(s.sessions, sess)
+			s.mu.Unlock()
+			s.Stats.Clients.Add(-1)
+		}()
+	}
+}
+
+func isTemporary(err error) bool {
+	var t interface{ Temporary() bool }
+	return errors.As(err, &t) && t.Temporary()
+}
+
+// Shutdown stops accepting, lets every session finish the batch it is
+// running (replies are flushed), then closes the sessions. Sessions still
+// busy when ctx ends (a client blocked in BLPOP 0) are closed hard.
+func (s *Server) Shutdown(ctx context.Context) error {
+	s.closing.Store(true)
+	s.mu.Lock()
+	for _, ln := range s.lns {
+		ln.Close()
+	}
+	for sess := range s.sessions {
+		sess.stop()
+	}
+	s.mu.Unlock()
+	done := make(chan struct{})
+	go func() { s.wg.Wait(); close(done) }()
+	select {
+	case <-done:
+		return nil
+	case <-ctx.Done():
+		s.mu.Lock()
+		for sess := range s.sessions {
+			sess.kill()
+		}
+		s.mu.Unlock()
+		<-done
+		return ctx.Err()
+	}
+}
+
+// Clients returns the number of connected clients.
+func (s *Server) Clients() int { return int(s.Stats.Clients.Load()) }

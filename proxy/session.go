@@ -1,0 +1,530 @@
+package proxy
+
+import (
+	"errors"
+	"io"
+	"net"
+	"os"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"go.uber.org/zap"
+
+	"github.com/agentproxy/agentproxy/keyspace"
+	"github.com/agentproxy/agentproxy/upstream"
+)
+
+// route is where one command goes.
+type route uint8
+
+const (
+	routeShared route = iota // any shared connection
+	routePinned              // the session's dedicated connection
+	routeLocal               // answered by the proxy
+	routeBlock               // a dedicated connection for this call only
+	routeTunnel              // a dedicated connection for the rest of the session
+	routeRefuse              // answered with an error
+)
+
+// session is one client connection. Its goroutine owns every field except
+// those documented otherwise.
+type session struct {
+	srv  *Server
+	nc   net.Conn
+	id   int64
+	rd   *reader
+	out  []byte
+	call *upstream.Call
+	log  *zap.Logger
+
+	proto int // 2 or 3
+	name  string
+	quit  bool
+
+	// Pinned state: a dedicated connection held while the client has
+	// connection state on it.
+	pinned   *upstream.Conn
+	db       int
+	inMulti  bool
+	watching bool
+	sticky   bool // state we cannot track (SELECT inside MULTI, ...): never unpin
+	ends     []int
+
+	// Tunnel mode (subscriptions, MONITOR): wmu orders writes to nc
+	// between the session and the pump.
+	tconn net.Conn
+	wmu   sync.Mutex
+
+	scratch  []byte
+	stopping atomic.Bool
+}
+
+func newSession(srv *Server, nc net.Conn) *session {
+	s := &session{srv: srv, nc: nc, id: srv.nextID.Add(1), proto: 2, call: upstream.NewCall()}
+	s.rd = newReader(nc, srv.opts.ReadBufferSize, srv.opts.MaxRequestBytes, srv.opts.MaxArgs)
+	s.log = srv.log
+	s.db = srv.pool.DB()
+	return s
+}
+
+// stop asks the session to finish its current batch and close. Safe from
+// any goroutine.
+func (s *session) stop() {
+	s.stopping.Store(true)
+	s.nc.SetReadDeadline(time.Unix(1, 0))
+}
+
+// kill closes the client connection at once. Safe from any goroutine.
+func (s *session) kill() {
+	s.stopping.Store(true)
+	s.nc.Close()
+}
+
+func (s *session) serve() {
+	defer s.close()
+	for {
+		if s.srv.opts.IdleTimeout > 0 && !s.stopping.Load() {
+			s.nc.SetReadDeadline(time.Now().Add(s.srv.opts.IdleTimeout))
+		}
+		cmds, err := s.rd.readBatch(s.srv.opts.MaxPipeline)
+		if len(cmds) > 0 {
+			s.srv.Stats.Commands.Add(int64(len(cmds)))
+			if s.tconn != nil {
+				s.execTunnel(cmds)
+			} else {
+				s.exec(cmds)
+			}
+			if !s.flush() {
+				return
+			}
+		}
+		if err != nil {
+			if isProtocolError(err) {
+				s.srv.Stats.ProtocolErrors.Add(1)
+				s.out = appendError(s.out, err.Error())
+				s.flush()
+			}
+			return
+		}
+		if s.quit || s.stopping.Load() && s.rd.buffered() == 0 {
+			return
+		}
+	}
+}
+
+func isProtocolError(err error) bool {
+	return !errors.Is(err, io.EOF) && !errors.Is(err, net.ErrClosed) &&
+		!errors.Is(err, os.ErrDeadlineExceeded) && !errors.Is(err, io.ErrNoProgress) &&
+		!isNetError(err)
+}
+
+func isNetError(err error) bool {
+	var ne net.Error
+	var oe *net.OpError
+	return errors.As(err, &ne) || errors.As(err, &oe)
+}
+
+func (s *session) close() {
+	if s.pinned != nil {
+		s.unpin(false)
+	}
+	if s.tconn != nil {
+		s.tconn.Close()
+	}
+	s.nc.Close()
+}
+
+// flush writes the pending output. It returns false when the client is
+// gone or too slow; the session then ends.
+func (s *session) flush() bool {
+	if len(s.out) == 0 {
+		return !s.quit
+	}
+	if s.tconn != nil {
+		s.wmu.Lock()
+		defer s.wmu.Unlock()
+	}
+	if t := s.srv.opts.ClientWriteTimeout; t > 0 {
+		s.nc.SetWriteDeadline(time.Now().Add(t))
+	}
+	_, err := s.nc.Write(s.out)
+	if cap(s.out) > shrinkAbove {
+		s.out = nil
+	} else {
+		s.out = s.out[:0]
+	}
+	if err != nil {
+		if errors.Is(err, os.ErrDeadlineExceeded) {
+			s.srv.Stats.SlowConsumers.Add(1)
+			s.log.Info("slow consumer disconnected", zap.Int64("client", s.id))
+		}
+		return false
+	}
+	return !s.quit
+}
+
+// classify decides where cmd goes in the session's current state.
+func (s *session) classify(c *command, info *keyspace.Command) route {
+	if s.inMulti {
+		// Inside MULTI Redis queues everything; only the proxy's own
+		// connection commands stay here.
+		if info.Has(keyspace.Local) && (eqFold(c.Args[0], "quit") || eqFold(c.Args[0], "reset")) {
+			return routeLocal
+		}
+		return routePinned
+	}
+	if info == nil {
+		if s.pinned != nil {
+			return routePinned
+		}
+		return routeShared
+	}
+	f := info.Flags
+	switch {
+	case f&keyspace.Local != 0:
+		return routeLocal
+	case f&keyspace.Unsupported != 0:
+		return routeRefuse
+	case f&keyspace.Transaction != 0:
+		return routePinned
+	case f&keyspace.Blocking != 0, f&keyspace.BlockingIfArg != 0 && hasBlockArg(c.Args):
+		return routeBlock
+	case f&(keyspace.PubSub|keyspace.Tunnel) != 0:
+		return routeTunnel
+	}
+	if s.pinned != nil {
+		return routePinned
+	}
+	return routeShared
+}
+
+// exec runs one batch: consecutive forwarded commands go upstream as one
+// write, the proxy's own answers are placed between their replies, and all
+// output goes to the client in one flush.
+func (s *session) exec(cmds []command) {
+	for i := 0; i < len(cmds) && !s.quit; {
+		if s.tconn != nil {
+			s.execTunnel(cmds[i:])
+			return
+		}
+		c := &cmds[i]
+		info := keyspace.Lookup(c.Args[0])
+		rt := s.classify(c, info)
+		switch rt {
+		case routeLocal:
+			rt = s.local(c)
+			if rt == routeLocal {
+				i++
+				continue
+			}
+		case routeRefuse:
+			s.out = appendError(s.out, ErrUnsupported)
+			i++
+			continue
+		}
+		switch rt {
+		case routeShared, routePinned:
+			j := s.runEnd(cmds, i, rt)
+			if rt == routeShared {
+				s.forwardShared(cmds[i:j])
+			} else {
+				s.forwardPinned(cmds[i:j])
+			}
+			i = j
+		case routeBlock:
+			s.forwardBlocking(c)
+			i++
+		case routeTunnel:
+			if !s.startTunnel() {
+				for ; i < len(cmds); i++ {
+					s.out = appendError(s.out, ErrTryAgainDown)
+				}
+				return
+			}
+		default:
+			i++
+		}
+	}
+}
+
+// runEnd returns the end of the run of commands starting at i that go to
+// the same connection as cmds[i]. Inside a MULTI started in this very batch
+// everything is queued by Redis, so the run follows the transaction.
+func (s *session) runEnd(cmds []command, i int, rt route) int {
+	multi := s.inMulti || eqFold(cmds[i].Args[0], "multi")
+	j := i + 1
+	for ; j < len(cmds); j++ {
+		next := &cmds[j]
+		name := next.Args[0]
+		if multi {
+			if eqFold(name, "quit") || eqFold(name, "reset") {
+				break
+			}
+			if eqFold(name, "exec") || eqFold(name, "discard") {
+				multi = false
+			}
+			continue
+		}
+		nrt := s.classify(next, keyspace.Lookup(name))
+		if rt == routeShared && nrt != routeShared {
+			break
+		}
+		if rt == routePinned && nrt != routeShared && nrt != routePinned {
+			break
+		}
+		if eqFold(name, "multi") {
+			multi = true
+		}
+	}
+	return j
+}
+
+// payload returns the raw bytes of cmds, contiguous in the read buffer when
+// possible (no copy), else gathered in scratch.
+func (s *session) payload(cmds []command) []byte {
+	first, last := &cmds[0], &cmds[len(cmds)-1]
+	if first.off >= 0 && last.off >= 0 && last.off+len(last.Raw)-first.off == s.rawLen(cmds) {
+		return s.rd.buf[first.off : last.off+len(last.Raw)]
+	}
+	s.scratch = s.scratch[:0]
+	for k := range cmds {
+		s.scratch = append(s.scratch, cmds[k].Raw...)
+	}
+	return s.scratch
+}
+
+func (s *session) rawLen(cmds []command) int {
+	n := 0
+	for k := range cmds {
+		if cmds[k].off < 0 {
+			return -1
+		}
+		n += len(cmds[k].Raw)
+	}
+	return n
+}
+
+// do sends cmds on conn and appends their replies (or errors) to out.
+func (s *session) do(conn *upstream.Conn, cmds []command, timeout time.Duration, ends bool) error {
+	call := s.call
+	call.Out = s.out
+	call.MaxOut = s.srv.opts.MaxOutputBytes
+	call.N = len(cmds)
+	call.Timeout = timeout
+	if ends {
+		if s.ends == nil {
+			s.ends = make([]int, 0, 16)
+		}
+		call.Ends = s.ends[:0]
+	} else {
+		call.Ends = nil
+	}
+	if err := conn.Send(call, s.payload(cmds)); err != nil {
+		s.out = call.Out
+		s.failRest(len(cmds), 0, err)
+		return err
+	}
+	call.Wait()
+	s.out = call.Out
+	if ends {
+		s.ends = call.Ends
+	}
+	if call.Err != nil {
+		s.failRest(len(cmds), call.Got, call.Err)
+	}
+	return call.Err
+}
+
+// failRest answers the commands of a failed call that got no reply.
+func (s *session) failRest(n, got int, err error) {
+	s.srv.Stats.UpstreamErrors.Add(1)
+	if errors.Is(err, upstream.ErrOutputFull) {
+		s.srv.Stats.SlowConsumers.Add(1)
+		s.log.Info("client output limit reached; disconnecting", zap.Int64("client", s.id))
+		s.out = appendError(s.out[:0], ErrOutputLimit)
+		s.quit = true
+		return
+	}
+	msg := callError(err)
+	for k := got; k < n; k++ {
+		s.out = appendError(s.out, msg)
+	}
+}
+
+func (s *session) forwardShared(cmds []command) {
+	conn := s.srv.pool.Shared(s.proto)
+	if conn == nil {
+		s.srv.Stats.UpstreamErrors.Add(1)
+		for range cmds {
+			s.out = appendError(s.out, ErrTryAgainDown)
+		}
+		return
+	}
+	s.do(conn, cmds, 0, false)
+}
+
+// pin acquires the session's dedicated connection.
+func (s *session) pin() bool {
+	if s.pinned != nil {
+		return true
+	}
+	c, err := s.srv.pool.Dedicated(s.proto)
+	if err != nil {
+		return false
+	}
+	s.pinned = c
+	s.srv.Stats.Pinned.Add(1)
+	return true
+}
+
+// unpin gives the dedicated connection back; clean says it carries no state.
+func (s *session) unpin(clean bool) {
+	s.srv.pool.Release(s.pinned, s.proto, clean)
+	s.pinned = nil
+	s.inMulti, s.watching, s.sticky = false, false, false
+	s.db = s.srv.pool.DB()
+	s.srv.Stats.Pinned.Add(-1)
+}
+
+func (s *session) forwardPinned(cmds []command) {
+	if !s.pin() {
+		for range cmds {
+			s.out = appendError(s.out, ErrTryAgainDown)
+		}
+		return
+	}
+	start := len(s.out)
+	err := s.do(s.pinned, cmds, 0, true)
+	// Follow the connection state through the replies that arrived.
+	prev := start
+	for k := 0; k < len(s.ends) && k < len(cmds); k++ {
+		reply := s.out[prev:s.ends[k]]
+		prev = s.ends[k]
+		s.track(&cmds[k], reply)
+	}
+	if err != nil {
+		s.unpin(false)
+		return
+	}
+	if !s.inMulti && !s.watching && !s.sticky && s.db == s.srv.pool.DB() {
+		s.unpin(true)
+	}
+}
+
+// track updates the pinned state from one command and its reply.
+func (s *session) track(c *command, reply []byte) {
+	ok := len(reply) > 0 && reply[0] != '-'
+	name := c.Args[0]
+	switch {
+	case s.inMulti:
+		switch {
+		case eqFold(name, "exec"), eqFold(name, "discard"):
+			s.inMulti, s.watching = false, false
+		case eqFold(name, "select"), eqFold(name, "client"), eqFold(name, "hello"), eqFold(name, "auth"):
+			if ok {
+				s.sticky = true
+			}
+		}
+	case eqFold(name, "multi"):
+		s.inMulti = ok
+	case eqFold(name, "watch"):
+		s.watching = s.watching || ok
+	case eqFold(name, "unwatch"):
+		if ok {
+			s.watching = false
+		}
+	case eqFold(name, "exec"), eqFold(name, "discard"):
+		s.watching = false
+	case eqFold(name, "select"):
+		if ok {
+			s.db, _ = parseInt(c.Args[1])
+		}
+	case eqFold(name, "client"):
+		if ok && len(c.Args) > 1 && (eqFold(c.Args[1], "no-evict") || eqFold(c.Args[1], "no-touch")) {
+			s.sticky = true
+		}
+	}
+}
+
+// forwardBlocking runs one blocking command on a connection of its own, so
+// it stalls nobody else, while watching for the client to leave (Redis would
+// otherwise hand a popped element to a client that is gone).
+func (s *session) forwardBlocking(c *command) {
+	conn := s.pinned
+	own := conn == nil
+	if own {
+		var err error
+		conn, err = s.srv.pool.Dedicated(s.proto)
+		if err != nil {
+			s.out = appendError(s.out, ErrTryAgainDown)
+			return
+		}
+	}
+	// Replies so far reach the client before it blocks, as with Redis.
+	if !s.flush() {
+		if own {
+			conn.Close()
+		}
+		s.quit = true
+		return
+	}
+	w := s.watch(conn)
+	err := s.do(conn, []command{*c}, blockTimeout(c.Args, s.srv.pool.ReadTimeout()), false)
+	gone := w.stop()
+	if own {
+		s.srv.pool.Release(conn, s.proto, err == nil && !gone)
+	} else if err != nil {
+		s.unpin(false)
+	}
+	if gone {
+		s.quit = true
+	}
+}
+
+// watcher reads the client while it is blocked upstream: bytes it sends are
+// kept for later, and its leaving closes the upstream connection.
+type watcher struct {
+	s    *session
+	done chan struct{}
+	data []byte
+	gone bool
+}
+
+func (s *session) watch(conn *upstream.Conn) *watcher {
+	w := &watcher{s: s, done: make(chan struct{})}
+	s.nc.SetReadDeadline(time.Time{})
+	go func() {
+		defer close(w.done)
+		buf := make([]byte, 4096)
+		for {
+			n, err := s.nc.Read(buf)
+			w.data = append(w.data, buf[:n]...)
+			if err != nil {
+				if !errors.Is(err, os.ErrDeadlineExceeded) {
+					w.gone = true
+					conn.Close()
+				}
+				return
+			}
+			if len(w.data) > s.srv.opts.MaxRequestBytes {
+				return // enough buffered; the client waits like any other
+			}
+		}
+	}()
+	return w
+}
+
+// stop ends the watcher, hands its bytes to the reader and reports whether
+// the client left.
+func (w *watcher) stop() bool {
+	w.s.nc.SetReadDeadline(time.Unix(1, 0))
+	<-w.done
+	if w.s.stopping.Load() {
+		w.s.nc.SetReadDeadline(time.Unix(1, 0))
+	} else {
+		w.s.nc.SetReadDeadline(time.Time{})
+	}
+	w.s.rd.inject(w.data)
+	return w.gone
+}

@@ -1,0 +1,347 @@
+package upstream
+
+import (
+	"errors"
+	"net"
+	"sync"
+	"time"
+)
+
+// Errors a Call can end with. Callers map them to wire codes: ErrNotSent
+// means nothing reached Redis (TRYAGAIN, safe to retry); ErrReplyLost means
+// the request was written but its reply never arrived (UNCERTAIN).
+var (
+	ErrNotSent    = errors.New("request not sent upstream")
+	ErrReplyLost  = errors.New("upstream connection lost before the reply")
+	ErrTimeout    = errors.New("upstream did not reply in time")
+	ErrClosed     = errors.New("upstream connection closed")
+	ErrOutputFull = errors.New("reply exceeds the client output limit")
+)
+
+// Call is one batch of pipelined commands sent as one write. Its replies are
+// appended, byte for byte, to Out. A Call is owned by one client session and
+// reused for every batch, so the data path does not allocate.
+type Call struct {
+	// Out receives the raw reply frames. The caller may preset it to its own
+	// output buffer; replies are appended after what is there.
+	Out []byte
+	// MaxOut bounds len(Out); replies beyond it are discarded and the call
+	// ends with ErrOutputFull.
+	MaxOut int
+	// N is the number of replies expected.
+	N int
+	// Timeout overrides the connection's read timeout for this call; a
+	// negative value waits forever (blocking commands without a deadline).
+	Timeout time.Duration
+
+	// Ends, when non-nil on Send, receives the end offset in Out of each
+	// reply (for callers that inspect replies, such as pinned sessions).
+	Ends []int
+
+	// Got counts complete replies; Out[:End] holds exactly those.
+	Got int
+	End int
+	Err error
+
+	done     chan struct{}
+	overflow bool
+}
+
+// NewCall returns a reusable call.
+func NewCall() *Call { return &Call{done: make(chan struct{}, 1)} }
+
+// Done is signalled once when the call completes (all replies or an error).
+func (c *Call) Done() <-chan struct{} { return c.done }
+
+// Wait blocks until the call completes.
+func (c *Call) Wait() { <-c.done }
+
+func (c *Call) reset() {
+	c.Got, c.End, c.Err, c.overflow = 0, len(c.Out), nil, false
+	if c.Ends != nil {
+		c.Ends = c.Ends[:0]
+	}
+}
+
+func (c *Call) finish(err error) {
+	if err == nil && c.overflow {
+		err = ErrOutputFull
+	}
+	c.Err = err
+	if err != nil {
+		c.Out = c.Out[:c.End]
+	}
+	c.done <- struct{}{}
+}
+
+// Conn is one upstream connection carrying the batches of many clients.
+// Writers append to a shared buffer and whoever finds no flush in progress
+// writes it out (write combining: one syscall serves many clients under
+// load, none waits for a goroutine hand-off when idle). One reader goroutine
+// frames replies and hands them to the calls in the order they were sent.
+//
+// Lock order: Conn.mu is a leaf lock; it is never held across a network
+// read, and held across a write only by the flushing writer's buffer swap.
+type Conn struct {
+	nc          net.Conn
+	readTimeout time.Duration
+	onClose     func(*Conn, error)
+
+	mu       sync.Mutex
+	wbuf     []byte
+	spare    []byte
+	flushing bool
+	queue    []*Call // calls awaiting replies, oldest at head
+	head     int
+	closed   bool
+	closeErr error
+	wdone    chan struct{} // closed when a pending flush finishes
+
+	writeTimeout time.Duration
+	rbuf         []byte
+}
+
+// newConn wraps an established connection and starts its reader. onClose
+// runs once, from the reader goroutine, after the connection has failed.
+func newConn(nc net.Conn, readTimeout, writeTimeout time.Duration, leftover []byte, onClose func(*Conn, error)) *Conn {
+	c := &Conn{nc: nc, readTimeout: readTimeout, writeTimeout: writeTimeout, onClose: onClose,
+		rbuf: make([]byte, 32<<10)}
+	n := copy(c.rbuf, leftover)
+	go c.readLoop(n)
+	return c
+}
+
+// Alive reports whether the connection can take calls.
+func (c *Conn) Alive() bool {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return !c.closed
+}
+
+// Pending returns the number of calls awaiting replies.
+func (c *Conn) Pending() int {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return len(c.queue) - c.head
+}
+
+// Send queues call and writes payload (one or more complete commands whose
+// replies the call expects). It returns once the bytes are handed to the
+// kernel or queued behind a flush in progress; wait on the call for replies.
+// On error nothing of this call was sent and the call is not queued.
+func (c *Conn) Send(call *Call, payload ...[]byte) error {
+	call.reset()
+	c.mu.Lock()
+	if c.closed {
+		c.mu.Unlock()
+		return ErrNotSent
+	}
+	if len(c.queue) == c.head {
+		c.armDeadlineLocked(call.Timeout)
+	}
+	c.queue = append(c.queue, call)
+	for _, p := range payload {
+		c.wbuf = append(c.wbuf, p...)
+	}
+	if c.flushing {
+		c.mu.Unlock()
+		return nil
+	}
+	c.flushing = true
+	for len(c.wbuf) > 0 && !c.closed {
+		buf := c.wbuf
+		c.wbuf = c.spare[:0]
+		c.mu.Unlock()
+		if c.writeTimeout > 0 {
+			c.nc.SetWriteDeadline(time.Now().Add(c.writeTimeout))
+		}
+		_, err := c.nc.Write(buf)
+		c.mu.Lock()
+		if cap(buf) > 1<<20 {
+			buf = nil // do not keep a huge buffer around
+		}
+		c.spare = buf[:0]
+		if err != nil {
+			c.flushing = false
+			c.mu.Unlock()
+			// The reader sees the closed socket and fails every queued
+			// call, this one included, with ErrReplyLost.
+			c.fail(err)
+			return nil
+		}
+	}
+	c.flushing = false
+	c.mu.Unlock()
+	return nil
+}
+
+// armDeadlineLocked sets the read deadline for the call at the head.
+func (c *Conn) armDeadlineLocked(t time.Duration) {
+	if t == 0 {
+		t = c.readTimeout
+	}
+	if t < 0 || t == 0 {
+		c.nc.SetReadDeadline(time.Time{})
+		return
+	}
+	c.nc.SetReadDeadline(time.Now().Add(t))
+}
+
+// pop takes the oldest queued call, or nil.
+func (c *Conn) pop() *Call {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.head == len(c.queue) {
+		return nil
+	}
+	call := c.queue[c.head]
+	c.queue[c.head] = nil
+	c.head++
+	if c.head == len(c.queue) {
+		c.queue, c.head = c.queue[:0], 0
+	}
+	return call
+}
+
+// complete re-arms the read deadline for the next call and signals call.
+func (c *Conn) complete(call *Call) {
+	c.mu.Lock()
+	if c.head < len(c.queue) {
+		c.armDeadlineLocked(c.queue[c.head].Timeout)
+	} else {
+		c.nc.SetReadDeadline(time.Time{})
+	}
+	c.mu.Unlock()
+	call.finish(nil)
+}
+
+// Close closes the connection; queued calls end with ErrReplyLost.
+func (c *Conn) Close() { c.fail(ErrClosed) }
+
+// fail closes the socket once; the reader drains the queue.
+func (c *Conn) fail(err error) {
+	c.mu.Lock()
+	if c.closed {
+		c.mu.Unlock()
+		return
+	}
+	c.closed = true
+	c.closeErr = err
+	c.mu.Unlock()
+	c.nc.Close()
+}
+
+// readLoop frames replies and completes calls in order until the
+// connection fails. It owns rbuf.
+func (c *Conn) readLoop(w int) {
+	var f Framer
+	var cur *Call
+	var push bool // the frame in progress is an out-of-band push
+	r := 0
+	var err error
+	for {
+		for r < w {
+			if cur == nil && !push {
+				if c.rbuf[r] == '>' {
+					push = true
+				} else if cur = c.pop(); cur == nil {
+					err = errors.New("reply with no request outstanding")
+					goto fail
+				}
+			}
+			n, done, ferr := f.Scan(c.rbuf[r:w])
+			if ferr != nil {
+				err = ferr
+				goto fail
+			}
+			if push || f.Push() {
+				// Out-of-band push on a shared connection: nobody asked
+				// for it here; drop it.
+				r += n
+				if done {
+					push = false
+				}
+			} else {
+				if !cur.overflow {
+					if cur.MaxOut > 0 && len(cur.Out)+n > cur.MaxOut {
+						cur.overflow = true
+						cur.Out = cur.Out[:cur.End]
+					} else {
+						cur.Out = append(cur.Out, c.rbuf[r:r+n]...)
+					}
+				}
+				r += n
+				if done {
+					cur.Got++
+					if !cur.overflow {
+						cur.End = len(cur.Out)
+					}
+					if cur.Ends != nil {
+						cur.Ends = append(cur.Ends, cur.End)
+					}
+					if cur.Got == cur.N {
+						c.complete(cur)
+						cur = nil
+					}
+				}
+			}
+			if !done && r < w {
+				// A partial line: keep it and read more behind it.
+				if r > 0 {
+					w = copy(c.rbuf, c.rbuf[r:w])
+					r = 0
+				}
+				if w == len(c.rbuf) {
+					if len(c.rbuf) >= 2*maxLine {
+						err = ErrProtocol
+						goto fail
+					}
+					nb := make([]byte, 2*len(c.rbuf))
+					copy(nb, c.rbuf[:w])
+					c.rbuf = nb
+				}
+				break
+			}
+		}
+		if r == w {
+			r, w = 0, 0
+		}
+		var n int
+		n, err = c.nc.Read(c.rbuf[w:])
+		if n > 0 {
+			w += n
+			continue
+		}
+		if err == nil {
+			continue
+		}
+		goto fail
+	}
+fail:
+	c.mu.Lock()
+	wasClosed := c.closed
+	c.closed = true
+	if c.closeErr == nil {
+		c.closeErr = err
+	}
+	queue := c.queue[c.head:]
+	c.queue, c.head = nil, 0
+	c.mu.Unlock()
+	if !wasClosed {
+		c.nc.Close()
+	}
+	cause := ErrReplyLost
+	var ne net.Error
+	if errors.As(err, &ne) && ne.Timeout() {
+		cause = ErrTimeout
+	}
+	if cur != nil {
+		cur.finish(cause)
+	}
+	for _, call := range queue {
+		call.finish(cause)
+	}
+	if c.onClose != nil {
+		c.onClose(c, err)
+	}
+}
