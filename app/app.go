@@ -9,6 +9,8 @@ import (
 	"fmt"
 	"net"
 	"net/http"
+	"os"
+	"path/filepath"
 	"strings"
 	"time"
 
@@ -19,6 +21,8 @@ import (
 
 	"github.com/agentproxy/agentproxy/config"
 	"github.com/agentproxy/agentproxy/embedded"
+	"github.com/agentproxy/agentproxy/keyspace"
+	"github.com/agentproxy/agentproxy/policy"
 	"github.com/agentproxy/agentproxy/proxy"
 	"github.com/agentproxy/agentproxy/upstream"
 )
@@ -45,7 +49,7 @@ func Start(cfg config.Config, log *zap.Logger) (*App, error) {
 	a := &App{cfg: cfg, log: log, served: make(chan error, 1)}
 	url := cfg.Upstream.URL
 	if url == "embedded" {
-		st, err := embedded.Start(cfg.Embedded.DataFile, cfg.Embedded.SnapshotInterval.Duration, log.Named("embedded"))
+		st, err := embedded.Start(expandHome(cfg.Embedded.DataFile), cfg.Embedded.SnapshotInterval.Duration, log.Named("embedded"))
 		if err != nil {
 			return nil, err
 		}
@@ -64,8 +68,17 @@ func Start(cfg config.Config, log *zap.Logger) (*App, error) {
 	opts.BackoffMax = u.BackoffMax.Duration
 	a.pool = upstream.NewPool(opts, log.Named("upstream"))
 
+	pol, err := BuildPolicy(cfg)
+	if err != nil {
+		a.pool.Close()
+		a.closeStore()
+		return nil, err
+	}
 	l := cfg.Listen
 	a.srv = proxy.New(proxy.Options{
+		RequireAuth:        l.RequireAuth,
+		AuthMaxFailures:    cfg.Auth.MaxFailures,
+		AuthWindow:         cfg.Auth.FailureWindow.Duration,
 		MaxClients:         l.MaxClients,
 		MaxRequestBytes:    l.MaxRequestBytes,
 		MaxPipeline:        l.MaxPipeline,
@@ -73,7 +86,7 @@ func Start(cfg config.Config, log *zap.Logger) (*App, error) {
 		ClientWriteTimeout: l.ClientWriteTimeout.Duration,
 		IdleTimeout:        l.IdleTimeout.Duration,
 		Embedded:           a.store != nil,
-	}, a.pool, log.Named("proxy"))
+	}, a.pool, pol, log.Named("proxy"))
 
 	a.ln, err = net.Listen("tcp", l.Addr)
 	if err != nil {
@@ -202,4 +215,32 @@ func redact(u string) string {
 		return u
 	}
 	return u[:i+3] + "***" + u[j:]
+}
+
+// expandHome turns a leading "~/" into the user's home directory.
+func expandHome(p string) string {
+	if !strings.HasPrefix(p, "~/") {
+		return p
+	}
+	home, err := os.UserHomeDir()
+	if err != nil {
+		return p
+	}
+	return filepath.Join(home, p[2:])
+}
+
+// BuildPolicy compiles the access policy of a configuration.
+func BuildPolicy(cfg config.Config) (*policy.Policy, error) {
+	pc := policy.Config{
+		Prefix:       cfg.Keyspace.Prefix,
+		Kinds:        append(append([]string{}, keyspace.DefaultKinds...), cfg.Keyspace.ExtraKinds...),
+		Mode:         cfg.Keyspace.Mode,
+		AllowScripts: cfg.Keyspace.AllowScripts,
+		DefaultWS:    cfg.Keyspace.DefaultWorkspace,
+		DefaultRole:  cfg.Keyspace.DefaultRole,
+	}
+	for _, u := range cfg.Users {
+		pc.Users = append(pc.Users, policy.UserConfig{Name: u.Name, PasswordSHA256: u.PasswordSHA256, Role: u.Role, Workspaces: u.Workspaces})
+	}
+	return policy.New(pc)
 }

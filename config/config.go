@@ -28,7 +28,25 @@ type Config struct {
 	Upstream Upstream `toml:"upstream"`
 	Embedded Embedded `toml:"embedded"`
 	Keyspace Keyspace `toml:"keyspace"`
+	Auth     Auth     `toml:"auth"`
+	Users    []User   `toml:"users"`
 	Log      Log      `toml:"log"`
+}
+
+// User is one [[users]] entry.
+type User struct {
+	Name string `toml:"name"`
+	// PasswordSHA256 is the hex SHA-256 of the password; plain passwords
+	// never appear in config.
+	PasswordSHA256 string   `toml:"password_sha256"`
+	Workspaces     []string `toml:"workspaces"`
+	Role           string   `toml:"role"`
+}
+
+// Auth bounds password guessing.
+type Auth struct {
+	MaxFailures   int      `toml:"max_failures"`
+	FailureWindow Duration `toml:"failure_window"`
 }
 
 // Listen is the client side.
@@ -42,6 +60,8 @@ type Listen struct {
 	ClientWriteTimeout Duration `toml:"client_write_timeout"`
 	IdleTimeout        Duration `toml:"idle_timeout"`
 	ShutdownTimeout    Duration `toml:"shutdown_timeout"`
+	// RequireAuth makes loopback clients authenticate too.
+	RequireAuth bool `toml:"require_auth"`
 }
 
 // Upstream is the Redis side.
@@ -63,9 +83,12 @@ type Embedded struct {
 
 // Keyspace is the key grammar and its enforcement.
 type Keyspace struct {
-	Prefix           string `toml:"prefix"`
-	Mode             string `toml:"mode"`
-	DefaultWorkspace string `toml:"default_workspace"`
+	Prefix           string   `toml:"prefix"`
+	Mode             string   `toml:"mode"`
+	DefaultWorkspace string   `toml:"default_workspace"`
+	DefaultRole      string   `toml:"default_role"`
+	ExtraKinds       []string `toml:"extra_kinds"`
+	AllowScripts     bool     `toml:"allow_scripts"`
 }
 
 // Log configures zap.
@@ -119,7 +142,8 @@ func Default() Config {
 			DataFile:         DefaultDataFile(),
 			SnapshotInterval: D(time.Minute),
 		},
-		Keyspace: Keyspace{Prefix: "deepagents", Mode: "enforce", DefaultWorkspace: "default"},
+		Keyspace: Keyspace{Prefix: "deepagents", Mode: "enforce", DefaultWorkspace: "default", DefaultRole: "agent"},
+		Auth:     Auth{MaxFailures: 10, FailureWindow: D(time.Minute)},
 		Log:      Log{Level: "info", Format: "json"},
 	}
 }
@@ -281,11 +305,54 @@ func (c *Config) Validate() error {
 	default:
 		bad("keyspace.mode", "must be enforce, warn or off, got %q", c.Keyspace.Mode)
 	}
-	if c.Keyspace.Prefix == "" || strings.ContainsAny(c.Keyspace.Prefix, "{}: \t\r\n") {
-		bad("keyspace.prefix", "must be non-empty without braces, colons or spaces, got %q", c.Keyspace.Prefix)
+	if !workspaceRE.MatchString(c.Keyspace.Prefix) {
+		bad("keyspace.prefix", "must match [A-Za-z0-9_.-]{1,64}, got %q", c.Keyspace.Prefix)
 	}
 	if !workspaceRE.MatchString(c.Keyspace.DefaultWorkspace) {
 		bad("keyspace.default_workspace", "%q must match [A-Za-z0-9_.-]{1,64}", c.Keyspace.DefaultWorkspace)
+	}
+	switch c.Keyspace.DefaultRole {
+	case "agent", "readonly", "admin":
+	default:
+		bad("keyspace.default_role", "must be agent, readonly or admin, got %q", c.Keyspace.DefaultRole)
+	}
+	for i, k := range c.Keyspace.ExtraKinds {
+		if k == "" || strings.ContainsAny(k, ":{}*?[] \t\r\n") {
+			bad(fmt.Sprintf("keyspace.extra_kinds[%d]", i), "%q must be a non-empty word without ':', braces, glob characters or spaces", k)
+		}
+	}
+	if c.Auth.MaxFailures <= 0 {
+		bad("auth.max_failures", "must be positive, got %d", c.Auth.MaxFailures)
+	}
+	nonNeg("auth.failure_window", c.Auth.FailureWindow)
+	seen := map[string]bool{}
+	for i, u := range c.Users {
+		key := fmt.Sprintf("users[%d]", i)
+		if u.Name == "" || strings.ContainsAny(u.Name, " \t\r\n") {
+			bad(key+".name", "must be a non-empty word, got %q", u.Name)
+		} else if seen[u.Name] {
+			bad(key+".name", "user %q is defined twice", u.Name)
+		}
+		seen[u.Name] = true
+		if !isHex64(u.PasswordSHA256) {
+			bad(key+".password_sha256", "must be the 64 hex digits of the password's SHA-256 (echo -n 'pass' | sha256sum)")
+		}
+		switch u.Role {
+		case "agent", "readonly", "admin":
+		default:
+			bad(key+".role", "must be agent, readonly or admin, got %q", u.Role)
+		}
+		if len(u.Workspaces) == 0 && u.Role != "admin" {
+			bad(key+".workspaces", "must list at least one workspace (or \"*\")")
+		}
+		for j, w := range u.Workspaces {
+			if w != "*" && !workspaceRE.MatchString(w) {
+				bad(fmt.Sprintf("%s.workspaces[%d]", key, j), "%q must match [A-Za-z0-9_.-]{1,64} or be \"*\"", w)
+			}
+		}
+	}
+	if host, _, err := net.SplitHostPort(c.Listen.Addr); err == nil && !isLoopback(host) && len(c.Users) == 0 {
+		bad("listen.addr", "%q is not a loopback address: listening beyond loopback requires [[users]] (clients must AUTH)", c.Listen.Addr)
 	}
 	switch c.Log.Level {
 	case "debug", "info", "warn", "error":
@@ -298,4 +365,26 @@ func (c *Config) Validate() error {
 		bad("log.format", "must be json or console, got %q", c.Log.Format)
 	}
 	return errors.Join(errs...)
+}
+
+func isHex64(s string) bool {
+	if len(s) != 64 {
+		return false
+	}
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		if !(c >= '0' && c <= '9' || c >= 'a' && c <= 'f' || c >= 'A' && c <= 'F') {
+			return false
+		}
+	}
+	return true
+}
+
+// isLoopback reports whether host is a loopback name or address.
+func isLoopback(host string) bool {
+	if host == "localhost" {
+		return true
+	}
+	ip := net.ParseIP(host)
+	return ip != nil && ip.IsLoopback()
 }

@@ -9,17 +9,19 @@ package embedded
 
 import (
 	"bytes"
+	"context"
 	"crypto/sha256"
 	"encoding/gob"
 	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
-	"sort"
+	"strconv"
 	"sync"
 	"time"
 
 	"github.com/alicebob/miniredis/v2"
+	"github.com/redis/go-redis/v9"
 	"go.uber.org/zap"
 )
 
@@ -145,7 +147,10 @@ func (s *Store) snapshot() error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	start := time.Now()
-	entries, skipped := s.collect()
+	entries, skipped, err := s.collect()
+	if err != nil {
+		return fmt.Errorf("snapshot: %w", err)
+	}
 	var body bytes.Buffer
 	if err := gob.NewEncoder(&body).Encode(entries); err != nil {
 		return fmt.Errorf("encode snapshot: %w", err)
@@ -190,55 +195,122 @@ func (s *Store) snapshot() error {
 	return nil
 }
 
+// collectScript reads one database in a single Lua call, which miniredis
+// runs under its lock: each database is captured at one point in time and
+// every value is a copy. (miniredis's direct API hands out its internal maps
+// and slices, which clients modify while a snapshot encodes them: a data
+// race, and for sorted sets a fatal concurrent map access.)
+const collectScript = `
+local out = {}
+for _, k in ipairs(redis.call('KEYS', '*')) do
+  local t = redis.call('TYPE', k)['ok']
+  local v = {}
+  if t == 'string' then v = {redis.call('GET', k)}
+  elseif t == 'list' then v = redis.call('LRANGE', k, 0, -1)
+  elseif t == 'set' then v = redis.call('SMEMBERS', k)
+  elseif t == 'hash' then v = redis.call('HGETALL', k)
+  elseif t == 'zset' then v = redis.call('ZRANGE', k, 0, -1, 'WITHSCORES')
+  elseif t == 'stream' then v = redis.call('XRANGE', k, '-', '+')
+  end
+  out[#out+1] = {k, t, redis.call('PTTL', k), v}
+end
+return out
+`
+
 // collect reads every key of every database. HyperLogLog keys cannot be
-// read through miniredis's API and are skipped (counted).
-func (s *Store) collect() ([]entry, int) {
+// read back and are skipped (counted).
+func (s *Store) collect() ([]entry, int, error) {
+	ctx := context.Background()
+	c := redis.NewClient(&redis.Options{Addr: s.m.Addr(), Protocol: 2, DisableIdentity: true,
+		PoolSize: 1, MaxRetries: -1, ReadTimeout: -1})
+	defer c.Close()
+	conn := c.Conn()
+	defer conn.Close()
 	var out []entry
 	skipped := 0
 	for db := 0; db < dbs; db++ {
-		d := s.m.DB(db)
-		keys := d.Keys()
-		sort.Strings(keys)
-		for _, k := range keys {
-			e := entry{DB: db, Key: k, Type: d.Type(k)}
-			if ttl := d.TTL(k); ttl > 0 {
-				e.Expire = time.Now().Add(ttl).UnixNano()
-			}
-			var err error
-			switch e.Type {
-			case "string":
-				e.Str, err = d.Get(k)
-			case "list":
-				e.List, err = d.List(k)
-			case "set":
-				e.Set, err = d.Members(k)
-			case "hash":
-				var fields []string
-				fields, err = d.HKeys(k)
-				e.Hash = make(map[string]string, len(fields))
-				for _, f := range fields {
-					e.Hash[f] = d.HGet(k, f)
-				}
-			case "zset":
-				var m map[string]float64
-				m, err = d.SortedSet(k)
-				for member, score := range m {
-					e.ZSet = append(e.ZSet, zmember{member, score})
-				}
-				sort.Slice(e.ZSet, func(i, j int) bool { return e.ZSet[i].Member < e.ZSet[j].Member })
-			case "stream":
-				e.Stream, err = d.Stream(k)
-			default:
+		if len(s.m.DB(db).Keys()) == 0 {
+			continue // each EVAL starts a Lua state: skip empty databases
+		}
+		if err := conn.Select(ctx, db).Err(); err != nil {
+			return nil, 0, fmt.Errorf("read database %d: %w", db, err)
+		}
+		res, err := conn.Eval(ctx, collectScript, nil).Slice()
+		now := time.Now()
+		if err != nil {
+			return nil, 0, fmt.Errorf("read database %d: %w", db, err)
+		}
+		for _, item := range res {
+			if e, ok := decodeEntry(db, item, now); ok {
+				out = append(out, e)
+			} else {
 				skipped++
-				continue
 			}
-			if err != nil {
-				continue // deleted or changed type while we read
-			}
-			out = append(out, e)
 		}
 	}
-	return out, skipped
+	return out, skipped, nil
+}
+
+// decodeEntry turns one {key, type, pttl, values} item of collectScript's
+// reply into an entry; ok is false for types the snapshot cannot keep.
+func decodeEntry(db int, item any, now time.Time) (e entry, ok bool) {
+	f, _ := item.([]any)
+	if len(f) != 4 {
+		return e, false
+	}
+	e.DB = db
+	e.Key, _ = f[0].(string)
+	e.Type, _ = f[1].(string)
+	if pttl, _ := f[2].(int64); pttl > 0 {
+		e.Expire = now.Add(time.Duration(pttl) * time.Millisecond).UnixNano()
+	}
+	vals, _ := f[3].([]any)
+	strs := func(vs []any) []string {
+		out := make([]string, len(vs))
+		for i, v := range vs {
+			out[i], _ = v.(string)
+		}
+		return out
+	}
+	switch e.Type {
+	case "string":
+		if len(vals) != 1 {
+			return e, false
+		}
+		e.Str, _ = vals[0].(string)
+	case "list":
+		e.List = strs(vals)
+	case "set":
+		e.Set = strs(vals)
+	case "hash":
+		kv := strs(vals)
+		e.Hash = make(map[string]string, len(kv)/2)
+		for i := 0; i+1 < len(kv); i += 2 {
+			e.Hash[kv[i]] = kv[i+1]
+		}
+	case "zset":
+		kv := strs(vals)
+		for i := 0; i+1 < len(kv); i += 2 {
+			score, err := strconv.ParseFloat(kv[i+1], 64)
+			if err != nil {
+				return e, false
+			}
+			e.ZSet = append(e.ZSet, zmember{kv[i], score})
+		}
+	case "stream":
+		for _, v := range vals {
+			pair, _ := v.([]any)
+			if len(pair) != 2 {
+				return e, false
+			}
+			id, _ := pair[0].(string)
+			fields, _ := pair[1].([]any)
+			e.Stream = append(e.Stream, miniredis.StreamEntry{ID: id, Values: strs(fields)})
+		}
+	default:
+		return e, false
+	}
+	return e, true
 }
 
 // load restores the snapshot file. It returns -1 when there is none.

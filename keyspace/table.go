@@ -1,7 +1,9 @@
 // Package keyspace knows Redis commands as data: what each command does to a
-// connection (pins it, blocks, subscribes) and, as the table grows, where its
-// keys are. The proxy, the policy layer and metrics read this one table
-// instead of switching on command names.
+// connection (pins it, blocks, subscribes), whether it reads, writes or
+// administers, and where its keys and channels are. The proxy, the policy
+// layer and metrics read this one table instead of switching on command
+// names. The Redis part is generated from a live Redis (commands_gen.go);
+// the proxy's own flags are an overlay declared here.
 package keyspace
 
 // Flag describes what a command needs from the proxy.
@@ -29,52 +31,141 @@ const (
 	Write
 	// Unsupported commands cannot work through a multiplexing proxy.
 	Unsupported
+	// Script commands run server-side code that may touch undeclared keys.
+	Script
+	// Proxy commands exist only in agentproxy (WORKSPACE, domain commands).
+	Proxy
 )
 
-// Command is one entry of the command table.
+// Command is one entry of the command table: Redis's description plus the
+// proxy's flags. Containers (CLIENT, CONFIG, ...) hold their subcommands.
 type Command struct {
-	Name  string
+	Spec
 	Flags Flag
+	subs  map[string]*Command
 }
 
 // Has reports whether c has all flags in f.
 func (c *Command) Has(f Flag) bool { return c != nil && c.Flags&f == f }
 
-// table lists the commands the proxy treats specially; every other command
-// is forwarded as it is.
-var table = []Command{
-	{"ping", Local}, {"echo", Local}, {"quit", Local}, {"hello", Local}, {"auth", Local},
-	{"select", Local}, {"reset", Local}, {"client", Local}, {"command", Local},
-	{"multi", Transaction}, {"watch", Transaction},
-	{"blpop", Blocking}, {"brpop", Blocking}, {"brpoplpush", Blocking}, {"blmove", Blocking},
-	{"blmpop", Blocking}, {"bzpopmin", Blocking}, {"bzpopmax", Blocking}, {"bzmpop", Blocking},
-	{"wait", Blocking}, {"waitaof", Blocking},
-	{"xread", BlockingIfArg}, {"xreadgroup", BlockingIfArg | Write},
-	{"subscribe", PubSub}, {"psubscribe", PubSub}, {"ssubscribe", PubSub},
-	{"monitor", Tunnel | Admin},
-	{"sync", Unsupported | Admin}, {"psync", Unsupported | Admin},
+// overlay is what the proxy adds to Redis's description.
+var overlay = map[string]Flag{
+	"ping": Local, "echo": Local, "quit": Local, "hello": Local, "auth": Local,
+	"select": Local, "reset": Local, "client": Local, "command": Local,
+	"multi": Transaction, "watch": Transaction,
+	"blpop": Blocking, "brpop": Blocking, "brpoplpush": Blocking, "blmove": Blocking,
+	"blmpop": Blocking, "bzpopmin": Blocking, "bzpopmax": Blocking, "bzmpop": Blocking,
+	"wait": Blocking, "waitaof": Blocking,
+	"xread": BlockingIfArg, "xreadgroup": BlockingIfArg,
+	"subscribe": PubSub, "psubscribe": PubSub, "ssubscribe": PubSub,
+	"monitor": Tunnel,
+	"sync":    Unsupported, "psync": Unsupported, "replconf": Unsupported,
+	// Keyless or global commands that reach beyond one workspace (SPEC §4).
+	"randomkey": Admin, "dbsize": Admin, "flushdb": Admin, "flushall": Admin, "swapdb": Admin,
+	"move": Admin, "config": Admin, "debug": Admin, "shutdown": Admin, "acl": Admin,
+	"module": Admin, "replicaof": Admin, "slaveof": Admin, "script|flush": Admin, "script|kill": Admin,
+	"function|load": Admin, "function|delete": Admin, "function|flush": Admin, "function|restore": Admin,
+	"function|kill": Admin, "cluster|addslots": Admin, "cluster|addslotsrange": Admin,
+	"cluster|delslots": Admin, "cluster|delslotsrange": Admin, "cluster|failover": Admin,
+	"cluster|forget": Admin, "cluster|meet": Admin, "cluster|replicate": Admin, "cluster|reset": Admin,
+	"cluster|setslot": Admin, "cluster|flushslots": Admin, "cluster|set-config-epoch": Admin,
+	"cluster|bumpepoch": Admin, "cluster|saveconfig": Admin, "client|kill": Admin,
+	"client|pause": Admin, "client|unpause": Admin, "client|list": Admin, "client|unblock": Admin,
+	"client|no-evict": Admin,
+	"eval":            Script, "evalsha": Script, "eval_ro": Script, "evalsha_ro": Script,
+	"fcall": Script, "fcall_ro": Script, "script|load": Script,
+}
+
+// ProxyCommands are the commands agentproxy adds to Redis's.
+var proxyCommands = []Spec{
+	{Name: "workspace", Arity: -1},
 }
 
 var byName = func() map[string]*Command {
-	m := make(map[string]*Command, len(table))
-	for i := range table {
-		m[table[i].Name] = &table[i]
+	m := make(map[string]*Command, len(generated)+len(proxyCommands))
+	for i := range proxyCommands {
+		m[proxyCommands[i].Name] = &Command{Spec: proxyCommands[i], Flags: Local | Proxy}
+	}
+	for i := range generated {
+		s := generated[i]
+		c := &Command{Spec: s, Flags: overlay[s.Name]}
+		if s.Redis&RWrite != 0 {
+			c.Flags |= Write
+		}
+		if s.Redis&RAdmin != 0 {
+			c.Flags |= Admin
+		}
+		if parent, sub, ok := cut(s.Name); ok {
+			p := m[parent]
+			if p.subs == nil {
+				p.subs = map[string]*Command{}
+			}
+			p.subs[sub] = c
+			continue
+		}
+		m[s.Name] = c
 	}
 	return m
 }()
 
-// Lookup finds a command by name in any letter case without allocating. It
-// returns nil for commands the table does not list.
-func Lookup(name []byte) *Command {
-	var lower [32]byte
-	if len(name) > len(lower) {
-		return nil
+func cut(s string) (string, string, bool) {
+	for i := 0; i < len(s); i++ {
+		if s[i] == '|' {
+			return s[:i], s[i+1:], true
+		}
+	}
+	return s, "", false
+}
+
+// lower folds name into buf; false if it is too long for any command.
+func lower(buf *[40]byte, name []byte) ([]byte, bool) {
+	if len(name) > len(buf) {
+		return nil, false
 	}
 	for i, c := range name {
 		if c >= 'A' && c <= 'Z' {
 			c += 'a' - 'A'
 		}
-		lower[i] = c
+		buf[i] = c
 	}
-	return byName[string(lower[:len(name)])]
+	return buf[:len(name)], true
+}
+
+// Lookup finds a top-level command by name in any letter case without
+// allocating. It returns nil for commands Redis does not have.
+func Lookup(name []byte) *Command {
+	var buf [40]byte
+	n, ok := lower(&buf, name)
+	if !ok {
+		return nil
+	}
+	return byName[string(n)] // no allocation: the compiler reuses n
+}
+
+// Resolve finds the command an argument vector invokes, descending into
+// subcommands (CLIENT KILL, CONFIG SET, ...). For a container called with an
+// unknown or missing subcommand it returns the container itself.
+func Resolve(args [][]byte) *Command {
+	c := Lookup(args[0])
+	if c == nil || c.subs == nil || len(args) < 2 {
+		return c
+	}
+	var buf [40]byte
+	n, ok := lower(&buf, args[1])
+	if !ok {
+		return c
+	}
+	if sc := c.subs[string(n)]; sc != nil {
+		return sc
+	}
+	return c
+}
+
+// Names returns every command and subcommand name in the table.
+func Names() []string {
+	out := make([]string, 0, len(generated))
+	for _, s := range generated {
+		out = append(out, s.Name)
+	}
+	return out
 }

@@ -39,6 +39,8 @@ func (s *session) local(c *command) route {
 		s.out = append(s.out, "+RESET\r\n"...)
 	case eqFold(name, "hello"):
 		s.hello(args)
+	case eqFold(name, "workspace"):
+		s.workspace(args)
 	case eqFold(name, "auth"):
 		s.auth(args)
 	case eqFold(name, "select"):
@@ -163,7 +165,7 @@ func (s *session) hello(args [][]byte) {
 		switch {
 		case eqFold(args[i], "auth") && i+2 < len(args):
 			if !s.checkAuth(args[i+1], args[i+2]) {
-				s.out = appendError(s.out, ErrWrongPass)
+				s.out = s.authReply(s.out, false)
 				return
 			}
 			i += 2
@@ -174,6 +176,10 @@ func (s *session) hello(args [][]byte) {
 			s.out = appendError(s.out, ErrHelloSyntax+string(args[i])+"'")
 			return
 		}
+	}
+	if !s.authed {
+		s.out = appendError(s.out, "NOAUTH HELLO must be called with the client already authenticated, otherwise the HELLO <proto> AUTH <user> <pass> option can be used to authenticate the client and select the RESP protocol version at the same time")
+		return
 	}
 	if proto != s.proto && s.pinned != nil {
 		// The pinned connection speaks the old protocol; it is clean only
@@ -205,25 +211,37 @@ func (s *session) appendHello(b []byte) []byte {
 	return redcon.AppendArray(b, 0)
 }
 
-// auth answers AUTH. Without configured users the proxy behaves like a Redis
-// without a password: the default user accepts anything.
+// auth answers AUTH [user] pass. Without configured users the proxy behaves
+// like a Redis without a password.
 func (s *session) auth(args [][]byte) {
+	var user, pass []byte
 	switch len(args) {
 	case 1:
-		s.out = appendError(s.out, ErrNoAuth)
-	case 2:
-		if s.checkAuth(args[0], args[1]) {
-			s.out = redcon.AppendOK(s.out)
-		} else {
-			s.out = appendError(s.out, ErrWrongPass)
+		if len(s.srv.policy.Load().Users) == 0 {
+			s.out = appendError(s.out, ErrNoAuth)
+			return
 		}
+		user, pass = []byte("default"), args[0]
+	case 2:
+		user, pass = args[0], args[1]
 	default:
 		s.out = appendArity(s.out, "auth")
+		return
 	}
+	s.out = s.authReply(s.out, s.checkAuth(user, pass))
 }
 
-func (s *session) checkAuth(user, pass []byte) bool {
-	return eqFold(user, "default")
+// authReply answers the outcome of an AUTH attempt.
+func (s *session) authReply(b []byte, ok bool) []byte {
+	switch {
+	case ok:
+		return redcon.AppendOK(b)
+	case s.authLimited:
+		s.authLimited = false
+		return appendError(b, ErrAuthLimited)
+	default:
+		return appendError(b, ErrWrongPass)
+	}
 }
 
 // blockTimeout is how long to wait for a blocking command's reply: its own

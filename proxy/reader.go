@@ -18,7 +18,7 @@ var (
 
 // errExpectedDollar is built per offending byte, as Redis words it.
 func errExpectedDollar(c byte) error {
-	return errors.New("ERR Protocol error: expected '$', got '" + string(rune(c)) + "'")
+	return errors.New("ERR Protocol error: expected '$', got '" + string([]byte{c}) + "'")
 }
 
 const (
@@ -36,6 +36,7 @@ type command struct {
 	Args [][]byte
 	Raw  []byte // the RESP bytes to forward
 	off  int    // offset of Raw in the reader buffer, -1 for inline commands
+	deny string // set by access control: the error to answer instead
 }
 
 // reader parses pipelined client requests out of one growing buffer without
@@ -104,7 +105,12 @@ func (r *reader) fill() error {
 			r.r, r.w = 0, n
 		}
 		if len(r.buf)-r.w < readChunk {
+			// Double, but not past what one request may need: the buffer
+			// stays within max_request_bytes plus a read.
 			size := 2 * len(r.buf)
+			if limit := max(r.maxRequest+96, maxInline) + readChunk; size > limit {
+				size = limit
+			}
 			if size < r.w+readChunk {
 				size = r.w + readChunk
 			}
@@ -374,13 +380,15 @@ func splitArgs(dst, line []byte) ([]byte, bool) {
 				dst = append(dst, c)
 				i++
 			} else {
-				if i >= len(line) || isSpace(line[i]) {
+				// As in sdssplitargs, only these end a word (\v and \f
+				// do not), and a quote opens anywhere in a word.
+				if i >= len(line) || line[i] == ' ' || line[i] == '\t' || line[i] == '\r' || line[i] == '\n' {
 					break
 				}
 				c := line[i]
-				if c == '"' && len(dst) == hdr+4 {
+				if c == '"' {
 					inq = true
-				} else if c == '\'' && len(dst) == hdr+4 {
+				} else if c == '\'' {
 					insq = true
 				} else {
 					dst = append(dst, c)
@@ -423,6 +431,9 @@ func parseInt(b []byte) (int, bool) {
 		if len(b) == 0 {
 			return 0, false
 		}
+	}
+	if b[0] == '0' && (len(b) > 1 || neg) {
+		return 0, false // string2ll refuses leading zeros and "-0"
 	}
 	n := 0
 	for _, c := range b {

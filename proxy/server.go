@@ -22,6 +22,7 @@ import (
 
 	"go.uber.org/zap"
 
+	"github.com/agentproxy/agentproxy/policy"
 	"github.com/agentproxy/agentproxy/upstream"
 )
 
@@ -37,6 +38,11 @@ type Options struct {
 	ClientWriteTimeout time.Duration
 	// IdleTimeout closes clients silent for this long; 0 keeps them.
 	IdleTimeout time.Duration
+	// RequireAuth makes loopback clients authenticate too.
+	RequireAuth bool
+	// AuthMaxFailures and AuthWindow rate-limit failed AUTH per address.
+	AuthMaxFailures int
+	AuthWindow      time.Duration
 	// Embedded says the upstream is the in-process miniredis store, whose
 	// gaps the proxy papers over (COMMAND DOCS).
 	Embedded bool
@@ -66,6 +72,9 @@ type Stats struct {
 	Commands       atomic.Int64
 	Pinned         atomic.Int64 // sessions holding a dedicated connection
 	SlowConsumers  atomic.Int64
+	Refused        atomic.Int64 // commands refused by access control
+	Warned         atomic.Int64 // violations forwarded in warn mode
+	AuthFailures   atomic.Int64
 	ProtocolErrors atomic.Int64
 	UpstreamErrors atomic.Int64
 }
@@ -81,14 +90,18 @@ type Server struct {
 	nextID  atomic.Int64
 	closing atomic.Bool
 
+	policy   atomic.Pointer[policy.Policy]
+	limiter  *authLimiter
+	lastWarn atomic.Int64
+
 	mu       sync.Mutex
 	sessions map[*session]struct{}
 	lns      []net.Listener
 	wg       sync.WaitGroup
 }
 
-// New returns a server forwarding to pool.
-func New(opts Options, pool *upstream.Pool, log *zap.Logger) *Server {
+// New returns a server forwarding to pool under policy p.
+func New(opts Options, pool *upstream.Pool, p *policy.Policy, log *zap.Logger) *Server {
 	d := DefaultOptions()
 	if opts.MaxClients <= 0 {
 		opts.MaxClients = d.MaxClients
@@ -111,7 +124,24 @@ func New(opts Options, pool *upstream.Pool, log *zap.Logger) *Server {
 	if log == nil {
 		log = zap.NewNop()
 	}
-	return &Server{opts: opts, pool: pool, log: log, sessions: make(map[*session]struct{})}
+	s := &Server{opts: opts, pool: pool, log: log, sessions: make(map[*session]struct{}),
+		limiter: newAuthLimiter(opts.AuthMaxFailures, opts.AuthWindow)}
+	s.policy.Store(p)
+	return s
+}
+
+// SetPolicy swaps the policy; sessions use it from their next batch.
+func (s *Server) SetPolicy(p *policy.Policy) { s.policy.Store(p) }
+
+// warnSampled logs a warn-mode violation at most once a second.
+func (s *Server) warnSampled(msg, user string) {
+	now := time.Now().UnixNano()
+	last := s.lastWarn.Load()
+	if now-last < int64(time.Second) || !s.lastWarn.CompareAndSwap(last, now) {
+		return
+	}
+	s.log.Warn("keyspace violation forwarded (warn mode)", zap.String("user", user), zap.String("violation", msg),
+		zap.Int64("warned_total", s.Stats.Warned.Load()))
 }
 
 // Pool is the upstream the server forwards to.

@@ -12,6 +12,7 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/agentproxy/agentproxy/keyspace"
+	"github.com/agentproxy/agentproxy/policy"
 	"github.com/agentproxy/agentproxy/upstream"
 )
 
@@ -58,6 +59,14 @@ type session struct {
 
 	scratch  []byte
 	stopping atomic.Bool
+
+	// Access control: who the client is and the per-command scratch.
+	ident       policy.Identity
+	authed      bool
+	authLimited bool
+	acc         keyspace.Access
+	rewrite     []byte
+	aborted     bool // the client's MULTI was aborted by a refused command
 }
 
 func newSession(srv *Server, nc net.Conn) *session {
@@ -65,6 +74,11 @@ func newSession(srv *Server, nc net.Conn) *session {
 	s.rd = newReader(nc, srv.opts.ReadBufferSize, srv.opts.MaxRequestBytes, srv.opts.MaxArgs)
 	s.log = srv.log
 	s.db = srv.pool.DB()
+	p := srv.policy.Load()
+	if !srv.opts.RequireAuth && isLoopbackConn(nc) {
+		s.authed = true
+		s.ident = policy.Identity{Role: p.DefaultRole, Workspace: p.DefaultWS}
+	}
 	return s
 }
 
@@ -90,6 +104,7 @@ func (s *session) serve() {
 		cmds, err := s.rd.readBatch(s.srv.opts.MaxPipeline)
 		if len(cmds) > 0 {
 			s.srv.Stats.Commands.Add(int64(len(cmds)))
+			s.checkBatch(cmds)
 			if s.tconn != nil {
 				s.execTunnel(cmds)
 			} else {
@@ -166,6 +181,9 @@ func (s *session) flush() bool {
 
 // classify decides where cmd goes in the session's current state.
 func (s *session) classify(c *command, info *keyspace.Command) route {
+	if c.deny != "" {
+		return routeRefuse
+	}
 	if s.inMulti {
 		// Inside MULTI Redis queues everything; only the proxy's own
 		// connection commands stay here.
@@ -209,6 +227,11 @@ func (s *session) exec(cmds []command) {
 			return
 		}
 		c := &cmds[i]
+		if s.aborted {
+			s.abortedMulti(c)
+			i++
+			continue
+		}
 		info := keyspace.Lookup(c.Args[0])
 		rt := s.classify(c, info)
 		switch rt {
@@ -219,7 +242,11 @@ func (s *session) exec(cmds []command) {
 				continue
 			}
 		case routeRefuse:
-			s.out = appendError(s.out, ErrUnsupported)
+			if c.deny != "" {
+				s.refuse(c)
+			} else {
+				s.out = appendError(s.out, ErrUnsupported)
+			}
 			i++
 			continue
 		}
@@ -258,7 +285,7 @@ func (s *session) runEnd(cmds []command, i int, rt route) int {
 		next := &cmds[j]
 		name := next.Args[0]
 		if multi {
-			if eqFold(name, "quit") || eqFold(name, "reset") {
+			if next.deny != "" || eqFold(name, "quit") || eqFold(name, "reset") {
 				break
 			}
 			if eqFold(name, "exec") || eqFold(name, "discard") {
@@ -435,7 +462,10 @@ func (s *session) track(c *command, reply []byte) {
 			s.watching = false
 		}
 	case eqFold(name, "exec"), eqFold(name, "discard"):
-		s.watching = false
+		// Outside MULTI both are errors that leave WATCH in place.
+		if ok {
+			s.watching = false
+		}
 	case eqFold(name, "select"):
 		if ok {
 			s.db, _ = parseInt(c.Args[1])

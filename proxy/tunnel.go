@@ -57,6 +57,9 @@ func (s *session) execTunnel(cmds []command) {
 		name := c.Args[0]
 		info := keyspace.Lookup(name)
 		switch {
+		case c.deny != "":
+			s.sendTunnel()
+			s.out = appendError(s.out, c.deny)
 		case info.Has(keyspace.Unsupported):
 			s.sendTunnel()
 			s.out = appendError(s.out, ErrUnsupported)

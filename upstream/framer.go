@@ -9,8 +9,9 @@ import (
 // connection that produced them cannot be trusted any more and is closed.
 var ErrProtocol = errors.New("upstream protocol error")
 
-// maxLine bounds a single RESP header or simple line (+, -, :, ...). Redis
-// never sends longer ones; a longer line means the stream is corrupt.
+// maxLine bounds a RESP header line ($, *, ;, ...). Redis never sends longer
+// ones; a longer one means the stream is corrupt. Simple lines (+, -, :, ...)
+// are streamed instead: a Lua script can make them any size.
 const maxLine = 64 << 10
 
 // maxStreamDepth bounds nested RESP3 streamed aggregates (*?, %?, ...).
@@ -31,11 +32,14 @@ type Framer struct {
 	stream  []int // saved pending counts of open streamed aggregates
 	started bool  // the current frame has consumed at least one byte
 	push    bool  // the current frame is a RESP3 push (>)
+	line    bool  // inside a simple line (+, -, :, ...) whose end has not arrived
+	cr      bool  // the last byte consumed of that line was '\r'
 }
 
 // Reset forgets any partial frame.
 func (f *Framer) Reset() {
 	f.pending, f.bulk, f.chunked, f.started, f.push = 0, 0, false, false, false
+	f.line, f.cr = false, false
 	f.stream = f.stream[:0]
 }
 
@@ -57,17 +61,37 @@ func (f *Framer) Scan(b []byte) (n int, done bool, err error) {
 		f.push = len(b) > 0 && b[0] == '>'
 	}
 	for {
+		if f.line {
+			// The rest of a simple line that did not fit the last buffer.
+			rest := b[n:]
+			i := bytes.IndexByte(rest, '\n')
+			if i < 0 {
+				if len(rest) > 0 {
+					f.cr = rest[len(rest)-1] == '\r'
+				}
+				return len(b), false, nil
+			}
+			if i > 0 {
+				f.cr = rest[i-1] == '\r'
+			}
+			if !f.cr {
+				return n, false, ErrProtocol
+			}
+			n += i + 1
+			f.line, f.cr = false, false
+			f.pending--
+		}
 		if f.bulk > 0 {
 			k := f.bulk
 			if k > len(b)-n {
 				k = len(b) - n
 			}
-			// The final two bytes must be CRLF; check them when present.
-			if k == f.bulk && k >= 2 {
-				if b[n+k-2] != '\r' || b[n+k-1] != '\n' {
-					return n, false, ErrProtocol
-				}
-			} else if f.bulk == 1 && k == 1 && b[n] != '\n' {
+			// The final two bytes must be CRLF; check each one present here
+			// (a split may fall between them).
+			if cr := f.bulk - 2; cr >= 0 && cr < k && b[n+cr] != '\r' {
+				return n, false, ErrProtocol
+			}
+			if lf := f.bulk - 1; lf < k && b[n+lf] != '\n' {
 				return n, false, ErrProtocol
 			}
 			n += k
@@ -90,6 +114,14 @@ func (f *Framer) Scan(b []byte) (n int, done bool, err error) {
 		rest := b[n:]
 		i := bytes.IndexByte(rest, '\n')
 		if i < 0 {
+			if !f.chunked && isSimple(rest[0]) {
+				// Forward a simple line as it arrives, like a bulk: a Lua
+				// script can make Redis send a status or error of any size,
+				// and refusing it would break the connection for everyone.
+				f.line = true
+				f.cr = len(rest) > 1 && rest[len(rest)-1] == '\r'
+				return len(b), false, nil
+			}
 			if len(rest) > maxLine {
 				return n, false, ErrProtocol
 			}
@@ -179,6 +211,15 @@ func (f *Framer) Scan(b []byte) (n int, done bool, err error) {
 			return n, false, ErrProtocol
 		}
 	}
+}
+
+// isSimple reports whether typ starts a one-line RESP value.
+func isSimple(typ byte) bool {
+	switch typ {
+	case '+', '-', ':', '_', ',', '#', '(':
+		return true
+	}
+	return false
 }
 
 // parseLen parses a non-empty decimal length, allowing a leading '-'.

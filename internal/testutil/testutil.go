@@ -120,8 +120,20 @@ func (r *Redis) Stop() {
 func (r *Redis) URL() string { return "redis://" + r.Addr }
 
 // ProxyConfig returns a test configuration forwarding to url, listening on
-// a free loopback port, metrics off, no snapshot file.
+// a free loopback port, metrics off, no snapshot file. It is a pure proxy
+// (keyspace mode off, loopback clients are admins) for tests of forwarding
+// fidelity; access-control tests use EnforcingConfig.
 func ProxyConfig(t testing.TB, url string) config.Config {
+	cfg := EnforcingConfig(t, url)
+	cfg.Keyspace.Mode = "off"
+	cfg.Keyspace.DefaultRole = "admin"
+	return cfg
+}
+
+// EnforcingConfig is ProxyConfig with the production defaults of access
+// control: keyspace mode enforce, loopback clients are agents of workspace
+// "default".
+func EnforcingConfig(t testing.TB, url string) config.Config {
 	cfg := config.Default()
 	cfg.Listen.Addr = "127.0.0.1:0"
 	cfg.Listen.MetricsAddr = ""

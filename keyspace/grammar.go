@@ -1,0 +1,152 @@
+package keyspace
+
+import "bytes"
+
+// DefaultKinds are the key kinds of SPEC §4.
+var DefaultKinds = []string{"todos", "todo", "files", "cache", "events", "lock", "fence", "kv"}
+
+// Problem is what is wrong with a key, channel or pattern.
+type Problem uint8
+
+const (
+	// OK: inside the workspace and well formed.
+	OK Problem = iota
+	// Outside: not under <prefix>:{<workspace>}: (another workspace, or no
+	// workspace at all).
+	Outside
+	// BadKind: inside the workspace but the kind is missing or unknown.
+	BadKind
+)
+
+// Grammar is the key grammar <prefix>:{<workspace>}:<kind>[:<rest>].
+type Grammar struct {
+	Prefix string
+	kinds  map[string]bool
+	list   string // kinds for messages, comma separated
+}
+
+// NewGrammar returns the grammar for prefix and kinds.
+func NewGrammar(prefix string, kinds []string) *Grammar {
+	g := &Grammar{Prefix: prefix, kinds: map[string]bool{}}
+	for i, k := range kinds {
+		g.kinds[k] = true
+		if i > 0 {
+			g.list += ", "
+		}
+		g.list += k
+	}
+	return g
+}
+
+// Kinds lists the known kinds, comma separated.
+func (g *Grammar) Kinds() string { return g.list }
+
+// WorkspacePrefix is "<prefix>:{<ws>}:", which every key of ws starts with.
+func (g *Grammar) WorkspacePrefix(ws string) string { return g.Prefix + ":{" + ws + "}:" }
+
+// hasWSPrefix reports whether b starts with <prefix>:{ws}: without
+// building the string.
+func (g *Grammar) hasWSPrefix(b []byte, ws string) bool {
+	p := g.Prefix
+	n := len(p) + 2 + len(ws) + 2
+	if len(b) < n {
+		return false
+	}
+	return string(b[:len(p)]) == p && b[len(p)] == ':' && b[len(p)+1] == '{' &&
+		string(b[len(p)+2:len(p)+2+len(ws)]) == ws && b[n-2] == '}' && b[n-1] == ':'
+}
+
+// Key checks that key belongs to workspace ws and has a known kind.
+func (g *Grammar) Key(key []byte, ws string) Problem {
+	if !g.hasWSPrefix(key, ws) {
+		return Outside
+	}
+	rest := key[len(g.Prefix)+4+len(ws):]
+	if i := bytes.IndexByte(rest, ':'); i >= 0 {
+		rest = rest[:i]
+	}
+	if !g.kinds[string(rest)] {
+		return BadKind
+	}
+	return OK
+}
+
+// KindOf returns the kind of a well-formed key of ws, or "".
+func (g *Grammar) KindOf(key []byte, ws string) string {
+	if !g.hasWSPrefix(key, ws) {
+		return ""
+	}
+	rest := key[len(g.Prefix)+4+len(ws):]
+	if i := bytes.IndexByte(rest, ':'); i >= 0 {
+		rest = rest[:i]
+	}
+	return string(rest)
+}
+
+// Channel checks a pub/sub channel: <prefix>:{ws}:events or below it.
+func (g *Grammar) Channel(ch []byte, ws string) Problem {
+	if !g.hasWSPrefix(ch, ws) {
+		return Outside
+	}
+	rest := ch[len(g.Prefix)+4+len(ws):]
+	if string(rest) == "events" || bytes.HasPrefix(rest, []byte("events:")) {
+		return OK
+	}
+	return BadKind
+}
+
+// Pattern checks that a glob pattern can only match names inside ws: its
+// literal start must be the workspace prefix (no wildcard or escape before
+// the prefix ends).
+func (g *Grammar) Pattern(p []byte, ws string) Problem {
+	if g.hasWSPrefix(p, ws) {
+		return OK
+	}
+	return Outside
+}
+
+// ParseKey splits a key into workspace and kind; ok is false when the key
+// does not follow the grammar (used by lint).
+func (g *Grammar) ParseKey(key string) (ws, kind string, ok bool) {
+	p := g.Prefix + ":{"
+	if len(key) < len(p) || key[:len(p)] != p {
+		return "", "", false
+	}
+	rest := key[len(p):]
+	end := -1
+	for i := 0; i < len(rest); i++ {
+		if rest[i] == '}' {
+			end = i
+			break
+		}
+	}
+	if end <= 0 || end+1 >= len(rest) || rest[end+1] != ':' {
+		return "", "", false
+	}
+	ws = rest[:end]
+	if !ValidWorkspace(ws) {
+		return "", "", false
+	}
+	kind = rest[end+2:]
+	for i := 0; i < len(kind); i++ {
+		if kind[i] == ':' {
+			kind = kind[:i]
+			break
+		}
+	}
+	return ws, kind, g.kinds[kind]
+}
+
+// ValidWorkspace reports whether ws matches [A-Za-z0-9_.-]{1,64}.
+func ValidWorkspace(ws string) bool {
+	if len(ws) == 0 || len(ws) > 64 {
+		return false
+	}
+	for i := 0; i < len(ws); i++ {
+		c := ws[i]
+		if !(c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || c == '_' || c == '.' || c == '-') {
+			return false
+		}
+	}
+	return true
+}

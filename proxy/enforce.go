@@ -1,0 +1,291 @@
+package proxy
+
+import (
+	"net"
+	"sync"
+	"time"
+
+	"github.com/tidwall/redcon"
+	"go.uber.org/zap"
+
+	"github.com/agentproxy/agentproxy/keyspace"
+	"github.com/agentproxy/agentproxy/policy"
+	"github.com/agentproxy/agentproxy/upstream"
+)
+
+// Wire errors of access control.
+const (
+	ErrNoAuthRequired = "NOAUTH Authentication required: AUTH <user> <password> first"
+	ErrAuthLimited    = "ERR too many failed AUTH attempts from this address; wait a minute before trying again"
+	ErrWSNotAllowed   = "NOPERM workspace '%s' is not allowed for user '%s'"
+	ErrWSInvalid      = "ERR workspace names match [A-Za-z0-9_.-]{1,64}"
+	ErrExecAbort      = "EXECABORT Transaction discarded because of previous errors."
+	ErrKeysUnknown    = "ERR cannot find the keys of this command: check numkeys and the argument count"
+)
+
+// checkBatch runs access control over a batch before anything is sent:
+// refused commands get their error in their place and are not forwarded.
+// SCAN without a confined MATCH is rewritten to stay in the workspace.
+func (s *session) checkBatch(cmds []command) {
+	p := s.srv.policy.Load()
+	s.rewrite = s.rewrite[:0]
+	for i := range cmds {
+		c := &cmds[i]
+		c.deny = ""
+		if !s.authed {
+			if !eqFold(c.Args[0], "auth") && !eqFold(c.Args[0], "hello") && !eqFold(c.Args[0], "quit") {
+				c.deny = ErrNoAuthRequired
+			}
+			continue
+		}
+		info := keyspace.Resolve(c.Args)
+		if info == nil {
+			if s.ident.Role != policy.RoleAdmin && p.Mode != policy.Off {
+				c.deny = policy.UnknownCommand(c.Args)
+			}
+			continue
+		}
+		if info.Has(keyspace.Local) {
+			// Answered by the session itself (PING, HELLO, WORKSPACE ...).
+			// Subcommands resolve to their own entries, so CLIENT KILL is
+			// checked like any admin command.
+			continue
+		}
+		if !info.ArityOK(len(c.Args)) {
+			c.deny = policy.WrongArity(info.Name)
+			continue
+		}
+		if err := keyspace.Extract(info, c.Args, &s.acc); err != nil {
+			if s.ident.Role != policy.RoleAdmin {
+				c.deny = ErrKeysUnknown
+			}
+			continue
+		}
+		v, msg := p.Check(&s.ident, info, c.Args, &s.acc)
+		switch v {
+		case policy.Refuse:
+			c.deny = msg
+			s.srv.Stats.Refused.Add(1)
+			continue
+		case policy.WarnOK:
+			s.srv.Stats.Warned.Add(1)
+			s.srv.warnSampled(msg, s.ident.Name())
+		}
+		if info.Name == "scan" && s.ident.Role != policy.RoleAdmin && p.Mode == policy.Enforce {
+			s.confineScan(c, p.Grammar)
+		}
+	}
+}
+
+// confineScan keeps SCAN inside the workspace: no MATCH gets MATCH <ws>*,
+// a MATCH starting with * is narrowed to <ws>*..., one already inside the
+// workspace is kept, and anything else is refused.
+func (s *session) confineScan(c *command, g *keyspace.Grammar) {
+	wsPrefix := g.WorkspacePrefix(s.ident.Workspace)
+	match := -1
+	for i := 2; i+1 < len(c.Args); i += 2 {
+		if eqFold(c.Args[i], "match") {
+			match = i + 1 // the last MATCH wins, as in Redis
+		}
+	}
+	var pattern []byte
+	switch {
+	case match < 0:
+		pattern = append([]byte(wsPrefix), '*')
+	case g.Pattern(c.Args[match], s.ident.Workspace) == keyspace.OK:
+		return
+	case len(c.Args[match]) > 0 && c.Args[match][0] == '*':
+		pattern = append([]byte(wsPrefix), c.Args[match]...)
+	default:
+		c.deny = "NOPERM SCAN MATCH '" + string(c.Args[match]) + "' reaches outside workspace '" + s.ident.Workspace + "'; start the pattern with " + wsPrefix + " or *"
+		return
+	}
+	start := len(s.rewrite)
+	n := len(c.Args)
+	if match < 0 {
+		n += 2
+	}
+	s.rewrite = redcon.AppendArray(s.rewrite, n)
+	for i, a := range c.Args {
+		if i == match {
+			a = pattern
+		}
+		s.rewrite = redcon.AppendBulk(s.rewrite, a)
+	}
+	if match < 0 {
+		s.rewrite = redcon.AppendBulkString(s.rewrite, "MATCH")
+		s.rewrite = redcon.AppendBulk(s.rewrite, pattern)
+	}
+	c.Raw = s.rewrite[start:len(s.rewrite):len(s.rewrite)]
+	c.off = -1
+}
+
+// checkAuth verifies credentials, rate-limited per client address, and
+// switches the identity on success. It logs failures without the secret.
+func (s *session) checkAuth(user, pass []byte) bool {
+	p := s.srv.policy.Load()
+	if len(p.Users) == 0 {
+		// No users configured: like a Redis without a password, the
+		// default user accepts anything.
+		return eqFold(user, "default")
+	}
+	host := s.remoteHost()
+	if !s.srv.limiter.allow(host) {
+		s.authLimited = true
+		return false
+	}
+	u := p.Users[string(user)]
+	ok := u != nil && u.Check(pass)
+	if !ok {
+		s.srv.limiter.fail(host)
+		s.srv.Stats.AuthFailures.Add(1)
+		s.log.Warn("auth failed", zap.String("user", string(user)), zap.String("remote", s.nc.RemoteAddr().String()))
+		return false
+	}
+	s.ident = policy.Identity{User: u, Role: u.Role, Workspace: p.FirstWorkspace(u)}
+	s.authed = true
+	return true
+}
+
+func (s *session) remoteHost() string {
+	host, _, err := net.SplitHostPort(s.nc.RemoteAddr().String())
+	if err != nil {
+		return s.nc.RemoteAddr().String()
+	}
+	return host
+}
+
+// isLoopbackConn reports whether the client connects from loopback.
+func isLoopbackConn(nc net.Conn) bool {
+	if a, ok := nc.RemoteAddr().(*net.TCPAddr); ok {
+		return a.IP.IsLoopback()
+	}
+	return nc.RemoteAddr().Network() == "unix"
+}
+
+// workspace answers WORKSPACE [name]: the current workspace, or a switch
+// to another one the user is allowed.
+func (s *session) workspace(args [][]byte) {
+	if len(args) == 0 {
+		s.out = redcon.AppendBulkString(s.out, s.ident.Workspace)
+		return
+	}
+	if len(args) > 1 {
+		s.out = appendArity(s.out, "workspace")
+		return
+	}
+	ws := string(args[0])
+	if !keyspace.ValidWorkspace(ws) {
+		s.out = appendError(s.out, ErrWSInvalid)
+		return
+	}
+	allowed := s.ident.Role == policy.RoleAdmin
+	if s.ident.User != nil {
+		allowed = allowed || s.ident.User.Allows(ws)
+	} else {
+		allowed = allowed || ws == s.srv.policy.Load().DefaultWS
+	}
+	if !allowed {
+		s.out = appendError(s.out, "NOPERM workspace '"+ws+"' is not allowed for user '"+s.ident.Name()+"'")
+		return
+	}
+	s.ident.Workspace = ws
+	s.out = redcon.AppendOK(s.out)
+}
+
+// abortedMulti answers a command while the client's MULTI was aborted by a
+// refused command: Redis would discard the transaction at EXEC, so the
+// proxy already discarded it upstream and plays the rest locally.
+func (s *session) abortedMulti(c *command) {
+	name := c.Args[0]
+	switch {
+	case c.deny != "":
+		s.out = appendError(s.out, c.deny)
+	case eqFold(name, "exec"):
+		s.aborted = false
+		s.out = appendError(s.out, ErrExecAbort)
+	case eqFold(name, "discard"):
+		s.aborted = false
+		s.out = redcon.AppendOK(s.out)
+	case eqFold(name, "multi"):
+		s.out = appendError(s.out, ErrNestedMulti)
+	case eqFold(name, "quit"):
+		s.out = redcon.AppendOK(s.out)
+		s.quit = true
+	default:
+		s.out = append(s.out, "+QUEUED\r\n"...)
+	}
+}
+
+// refuse answers a refused command; inside MULTI it also aborts the
+// transaction upstream, as Redis would at EXEC.
+func (s *session) refuse(c *command) {
+	s.out = appendError(s.out, c.deny)
+	if s.inMulti && s.pinned != nil {
+		call := upstream.NewCall()
+		call.N = 1
+		if s.pinned.Send(call, discardCmd) == nil {
+			call.Wait()
+		}
+		s.inMulti, s.watching = false, false
+		s.aborted = true
+		s.unpin(call.Err == nil)
+	}
+}
+
+var discardCmd = []byte("*1\r\n$7\r\nDISCARD\r\n")
+
+// authLimiter counts failed AUTH attempts per client address in a sliding
+// window; past the limit, attempts are refused without checking.
+type authLimiter struct {
+	mu     sync.Mutex
+	max    int
+	window time.Duration
+	fails  map[string][]time.Time
+}
+
+func newAuthLimiter(max int, window time.Duration) *authLimiter {
+	if max <= 0 {
+		max = 10
+	}
+	if window <= 0 {
+		window = time.Minute
+	}
+	return &authLimiter{max: max, window: window, fails: map[string][]time.Time{}}
+}
+
+func (l *authLimiter) recent(host string, now time.Time) []time.Time {
+	ts := l.fails[host]
+	k := 0
+	for _, t := range ts {
+		if now.Sub(t) < l.window {
+			ts[k] = t
+			k++
+		}
+	}
+	ts = ts[:k]
+	if k == 0 {
+		delete(l.fails, host)
+	} else {
+		l.fails[host] = ts
+	}
+	return ts
+}
+
+func (l *authLimiter) allow(host string) bool {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return len(l.recent(host, time.Now())) < l.max
+}
+
+func (l *authLimiter) fail(host string) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	now := time.Now()
+	ts := l.recent(host, now)
+	if len(l.fails) > 100000 {
+		// Bound memory under an address-spraying attack: forget everyone.
+		l.fails = map[string][]time.Time{}
+	}
+	l.fails[host] = append(ts, now)
+}
