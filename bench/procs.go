@@ -177,41 +177,44 @@ func parseStatCPU(stat string) (int64, error) {
 	return ut + st, nil
 }
 
+// machineBusyTicks returns the ticks all CPUs spent busy since boot (the
+// "cpu" line of /proc/stat, without idle and iowait).
+func machineBusyTicks() (busy, total int64, err error) {
+	b, err := os.ReadFile("/proc/stat")
+	if err != nil {
+		return 0, 0, err
+	}
+	line, _, _ := strings.Cut(string(b), "\n")
+	f := strings.Fields(line)
+	if len(f) < 5 || f[0] != "cpu" {
+		return 0, 0, errors.New("malformed /proc/stat")
+	}
+	for i, s := range f[1:] {
+		if i >= 8 { // guest time is already counted in user
+			break
+		}
+		v, err := strconv.ParseInt(s, 10, 64)
+		if err != nil {
+			return 0, 0, err
+		}
+		total += v
+		if i != 3 && i != 4 { // idle, iowait
+			busy += v
+		}
+	}
+	return busy, total, nil
+}
+
 // otherLoad samples /proc/stat over d and returns how many CPUs' worth of
 // time was spent busy. Called while the harness's own servers are idle, it
 // tells whether something else on the machine will skew the numbers.
 func otherLoad(d time.Duration) (float64, error) {
-	sample := func() (busy, total int64, err error) {
-		b, err := os.ReadFile("/proc/stat")
-		if err != nil {
-			return 0, 0, err
-		}
-		line, _, _ := strings.Cut(string(b), "\n")
-		f := strings.Fields(line)
-		if len(f) < 5 || f[0] != "cpu" {
-			return 0, 0, errors.New("malformed /proc/stat")
-		}
-		for i, s := range f[1:] {
-			v, err := strconv.ParseInt(s, 10, 64)
-			if err != nil {
-				return 0, 0, err
-			}
-			if i >= 8 { // guest time is already counted in user
-				break
-			}
-			total += v
-			if i != 3 && i != 4 { // idle, iowait
-				busy += v
-			}
-		}
-		return busy, total, nil
-	}
-	b1, t1, err := sample()
+	b1, t1, err := machineBusyTicks()
 	if err != nil {
 		return 0, err
 	}
 	time.Sleep(d)
-	b2, t2, err := sample()
+	b2, t2, err := machineBusyTicks()
 	if err != nil {
 		return 0, err
 	}

@@ -212,6 +212,15 @@ func (s *session) abortedMulti(c *command) {
 	case eqFold(name, "quit"):
 		s.out = redcon.AppendOK(s.out)
 		s.quit = true
+	case eqFold(name, "reset"):
+		// Redis runs RESET at once, leaving MULTI.
+		s.aborted = false
+		s.local(c)
+	case eqFold(name, "watch"):
+		s.out = appendError(s.out, "ERR WATCH inside MULTI is not allowed")
+	case keyspace.Lookup(name) == nil:
+		// Redis rejects unknown commands when queueing, not at EXEC.
+		s.out = appendError(s.out, policy.UnknownCommand(c.Args))
 	default:
 		s.out = append(s.out, "+QUEUED\r\n"...)
 	}

@@ -146,6 +146,7 @@ func (s *session) close() {
 	}
 	if s.tconn != nil {
 		s.tconn.Close()
+		s.srv.Stats.Pinned.Add(-1) // taken in startTunnel
 	}
 	s.nc.Close()
 }

@@ -77,6 +77,11 @@ func (s *session) execTunnel(cmds []command) {
 				}
 			}
 			s.hello(c.Args[1:])
+		case eqFold(name, "reset"):
+			// Redis resets the tunnel connection (no subscriptions, RESP2,
+			// no name); the session's view of it follows.
+			s.scratch = append(s.scratch, c.Raw...)
+			s.proto, s.name = 2, ""
 		case eqFold(name, "auth"):
 			s.sendTunnel()
 			s.auth(c.Args[1:])

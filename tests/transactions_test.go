@@ -216,6 +216,24 @@ func TestTransactionsMatchRedis(t *testing.T) {
 			unpinnedAfter: []int{4, 5},
 		},
 		{
+			// After a queue-time error the transaction is doomed, but
+			// Redis still rejects unknown commands and WATCH at once and
+			// runs RESET, which leaves MULTI.
+			name: "doomed-multi-watch-reset",
+			steps: []txStep{
+				txDo(0, "MULTI"),
+				txDo(0, "GET"),
+				txDo(0, "NOSUCHCOMMAND a"),
+				txDo(0, "WATCH @q"),
+				txDo(0, "SET @q 1"),
+				txDo(0, "RESET"),
+				txDo(0, "EXEC"),
+				txDo(0, "GET @q"),
+				txDo(0, "MULTI", "GET", "DISCARD", "EXISTS @q"),
+			},
+			unpinnedAfter: []int{5, 6, 7, 8},
+		},
+		{
 			name: "runtime-error-inside-exec",
 			steps: []txStep{
 				txDo(0, "MULTI"),

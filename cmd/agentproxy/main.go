@@ -3,19 +3,25 @@
 package main
 
 import (
+	"context"
 	"errors"
 	"flag"
 	"fmt"
 	"io"
 	"os"
 	"os/signal"
+	"strings"
 	"syscall"
+
+	"github.com/redis/go-redis/v9"
 
 	"go.uber.org/zap"
 	"go.uber.org/zap/zapcore"
 
 	"github.com/agentproxy/agentproxy/app"
 	"github.com/agentproxy/agentproxy/config"
+	"github.com/agentproxy/agentproxy/keyspace"
+	"github.com/agentproxy/agentproxy/lint"
 )
 
 // version is set at build time with -ldflags "-X main.version=...".
@@ -27,6 +33,7 @@ Usage:
   agentproxy                      serve with defaults (embedded store on 127.0.0.1:6380)
   agentproxy serve [flags]        serve (flags below)
   agentproxy check-config FILE    validate a config file; exit 1 listing every problem
+  agentproxy lint --upstream URL  scan a keyspace for keys outside the grammar; exit 1 on findings
   agentproxy version              print the version
 
 Flags of serve (each also AGENTPROXY_<FLAG> in the environment, e.g.
@@ -47,6 +54,8 @@ func run(args []string, stdout, stderr io.Writer) int {
 		return serve(args, stdout, stderr)
 	case "check-config":
 		return checkConfig(args, stdout, stderr)
+	case "lint":
+		return lintCmd(args, stdout, stderr)
 	case "version":
 		fmt.Fprintf(stdout, "agentproxy %s\n", version)
 		return 0
@@ -195,5 +204,82 @@ func checkConfig(args []string, stdout, stderr io.Writer) int {
 		return 1
 	}
 	fmt.Fprintf(stdout, "%s: ok\n", args[0])
+	return 0
+}
+
+func lintCmd(args []string, stdout, stderr io.Writer) int {
+	fs := flag.NewFlagSet("lint", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	url := fs.String("upstream", os.Getenv("AGENTPROXY_UPSTREAM"), "redis://[user:pass@]host:port[/db] or rediss://... to scan")
+	file := fs.String("config", "", "config file: prefix, extra kinds and known workspaces (users and default)")
+	prefix := fs.String("prefix", "", "key prefix (default: from config, else deepagents)")
+	workspaces := fs.String("workspaces", "", "comma-separated known workspaces; keys of others are findings")
+	count := fs.Int64("count", 1000, "SCAN COUNT hint")
+	match := fs.String("match", "*", "only scan keys matching this pattern")
+	quiet := fs.Bool("quiet", false, "no progress lines")
+	fs.Usage = func() {
+		fmt.Fprintln(stderr, "usage: agentproxy lint --upstream URL [flags]\n\nScans with SCAN (never KEYS); exit 0: clean, 1: findings, 2: error.")
+		fs.PrintDefaults()
+	}
+	if err := fs.Parse(args); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			return 0
+		}
+		return 2
+	}
+	if *url == "" || *url == "embedded" {
+		fmt.Fprintln(stderr, "agentproxy lint: --upstream redis://host:port is required")
+		return 2
+	}
+	cfg := config.Default()
+	if *file != "" {
+		var err error
+		if cfg, err = config.Load(*file); err != nil {
+			fmt.Fprintf(stderr, "agentproxy lint: %v\n", err)
+			return 2
+		}
+	}
+	if *prefix != "" {
+		cfg.Keyspace.Prefix = *prefix
+	}
+	var known []string
+	if *workspaces != "" {
+		known = strings.Split(*workspaces, ",")
+	} else if *file != "" && len(cfg.Users) > 0 {
+		known = append(known, cfg.Keyspace.DefaultWorkspace)
+		for _, u := range cfg.Users {
+			for _, w := range u.Workspaces {
+				if w == "*" {
+					known = nil // someone may use any workspace
+					goto scan
+				}
+				known = append(known, w)
+			}
+		}
+	}
+scan:
+	opts, err := redis.ParseURL(*url)
+	if err != nil {
+		fmt.Fprintf(stderr, "agentproxy lint: %v\n", err)
+		return 2
+	}
+	rdb := redis.NewClient(opts)
+	defer rdb.Close()
+	o := lint.Options{
+		Grammar:    keyspace.NewGrammar(cfg.Keyspace.Prefix, append(append([]string{}, keyspace.DefaultKinds...), cfg.Keyspace.ExtraKinds...)),
+		Workspaces: known, Count: *count, Match: *match,
+	}
+	if !*quiet {
+		o.Progress = stderr
+	}
+	rep, err := lint.Run(context.Background(), rdb, o)
+	if err != nil {
+		fmt.Fprintf(stderr, "agentproxy lint: %v\n", err)
+		return 2
+	}
+	rep.Write(stdout)
+	if rep.Total() > 0 {
+		return 1
+	}
 	return 0
 }
