@@ -133,6 +133,9 @@ func run() int {
 		return 2
 	}
 
+	// A closed stdout (go run ./bench | head) must not kill the harness
+	// before it has stopped its servers: with SIGPIPE notified, writes just fail.
+	signal.Notify(make(chan os.Signal, 1), syscall.SIGPIPE)
 	ctx, stopSignals := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stopSignals()
 	ctx, cancel := context.WithTimeout(ctx, cfg.timeout)

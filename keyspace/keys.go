@@ -71,6 +71,16 @@ func Extract(c *Command, args [][]byte, a *Access) error {
 			a.Patterns = append(a.Patterns, 1)
 		}
 		return nil
+	case "client|tracking":
+		// BCAST reports every modified key under its PREFIXes: they are
+		// patterns over keys (without one, policy refuses BCAST).
+		for i := 3; i+1 < len(args); i++ {
+			if eqFold(args[i], "prefix") {
+				a.Patterns = append(a.Patterns, i+1)
+				i++
+			}
+		}
+		return nil
 	}
 	argc := len(args)
 	for k := range c.Keys {

@@ -69,6 +69,8 @@ var overlay = map[string]Flag{
 	"cluster|delslots": Admin, "cluster|delslotsrange": Admin, "cluster|failover": Admin,
 	"cluster|forget": Admin, "cluster|meet": Admin, "cluster|replicate": Admin, "cluster|reset": Admin,
 	"cluster|setslot": Admin, "cluster|flushslots": Admin, "cluster|set-config-epoch": Admin,
+	// GETKEYSINSLOT lists a slot's keys whatever their workspace (KEYS * on Cluster).
+	"cluster|getkeysinslot": Admin, "cluster|countkeysinslot": Admin,
 	"cluster|bumpepoch": Admin, "cluster|saveconfig": Admin, "client|kill": Admin,
 	"client|pause": Admin, "client|unpause": Admin, "client|list": Admin, "client|unblock": Admin,
 	"client|no-evict": Admin,
@@ -97,6 +99,9 @@ var byName = func() map[string]*Command {
 		}
 		if parent, sub, ok := cut(s.Name); ok {
 			p := m[parent]
+			// A family the overlay reserves to admins (CONFIG, ACL,
+			// MODULE) is admin only down to HELP and WHOAMI.
+			c.Flags |= overlay[parent] & Admin
 			if p.subs == nil {
 				p.subs = map[string]*Command{}
 			}

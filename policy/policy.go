@@ -179,6 +179,14 @@ func (p *Policy) Check(id *Identity, c *keyspace.Command, args [][]byte, acc *ke
 			return p.violation("BADKEY channel '" + quote(args[i]) + "' does not follow the grammar: use " + g.WorkspacePrefix(ws) + "events[:<rest>]")
 		}
 	}
+	if len(acc.Patterns) == 0 {
+		switch {
+		case c.Name == "pubsub|channels" || c.Name == "pubsub|shardchannels":
+			return p.violation("NOPERM '" + c.Name + "' without a pattern lists every workspace's channels; add the pattern " + g.WorkspacePrefix(ws) + "events*")
+		case c.Name == "client|tracking" && hasArg(args, "bcast"):
+			return p.violation("NOPERM CLIENT TRACKING BCAST without PREFIX reports the keys of every workspace; add PREFIX " + g.WorkspacePrefix(ws))
+		}
+	}
 	for _, i := range acc.Patterns {
 		if c.Name == "punsubscribe" {
 			continue
@@ -188,6 +196,16 @@ func (p *Policy) Check(id *Identity, c *keyspace.Command, args [][]byte, acc *ke
 		}
 	}
 	return Allow, ""
+}
+
+// hasArg reports whether an option word is among the arguments.
+func hasArg(args [][]byte, word string) bool {
+	for _, a := range args[1:] {
+		if strings.EqualFold(string(a), word) {
+			return true
+		}
+	}
+	return false
 }
 
 func (p *Policy) violation(msg string) (Verdict, string) {
@@ -214,27 +232,39 @@ func quote(b []byte) string {
 // UnknownCommand is Redis's own reply to a command it does not know, so a
 // command unknown to the proxy's table is refused exactly as Redis would.
 func UnknownCommand(args [][]byte) string {
-	var b strings.Builder
-	for i := 1; i < len(args) && b.Len() < 128; i++ {
-		a := args[i]
-		if room := 128 - b.Len(); len(a) > room {
-			a = a[:room]
-		}
-		b.WriteByte('\'')
-		b.Write(a)
-		b.WriteString("' ")
+	// Redis formats with C's %.*s: arguments stop at a NUL byte and are
+	// cut to what is left of 128 bytes; other bytes are sent unchanged
+	// (not as UTF-8), except CR and LF, which become spaces.
+	b := append(make([]byte, 0, 192), "ERR unknown command '"...)
+	b = appendCString(b, args[0], 128)
+	b = append(b, "', with args beginning with: "...)
+	start := len(b)
+	for i := 1; i < len(args) && len(b)-start < 128; i++ {
+		b = append(b, '\'')
+		b = appendCString(b, args[i], 128-(len(b)-1-start))
+		b = append(b, "' "...)
 	}
-	name := args[0]
-	if len(name) > 128 {
-		name = name[:128]
-	}
-	msg := "ERR unknown command '" + string(name) + "', with args beginning with: " + b.String()
-	return strings.Map(func(r rune) rune {
-		if r == '\r' || r == '\n' {
-			return ' '
+	for i, c := range b {
+		if c == '\r' || c == '\n' {
+			b[i] = ' '
 		}
-		return r
-	}, msg)
+	}
+	return string(b)
+}
+
+// appendCString appends s as printf's "%.*s" prints it: up to the first NUL
+// byte and at most max bytes.
+func appendCString(b, s []byte, max int) []byte {
+	for i, c := range s {
+		if c == 0 {
+			s = s[:i]
+			break
+		}
+	}
+	if len(s) > max {
+		s = s[:max]
+	}
+	return append(b, s...)
 }
 
 // WrongArity is Redis's reply to a known command with the wrong number of

@@ -244,6 +244,12 @@ func (s *session) authReply(b []byte, ok bool) []byte {
 	}
 }
 
+// minBlockMargin is the least margin past a blocking command's own timeout.
+// Redis notices expired blocked clients on its event-loop ticks (every
+// 1/hz, 100 ms by default), so the nil reply comes late by up to a tick plus
+// scheduling; a short read timeout must not turn it into UNCERTAIN.
+const minBlockMargin = time.Second
+
 // blockTimeout is how long to wait for a blocking command's reply: its own
 // timeout plus the read timeout as margin, or forever for timeout 0.
 func blockTimeout(args [][]byte, margin time.Duration) time.Duration {

@@ -11,6 +11,8 @@ import (
 var (
 	errInvalidMultibulk = errors.New("ERR Protocol error: invalid multibulk length")
 	errInvalidBulk      = errors.New("ERR Protocol error: invalid bulk length")
+	errTooBigMbulk      = errors.New("ERR Protocol error: too big mbulk count string")
+	errTooBigBulkCount  = errors.New("ERR Protocol error: too big bulk count string")
 	errTooBigInline     = errors.New("ERR Protocol error: too big inline request")
 	errUnbalancedQuotes = errors.New("ERR Protocol error: unbalanced quotes in request")
 	errTooBigRequest    = errors.New("ERR Protocol error: request exceeds the proxy's max_request_bytes (listen.max_request_bytes)")
@@ -180,10 +182,11 @@ func (r *reader) parseMultibulk() (bool, error) {
 	b := r.buf[r.r:r.w]
 	if r.pArgc == 0 {
 		i := bytes.IndexByte(b, '\n')
+		if i > maxInline || i < 0 && len(b) > maxInline {
+			// The same verdict whether or not the newline has arrived.
+			return false, errTooBigMbulk
+		}
 		if i < 0 {
-			if len(b) > maxInline {
-				return false, errInvalidMultibulk
-			}
 			return false, nil
 		}
 		if i < 2 || b[i-1] != '\r' {
@@ -211,10 +214,10 @@ func (r *reader) parseMultibulk() (bool, error) {
 			return false, errExpectedDollar(rest[0])
 		}
 		i := bytes.IndexByte(rest, '\n')
+		if i > 32 || i < 0 && len(rest) > 32 {
+			return false, errTooBigBulkCount
+		}
 		if i < 0 {
-			if len(rest) > 32 {
-				return false, errInvalidBulk
-			}
 			return false, nil
 		}
 		if i < 2 || rest[i-1] != '\r' {

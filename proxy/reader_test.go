@@ -20,6 +20,8 @@ const (
 	wantTooBigInline     = "ERR Protocol error: too big inline request"
 	wantUnbalanced       = "ERR Protocol error: unbalanced quotes in request"
 	wantTooBigRequest    = "ERR Protocol error: request exceeds the proxy's max_request_bytes (listen.max_request_bytes)"
+	wantTooBigMbulk      = "ERR Protocol error: too big mbulk count string"
+	wantTooBigBulkCount  = "ERR Protocol error: too big bulk count string"
 )
 
 // respOf encodes args as a RESP command, the form every command is
@@ -217,7 +219,9 @@ func TestReaderErrors(t *testing.T) {
 		{"bulk length plus sign", "*1\r\n$+4\r\nPING\r\n", 0, 0, nil, wantInvalidBulk},
 		{"bulk length leading zero", "*1\r\n$04\r\nPING\r\n", 0, 0, nil, wantInvalidBulk},
 		{"bulk length lf only", "*1\r\n$4\nPING\r\n", 0, 0, nil, wantInvalidBulk},
-		{"bulk header endless", "*1\r\n$" + strings.Repeat("1", 40), 0, 0, nil, wantInvalidBulk},
+		{"bulk header endless", "*1\r\n$" + strings.Repeat("1", 40), 0, 0, nil, wantTooBigBulkCount},
+		{"bulk header too long", "*1\r\n$" + strings.Repeat("1", 40) + "\r\n", 0, 0, nil, wantTooBigBulkCount},
+		{"bulk length too many digits", "*1\r\n$" + strings.Repeat("1", 20) + "\r\n", 0, 0, nil, wantInvalidBulk},
 		{"bulk without crlf", "*1\r\n$4\r\nPINGxx", 0, 0, nil, wantInvalidBulk},
 		{"request above limit", "*3\r\n$3\r\nSET\r\n$80\r\n" + strings.Repeat("k", 80) + "\r\n$80\r\n", 100, 0, nil, wantTooBigRequest},
 		{"too many args", "*9\r\n", 0, 8, nil, wantInvalidMultibulk},
@@ -226,7 +230,9 @@ func TestReaderErrors(t *testing.T) {
 		{"multibulk length leading zero", "*01\r\n$4\r\nPING\r\n", 0, 0, nil, wantInvalidMultibulk},
 		{"multibulk length minus zero", "*-0\r\n", 0, 0, nil, wantInvalidMultibulk},
 		{"multibulk lf only", "*1\n$4\r\nPING\r\n", 0, 0, nil, wantInvalidMultibulk},
-		{"multibulk header endless", "*" + strings.Repeat("1", maxInline+1), 0, 0, nil, wantInvalidMultibulk},
+		{"multibulk header endless", "*" + strings.Repeat("1", maxInline+1), 0, 0, nil, wantTooBigMbulk},
+		{"multibulk header too long", "*" + strings.Repeat("1", maxInline+1) + "\r\n", 0, 0, nil, wantTooBigMbulk},
+		{"multibulk length too many digits", "*" + strings.Repeat("1", 30) + "\r\n", 0, 0, nil, wantInvalidMultibulk},
 		{"inline endless", strings.Repeat("a", maxInline+1), 0, 0, nil, wantTooBigInline},
 		{"inline too long", "ECHO " + strings.Repeat("a", maxInline) + "\r\n", 0, 0, nil, wantTooBigInline},
 		{"expected dollar", "*1\r\nx", 0, 0, nil, "ERR Protocol error: expected '$', got 'x'"},

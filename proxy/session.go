@@ -54,8 +54,9 @@ type session struct {
 
 	// Tunnel mode (subscriptions, MONITOR): wmu orders writes to nc
 	// between the session and the pump.
-	tconn net.Conn
-	wmu   sync.Mutex
+	tconn  net.Conn
+	tlocal *tunnelLocal
+	wmu    sync.Mutex
 
 	scratch  []byte
 	stopping atomic.Bool
@@ -501,7 +502,7 @@ func (s *session) forwardBlocking(c *command) {
 		return
 	}
 	w := s.watch(conn)
-	err := s.do(conn, []command{*c}, blockTimeout(c.Args, s.srv.pool.ReadTimeout()), false)
+	err := s.do(conn, []command{*c}, blockTimeout(c.Args, max(s.srv.pool.ReadTimeout(), minBlockMargin)), false)
 	gone := w.stop()
 	if own {
 		s.srv.pool.Release(conn, s.proto, err == nil && !gone)

@@ -1,9 +1,14 @@
 package proxy
 
 import (
+	"bytes"
+	"crypto/rand"
+	"encoding/hex"
 	"strconv"
+	"sync"
 	"time"
 
+	"github.com/tidwall/redcon"
 	"go.uber.org/zap"
 
 	"github.com/agentproxy/agentproxy/keyspace"
@@ -14,9 +19,63 @@ import (
 // for: subscribers, CLIENT TRACKING in RESP3, MONITOR. The client gets a
 // dedicated upstream connection for the rest of its life; a pump copies
 // every upstream frame to the client while the session forwards requests.
-// The proxy's own answers (QUIT, AUTH, ...) are written between whole
-// frames, so they never split one; against replies still in flight their
-// order is best effort.
+//
+// The proxy's own answers (AUTH, HELLO, CLIENT SETNAME, refusals) must keep
+// their place among the replies still coming from Redis. So the session
+// queues each such answer and sends "PING <marker>" in its place; when the
+// pump meets the marker's reply it writes the queued answer instead. The
+// marker holds a per-session random token, so no published message can
+// imitate it (a message arrives as a 3-element push, not a PING reply).
+
+// tunnelLocal holds the proxy's queued answers. Its lock is a leaf; the
+// pump takes it after reading a frame, the session after building one.
+type tunnelLocal struct {
+	mu      sync.Mutex
+	replies [][]byte
+	token   string
+	pingCmd []byte // PING <marker> as RESP
+	pong2   []byte // its reply while subscribed in RESP2: ["pong", marker]
+	pong    []byte // its reply otherwise: the marker as a bulk string
+}
+
+func newTunnelLocal() *tunnelLocal {
+	var b [16]byte
+	rand.Read(b[:])
+	t := &tunnelLocal{token: "agentproxy-local-" + hex.EncodeToString(b[:])}
+	t.pingCmd = upstream.AppendCommand(nil, "PING", t.token)
+	t.pong = redcon.AppendBulkString(nil, t.token)
+	t.pong2 = redcon.AppendBulkString(redcon.AppendBulkString(redcon.AppendArray(nil, 2), "pong"), t.token)
+	return t
+}
+
+// isMarker reports whether frame is the reply to a marker PING.
+func (t *tunnelLocal) isMarker(frame []byte) bool {
+	return bytes.Equal(frame, t.pong) || bytes.Equal(frame, t.pong2) ||
+		len(frame) > 0 && frame[0] == '>' && bytes.Equal(frame[1:], t.pong2[1:])
+}
+
+// pop returns the oldest queued answer.
+func (t *tunnelLocal) pop() []byte {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if len(t.replies) == 0 {
+		return nil
+	}
+	r := t.replies[0]
+	t.replies = t.replies[1:]
+	return r
+}
+
+// answer queues the proxy's reply (everything appended to s.out since
+// mark) behind the replies in flight.
+func (s *session) answer(mark int) {
+	reply := append([]byte(nil), s.out[mark:]...)
+	s.out = s.out[:mark]
+	s.tlocal.mu.Lock()
+	s.tlocal.replies = append(s.tlocal.replies, reply)
+	s.tlocal.mu.Unlock()
+	s.scratch = append(s.scratch, s.tlocal.pingCmd...)
+}
 
 // startTunnel dials the tunnel and starts the pump. Output so far is
 // flushed first so it precedes everything the pump writes.
@@ -44,54 +103,59 @@ func (s *session) startTunnel() bool {
 		s.unpin(false)
 	}
 	s.srv.Stats.Pinned.Add(1)
+	s.tlocal = newTunnelLocal()
 	s.tconn = nc
 	go s.pump(nc, left)
 	return true
 }
 
-// execTunnel forwards requests to the tunnel, answering the proxy's own.
+// execTunnel forwards requests to the tunnel, answering the proxy's own in
+// their place (see tunnelLocal).
 func (s *session) execTunnel(cmds []command) {
 	s.scratch = s.scratch[:0]
 	for i := range cmds {
 		c := &cmds[i]
 		name := c.Args[0]
 		info := keyspace.Lookup(name)
+		mark := len(s.out)
 		switch {
 		case c.deny != "":
-			s.sendTunnel()
 			s.out = appendError(s.out, c.deny)
+			s.answer(mark)
 		case info.Has(keyspace.Unsupported):
-			s.sendTunnel()
 			s.out = appendError(s.out, ErrUnsupported)
-		case eqFold(name, "quit"):
-			s.sendTunnel()
-			s.out = append(s.out, "+OK\r\n"...)
-			s.quit = true
-			return
+			s.answer(mark)
 		case eqFold(name, "hello"):
-			s.sendTunnel()
 			if len(c.Args) > 1 {
 				if v, ok := parseInt(c.Args[1]); ok && v != s.proto {
 					s.out = appendError(s.out, ErrProtoSwitch)
+					s.answer(mark)
 					continue
 				}
 			}
 			s.hello(c.Args[1:])
+			s.answer(mark)
 		case eqFold(name, "reset"):
 			// Redis resets the tunnel connection (no subscriptions, RESP2,
 			// no name); the session's view of it follows.
 			s.scratch = append(s.scratch, c.Raw...)
 			s.proto, s.name = 2, ""
 		case eqFold(name, "auth"):
-			s.sendTunnel()
 			s.auth(c.Args[1:])
+			s.answer(mark)
+		case eqFold(name, "workspace"):
+			s.workspace(c.Args[1:])
+			s.answer(mark)
 		case eqFold(name, "client") && len(c.Args) > 1 && !eqFold(c.Args[1], "tracking") &&
 			!eqFold(c.Args[1], "caching") && !eqFold(c.Args[1], "list") && !eqFold(c.Args[1], "info"):
-			s.sendTunnel()
 			if s.client(c.Args[1:]) != routeLocal {
 				s.scratch = append(s.scratch, c.Raw...)
+			} else {
+				s.answer(mark)
 			}
 		default:
+			// QUIT too: Redis answers +OK and closes, and the pump
+			// closes the client after writing it.
 			s.scratch = append(s.scratch, c.Raw...)
 		}
 	}
@@ -129,7 +193,8 @@ func (s *session) pump(nc interface {
 		}
 	}()
 	for {
-		r := 0
+		r, fstart := 0, 0
+		var sub []byte // a queued answer replacing the frame buf[fstart:r]
 		for r < w {
 			n, done, err := f.Scan(buf[r:w])
 			if err != nil {
@@ -140,6 +205,11 @@ func (s *session) pump(nc interface {
 			if !done {
 				break
 			}
+			if r-fstart <= len(s.tlocal.pong2)+1 && s.tlocal.isMarker(buf[fstart:r]) {
+				sub = s.tlocal.pop()
+				break
+			}
+			fstart = r
 		}
 		if r > 0 {
 			// Whole frames (and the start of an open one) in one write;
@@ -152,9 +222,20 @@ func (s *session) pump(nc interface {
 			if t := s.srv.opts.ClientWriteTimeout; t > 0 {
 				s.nc.SetWriteDeadline(time.Now().Add(t))
 			}
-			if _, err := s.nc.Write(buf[:r]); err != nil {
-				s.srv.Stats.SlowConsumers.Add(1)
-				return
+			out := buf[:r]
+			if sub != nil {
+				out = buf[:fstart]
+			}
+			if len(out) > 0 {
+				if _, err := s.nc.Write(out); err != nil {
+					s.srv.Stats.SlowConsumers.Add(1)
+					return
+				}
+			}
+			if sub != nil {
+				if _, err := s.nc.Write(sub); err != nil {
+					return
+				}
 			}
 			if !open {
 				s.wmu.Unlock()
@@ -166,6 +247,9 @@ func (s *session) pump(nc interface {
 			nb := make([]byte, 2*len(buf))
 			copy(nb, buf[:w])
 			buf = nb
+		}
+		if sub != nil && w > 0 {
+			continue // more frames already buffered
 		}
 		n, err := nc.Read(buf[w:])
 		w += n

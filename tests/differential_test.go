@@ -308,6 +308,7 @@ func dtScripts() []dtScript {
 			"UNLINK @k4",
 			"EXISTS @k3",
 			"DBSIZE",
+			"WAIT 0 10",
 		),
 		dtLines("keyspace-iteration",
 			"SET @a 1",

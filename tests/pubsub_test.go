@@ -19,7 +19,8 @@ import (
 func TestPubSubMatchesRedisRESP2(t *testing.T) {
 	r, a := dtStart(t)
 	steps := []dtStep{
-		dtSend(0, "SUBSCRIBE ^events:a ^events:b"),
+		// The first SUBSCRIBE pipelined behind ordinary commands.
+		dtSend(0, "SET @k v", "GET @k", "SUBSCRIBE ^events:a ^events:b"),
 		dtExpect(0, 1), // the second subscribe confirmation
 		dtSend(1, "PUBLISH ^events:a hello"),
 		dtExpect(0, 1),
@@ -51,7 +52,7 @@ func TestPubSubMatchesRedisRESP2(t *testing.T) {
 func TestPubSubMatchesRedisRESP3(t *testing.T) {
 	r, a := dtStart(t)
 	steps := []dtStep{
-		dtSend(0, "SUBSCRIBE ^events:a"),
+		dtSend(0, "DEL @k", "SUBSCRIBE ^events:a", "EXISTS @k"),
 		// RESP3 clients run commands while subscribed.
 		dtSend(0, "GET @k", "SET @k v", "GET @k", "HSET @h f v", "HGETALL @h", "PING"),
 		dtSend(1, "PUBLISH ^events:a hello"),
@@ -202,6 +203,42 @@ func TestPubSubSubscriberLeaves(t *testing.T) {
 		})
 		if got := txPinned(a); got != 0 {
 			t.Fatalf("resp%d: pinned gauge %d after the subscriber left, want 0", proto, got)
+		}
+	}
+}
+
+// TestPubSubTunnelReplyOrder: once a connection is tunnelled (it
+// subscribed once), the proxy's own answers (CLIENT GETNAME, HELLO, AUTH,
+// refused commands) must still come in request order when pipelined after
+// forwarded commands. A RESP3 client may pipeline anything while
+// subscribed, and redis-py returns a connection that unsubscribed to its
+// pool for ordinary use.
+//
+// KNOWN BUG: execTunnel appends the local answer to the session's output
+// at once, while the forwarded command's reply is still on its way through
+// the pump, so the two usually arrive swapped. Remove the Skip when fixed.
+func TestPubSubTunnelReplyOrder(t *testing.T) {
+	_, a := dtStart(t)
+	for _, proto := range []int{2, 3} {
+		c := dtDial(t, a.Addr(), proto)
+		c.Do("CLIENT", "SETNAME", "tunnelled")
+		c.Send("SUBSCRIBE", dtWS+"events:order")
+		c.Read()
+		if proto == 2 {
+			c.Send("UNSUBSCRIBE")
+			c.Read()
+		}
+		k := dtKV + "order"
+		c.Do("SET", k, "value")
+		for i := 0; i < 50; i++ {
+			var req []byte
+			req = upstream.AppendCommand(req, "GET", k)
+			req = upstream.AppendCommand(req, "CLIENT", "GETNAME")
+			c.Write(req)
+			first, second := string(c.Read()), string(c.Read())
+			if first != "$5\r\nvalue\r\n" || second != "$9\r\ntunnelled\r\n" {
+				t.Fatalf("resp%d round %d: pipelined [GET, CLIENT GETNAME] answered %q, %q: replies out of order", proto, i, first, second)
+			}
 		}
 	}
 }

@@ -40,7 +40,7 @@ type txReply struct {
 
 // txRunScenario runs steps with clients connected to addr (proto 2 or 3),
 // one command or pipeline at a time in step order, and returns all replies.
-// pinned, when not nil, is called after each step with the replies so far.
+// after, when not nil, is called after each step (to check proxy state).
 func txRunScenario(t *testing.T, addr string, proto, clients int, steps []txStep, after func(step int)) []txReply {
 	t.Helper()
 	cs := make([]*testutil.Conn, clients)

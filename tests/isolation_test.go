@@ -1,0 +1,1240 @@
+package tests
+
+// Workspace isolation (SPEC §4, §10), adversarially: every key-taking
+// command of the table is called with keys of another workspace and must be
+// refused with NOPERM before anything reaches Redis (a MONITOR on the real
+// server proves it); SCAN never lists another workspace's key whatever its
+// MATCH/TYPE/COUNT; wide KEYS/PSUBSCRIBE patterns and raw scripts are
+// refused for agents; a readonly user cannot write by any command; an admin
+// can do everything.
+
+import (
+	"bytes"
+	"crypto/sha256"
+	"encoding/hex"
+	"fmt"
+	"sort"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/agentproxy/agentproxy/config"
+	"github.com/agentproxy/agentproxy/internal/testutil"
+	"github.com/agentproxy/agentproxy/keyspace"
+	"github.com/agentproxy/agentproxy/proxy"
+)
+
+// isoInvocations are plausible invocations of every command of the table
+// that has key specs: "K" marks a key (or, for the sharded pub/sub commands,
+// a channel) and `""` an empty argument. TestIsolationInvocationTable checks
+// that the K positions are exactly what keyspace.Extract finds.
+var isoInvocations = map[string][]string{
+	"append":               {"append K v"},
+	"bitcount":             {"bitcount K", "bitcount K 0 -1 BIT"},
+	"bitfield":             {"bitfield K GET u8 0", "bitfield K SET u8 0 1"},
+	"bitfield_ro":          {"bitfield_ro K GET u8 0"},
+	"bitop":                {"bitop AND K K K", "bitop NOT K K"},
+	"bitpos":               {"bitpos K 1"},
+	"blmove":               {"blmove K K LEFT RIGHT 0.01"},
+	"blmpop":               {"blmpop 0.01 2 K K LEFT COUNT 2"},
+	"blpop":                {"blpop K K 0.01"},
+	"brpop":                {"brpop K K 0.01"},
+	"brpoplpush":           {"brpoplpush K K 0.01"},
+	"bzmpop":               {"bzmpop 0.01 2 K K MIN"},
+	"bzpopmax":             {"bzpopmax K K 0.01"},
+	"bzpopmin":             {"bzpopmin K K 0.01"},
+	"copy":                 {"copy K K REPLACE"},
+	"decr":                 {"decr K"},
+	"decrby":               {"decrby K 2"},
+	"del":                  {"del K", "del K K K"},
+	"dump":                 {"dump K"},
+	"eval":                 {"eval return(1) 2 K K a"},
+	"eval_ro":              {"eval_ro return(1) 1 K"},
+	"evalsha":              {"evalsha e0e1f9fabfc9d4800c877a703b823ac0578ff8db 1 K"},
+	"evalsha_ro":           {"evalsha_ro e0e1f9fabfc9d4800c877a703b823ac0578ff8db 1 K"},
+	"exists":               {"exists K K"},
+	"expire":               {"expire K 100", "expire K 100 NX"},
+	"expireat":             {"expireat K 4000000000"},
+	"expiretime":           {"expiretime K"},
+	"fcall":                {"fcall myfn 1 K a"},
+	"fcall_ro":             {"fcall_ro myfn 1 K"},
+	"geoadd":               {"geoadd K 13.361389 38.115556 Palermo"},
+	"geodist":              {"geodist K a b km"},
+	"geohash":              {"geohash K a"},
+	"geopos":               {"geopos K a"},
+	"georadius":            {"georadius K 15 37 200 km", "georadius K 15 37 200 km STORE K", "georadius K 15 37 200 km STOREDIST K"},
+	"georadius_ro":         {"georadius_ro K 15 37 200 km"},
+	"georadiusbymember":    {"georadiusbymember K a 200 km", "georadiusbymember K a 200 km STORE K"},
+	"georadiusbymember_ro": {"georadiusbymember_ro K a 200 km"},
+	"geosearch":            {"geosearch K FROMLONLAT 15 37 BYRADIUS 200 km"},
+	"geosearchstore":       {"geosearchstore K K FROMLONLAT 15 37 BYRADIUS 200 km"},
+	"get":                  {"get K"},
+	"getbit":               {"getbit K 0"},
+	"getdel":               {"getdel K"},
+	"getex":                {"getex K PERSIST"},
+	"getrange":             {"getrange K 0 -1"},
+	"getset":               {"getset K v"},
+	"hdel":                 {"hdel K f"},
+	"hexists":              {"hexists K f"},
+	"hget":                 {"hget K f"},
+	"hgetall":              {"hgetall K"},
+	"hincrby":              {"hincrby K f 1"},
+	"hincrbyfloat":         {"hincrbyfloat K f 1.5"},
+	"hkeys":                {"hkeys K"},
+	"hlen":                 {"hlen K"},
+	"hmget":                {"hmget K f g"},
+	"hmset":                {"hmset K f v"},
+	"hrandfield":           {"hrandfield K 2"},
+	"hscan":                {"hscan K 0 MATCH * COUNT 10"},
+	"hset":                 {"hset K f v g w"},
+	"hsetnx":               {"hsetnx K f v"},
+	"hstrlen":              {"hstrlen K f"},
+	"hvals":                {"hvals K"},
+	"incr":                 {"incr K"},
+	"incrby":               {"incrby K 2"},
+	"incrbyfloat":          {"incrbyfloat K 1.5"},
+	"lcs":                  {"lcs K K"},
+	"lindex":               {"lindex K 0"},
+	"linsert":              {"linsert K BEFORE a b"},
+	"llen":                 {"llen K"},
+	"lmove":                {"lmove K K LEFT RIGHT"},
+	"lmpop":                {"lmpop 2 K K LEFT"},
+	"lpop":                 {"lpop K"},
+	"lpos":                 {"lpos K a"},
+	"lpush":                {"lpush K a b"},
+	"lpushx":               {"lpushx K a"},
+	"lrange":               {"lrange K 0 -1"},
+	"lrem":                 {"lrem K 0 a"},
+	"lset":                 {"lset K 0 a"},
+	"ltrim":                {"ltrim K 0 -1"},
+	"memory|usage":         {"memory usage K", "memory usage K SAMPLES 5"},
+	"mget":                 {"mget K K K"},
+	"migrate":              {"migrate 127.0.0.1 1 K 0 10", `migrate 127.0.0.1 1 "" 0 10 KEYS K K`, `migrate 127.0.0.1 1 "" 0 10 AUTH pw KEYS K`},
+	"move":                 {"move K 1"},
+	"mset":                 {"mset K v K w"},
+	"msetnx":               {"msetnx K v K w"},
+	"object|encoding":      {"object encoding K"},
+	"object|freq":          {"object freq K"},
+	"object|idletime":      {"object idletime K"},
+	"object|refcount":      {"object refcount K"},
+	"persist":              {"persist K"},
+	"pexpire":              {"pexpire K 100000"},
+	"pexpireat":            {"pexpireat K 4000000000000"},
+	"pexpiretime":          {"pexpiretime K"},
+	"pfadd":                {"pfadd K a b"},
+	"pfcount":              {"pfcount K K"},
+	"pfdebug":              {"pfdebug GETREG K"},
+	"pfmerge":              {"pfmerge K K"},
+	"psetex":               {"psetex K 100000 v"},
+	"pttl":                 {"pttl K"},
+	"rename":               {"rename K K"},
+	"renamenx":             {"renamenx K K"},
+	"restore":              {"restore K 0 payload REPLACE"},
+	"restore-asking":       {"restore-asking K 0 payload"},
+	"rpop":                 {"rpop K 2"},
+	"rpoplpush":            {"rpoplpush K K"},
+	"rpush":                {"rpush K a"},
+	"rpushx":               {"rpushx K a"},
+	"sadd":                 {"sadd K a b"},
+	"scard":                {"scard K"},
+	"sdiff":                {"sdiff K K"},
+	"sdiffstore":           {"sdiffstore K K K"},
+	"set":                  {"set K v", "set K v EX 100 NX GET"},
+	"setbit":               {"setbit K 7 1"},
+	"setex":                {"setex K 100 v"},
+	"setnx":                {"setnx K v"},
+	"setrange":             {"setrange K 0 v"},
+	"sinter":               {"sinter K K"},
+	"sintercard":           {"sintercard 2 K K LIMIT 1"},
+	"sinterstore":          {"sinterstore K K K"},
+	"sismember":            {"sismember K a"},
+	"smembers":             {"smembers K"},
+	"smismember":           {"smismember K a b"},
+	"smove":                {"smove K K a"},
+	"sort":                 {"sort K", "sort K LIMIT 0 10 ALPHA STORE K"},
+	"sort_ro":              {"sort_ro K ALPHA"},
+	"spop":                 {"spop K"},
+	"spublish":             {"spublish K hello"},
+	"srandmember":          {"srandmember K 2"},
+	"srem":                 {"srem K a"},
+	"sscan":                {"sscan K 0"},
+	"ssubscribe":           {"ssubscribe K K"},
+	"strlen":               {"strlen K"},
+	"substr":               {"substr K 0 1"},
+	"sunion":               {"sunion K K"},
+	"sunionstore":          {"sunionstore K K K"},
+	"touch":                {"touch K K"},
+	"ttl":                  {"ttl K"},
+	"type":                 {"type K"},
+	"unlink":               {"unlink K K"},
+	"watch":                {"watch K K"},
+	"xack":                 {"xack K g 0-1"},
+	"xadd":                 {"xadd K * f v", "xadd K MAXLEN 10 * f v"},
+	"xautoclaim":           {"xautoclaim K g c 0 0-0"},
+	"xclaim":               {"xclaim K g c 0 0-1"},
+	"xdel":                 {"xdel K 0-1"},
+	"xgroup|create":        {"xgroup create K g $ MKSTREAM"},
+	"xgroup|createconsumer": {
+		"xgroup createconsumer K g c"},
+	"xgroup|delconsumer": {"xgroup delconsumer K g c"},
+	"xgroup|destroy":     {"xgroup destroy K g"},
+	"xgroup|setid":       {"xgroup setid K g $"},
+	"xinfo|consumers":    {"xinfo consumers K g"},
+	"xinfo|groups":       {"xinfo groups K"},
+	"xinfo|stream":       {"xinfo stream K"},
+	"xlen":               {"xlen K"},
+	"xpending":           {"xpending K g"},
+	"xrange":             {"xrange K - +"},
+	"xread":              {"xread STREAMS K 0", "xread COUNT 1 STREAMS K K 0 0"},
+	"xreadgroup":         {"xreadgroup GROUP g c STREAMS K >", "xreadgroup GROUP g c COUNT 1 STREAMS K K > >"},
+	"xrevrange":          {"xrevrange K + -"},
+	"xsetid":             {"xsetid K 0-1"},
+	"xtrim":              {"xtrim K MAXLEN 10"},
+	"zadd":               {"zadd K 1 a 2 b"},
+	"zcard":              {"zcard K"},
+	"zcount":             {"zcount K 0 1"},
+	"zdiff":              {"zdiff 2 K K"},
+	"zdiffstore":         {"zdiffstore K 2 K K"},
+	"zincrby":            {"zincrby K 1 a"},
+	"zinter":             {"zinter 2 K K WITHSCORES"},
+	"zintercard":         {"zintercard 2 K K"},
+	"zinterstore":        {"zinterstore K 2 K K WEIGHTS 1 2"},
+	"zlexcount":          {"zlexcount K - +"},
+	"zmpop":              {"zmpop 2 K K MIN"},
+	"zmscore":            {"zmscore K a"},
+	"zpopmax":            {"zpopmax K"},
+	"zpopmin":            {"zpopmin K 2"},
+	"zrandmember":        {"zrandmember K"},
+	"zrange":             {"zrange K 0 -1"},
+	"zrangebylex":        {"zrangebylex K - +"},
+	"zrangebyscore":      {"zrangebyscore K 0 1"},
+	"zrangestore":        {"zrangestore K K 0 -1"},
+	"zrank":              {"zrank K a"},
+	"zrem":               {"zrem K a"},
+	"zremrangebylex":     {"zremrangebylex K - +"},
+	"zremrangebyrank":    {"zremrangebyrank K 0 -1"},
+	"zremrangebyscore":   {"zremrangebyscore K 0 1"},
+	"zrevrange":          {"zrevrange K 0 -1"},
+	"zrevrangebylex":     {"zrevrangebylex K + -"},
+	"zrevrangebyscore":   {"zrevrangebyscore K 1 0"},
+	"zrevrank":           {"zrevrank K a"},
+	"zscan":              {"zscan K 0"},
+	"zscore":             {"zscore K a"},
+	"zunion":             {"zunion 2 K K"},
+	"zunionstore":        {"zunionstore K 2 K K AGGREGATE MAX"},
+}
+
+// isoNotSwept are the key-taking commands the sweep leaves out, and why.
+var isoNotSwept = map[string]string{
+	"sunsubscribe": "leaving a channel is always allowed (it reaches no data)",
+}
+
+// isoKeylessWrites are invocations of the write commands without key specs,
+// for the readonly sweep.
+var isoKeylessWrites = map[string][]string{
+	"flushall":         {"flushall"},
+	"flushdb":          {"flushdb ASYNC"},
+	"swapdb":           {"swapdb 0 1"},
+	"function|delete":  {"function delete mylib"},
+	"function|flush":   {"function flush"},
+	"function|load":    {"function load code"},
+	"function|restore": {"function restore payload"},
+}
+
+// isoTemplate splits an invocation into arguments and the K positions.
+func isoTemplate(tmpl string) (args []string, ks []int) {
+	for i, f := range strings.Fields(tmpl) {
+		switch f {
+		case "K":
+			ks = append(ks, i)
+		case `""`:
+			f = ""
+		}
+		args = append(args, f)
+	}
+	return args, ks
+}
+
+func isoBytes(args []string) [][]byte {
+	out := make([][]byte, len(args))
+	for i, a := range args {
+		out[i] = []byte(a)
+	}
+	return out
+}
+
+// isoExtract resolves an invocation and returns its command and the
+// positions of its keys and channels, sorted, and of its channels alone.
+func isoExtract(t *testing.T, args []string) (*keyspace.Command, []int, map[int]bool) {
+	t.Helper()
+	b := isoBytes(args)
+	info := keyspace.Resolve(b)
+	if info == nil {
+		t.Fatalf("%q: not in the command table", args)
+	}
+	var acc keyspace.Access
+	if err := keyspace.Extract(info, b, &acc); err != nil {
+		t.Fatalf("%q: extract: %v", args, err)
+	}
+	pos := append(append([]int{}, acc.Keys...), acc.Channels...)
+	sort.Ints(pos)
+	ch := map[int]bool{}
+	for _, i := range acc.Channels {
+		ch[i] = true
+	}
+	return info, pos, ch
+}
+
+// isoSweep is one invocation of the sweep with its K positions resolved.
+type isoSweep struct {
+	name     string
+	args     []string
+	ks       []int
+	channels map[int]bool
+	info     *keyspace.Command
+}
+
+// isoCommands checks the invocation table against the command table and
+// returns the sweep in a stable order.
+func isoCommands(t *testing.T) []isoSweep {
+	t.Helper()
+	var out []isoSweep
+	seen := map[string]bool{}
+	for _, name := range keyspace.Names() {
+		info := keyspace.Resolve(isoBytes(strings.Split(name, "|")))
+		if info == nil || info.Name != name {
+			t.Fatalf("%s: Resolve finds %v", name, info)
+		}
+		if len(info.Keys) == 0 {
+			continue
+		}
+		seen[name] = true
+		if _, skip := isoNotSwept[name]; skip {
+			continue
+		}
+		tmpls := isoInvocations[name]
+		if len(tmpls) == 0 {
+			t.Errorf("%s has key specs but no invocation in isoInvocations", name)
+			continue
+		}
+		for _, tmpl := range tmpls {
+			args, ks := isoTemplate(tmpl)
+			got, pos, ch := isoExtract(t, args)
+			if got.Name != name {
+				t.Errorf("%q resolves to %s, want %s", tmpl, got.Name, name)
+			}
+			if !got.ArityOK(len(args)) {
+				t.Errorf("%q: wrong arity for %s (%d)", tmpl, name, got.Arity)
+			}
+			if fmt.Sprint(pos) != fmt.Sprint(ks) {
+				t.Errorf("%q: Extract finds keys/channels at %v, the template marks %v", tmpl, pos, ks)
+			}
+			out = append(out, isoSweep{name: name, args: args, ks: ks, channels: ch, info: got})
+		}
+	}
+	for name := range isoInvocations {
+		if !seen[name] {
+			t.Errorf("isoInvocations has %s, which has no key specs in the table", name)
+		}
+	}
+	return out
+}
+
+func TestIsolationInvocationTable(t *testing.T) {
+	sweep := isoCommands(t)
+	if len(sweep) < 190 {
+		t.Fatalf("only %d invocations", len(sweep))
+	}
+	// Every write command has a readonly invocation.
+	for _, name := range keyspace.Names() {
+		info := keyspace.Resolve(isoBytes(strings.Split(name, "|")))
+		if !info.Has(keyspace.Write) {
+			continue
+		}
+		if len(isoInvocations[name]) == 0 && len(isoKeylessWrites[name]) == 0 {
+			t.Errorf("write command %s has no invocation", name)
+		}
+	}
+}
+
+// isoKey names key i of an invocation of cmd in workspace ws: distinct per
+// command and position so the commands that run do not trip over each
+// other's types. Channels are under the workspace's events.
+func isoKey(ws, cmd string, i int, channel bool) string {
+	cmd = strings.ReplaceAll(cmd, "|", "-")
+	if channel {
+		return "deepagents:{" + ws + "}:events:" + cmd + ":" + strconv.Itoa(i)
+	}
+	return "deepagents:{" + ws + "}:kv:" + cmd + ":" + strconv.Itoa(i)
+}
+
+// isoFill returns the invocation with the key at each K position named for
+// the workspace ws(i).
+func isoFill(s isoSweep, ws func(i int) string) []string {
+	args := append([]string{}, s.args...)
+	for _, i := range s.ks {
+		args[i] = isoKey(ws(i), s.name, i, s.channels[i])
+	}
+	return args
+}
+
+// isoMonitor watches everything a real Redis executes.
+type isoMonitor struct {
+	t    *testing.T
+	addr string
+	c    *testutil.Conn
+}
+
+func isoStartMonitor(t *testing.T, addr string) *isoMonitor {
+	t.Helper()
+	c := testutil.Dial(t, addr)
+	if r := c.DoS("MONITOR"); r != "+OK\r\n" {
+		t.Fatalf("MONITOR: %q", r)
+	}
+	return &isoMonitor{t: t, addr: addr, c: c}
+}
+
+// lines returns what Redis executed since the monitor started: a unique
+// ECHO sent directly marks the end, so every earlier command has been seen.
+func (m *isoMonitor) lines() []string {
+	m.t.Helper()
+	token := fmt.Sprintf("iso-monitor-sentinel-%d", time.Now().UnixNano())
+	d := testutil.Dial(m.t, m.addr)
+	if r := d.DoS("ECHO", token); !strings.Contains(r, token) {
+		m.t.Fatalf("ECHO: %q", r)
+	}
+	d.Close()
+	var out []string
+	for {
+		f := string(m.c.Read())
+		if strings.Contains(f, token) {
+			return out
+		}
+		out = append(out, f)
+	}
+}
+
+// isoNothingReached fails if Redis executed any command mentioning marker.
+func isoNothingReached(t *testing.T, m *isoMonitor, marker string) int {
+	t.Helper()
+	lines := m.lines()
+	for _, l := range lines {
+		if strings.Contains(l, marker) {
+			t.Errorf("a command with %q reached Redis: %q", marker, l)
+		}
+	}
+	return len(lines)
+}
+
+// isoStart starts a Redis and an enforcing proxy (loopback clients are
+// agents of workspace "default").
+func isoStart(t *testing.T, edit func(*config.Config)) (*testutil.Redis, string) {
+	t.Helper()
+	r := testutil.StartRedis(t)
+	cfg := testutil.EnforcingConfig(t, r.URL())
+	if edit != nil {
+		edit(&cfg)
+	}
+	a := testutil.StartProxy(t, cfg)
+	return r, a.Addr()
+}
+
+// isoIsRefusal reports whether a reply is one of the proxy's refusals.
+func isoIsRefusal(r string) bool {
+	return strings.HasPrefix(r, "-NOPERM") || strings.HasPrefix(r, "-BADKEY") ||
+		strings.HasPrefix(r, "-"+proxy.ErrKeysUnknown) || strings.HasPrefix(r, "-ERR wrong number of arguments")
+}
+
+func TestIsolationForeignKeysRefused(t *testing.T) {
+	sweep := isoCommands(t)
+	if t.Failed() {
+		t.FailNow()
+	}
+	r := testutil.StartRedis(t)
+	cfg := testutil.EnforcingConfig(t, r.URL())
+	agent := testutil.StartProxy(t, cfg)
+	// With keyspace.allow_scripts the script commands are checked by their
+	// declared keys instead of being refused outright.
+	cfg.Keyspace.AllowScripts = true
+	scripting := testutil.StartProxy(t, cfg)
+	mon := isoStartMonitor(t, r.Addr)
+	c, sc := testutil.Dial(t, agent.Addr()), testutil.Dial(t, scripting.Addr())
+	calls, commands := 0, map[string]bool{}
+	for _, s := range sweep {
+		// All keys foreign, then each key foreign among keys of the
+		// client's own workspace.
+		variants := [][]string{isoFill(s, func(int) string { return "other" })}
+		if len(s.ks) > 1 {
+			for _, f := range s.ks {
+				f := f
+				variants = append(variants, isoFill(s, func(i int) string {
+					if i == f {
+						return "other"
+					}
+					return "default"
+				}))
+			}
+		}
+		for _, args := range variants {
+			got := c.DoS(args...)
+			calls++
+			commands[s.name] = true
+			switch {
+			case !strings.HasPrefix(got, "-NOPERM "):
+				t.Errorf("%q: got %q, want -NOPERM", args, got)
+			case s.info.Has(keyspace.Admin) || s.info.Has(keyspace.Script):
+				// Refused for the role, before the keys are looked at.
+			case !strings.Contains(got, "{other}"):
+				t.Errorf("%q: the refusal %q does not name the foreign key", args, got)
+			}
+			if s.info.Has(keyspace.Script) {
+				calls++
+				if got := sc.DoS(args...); !strings.HasPrefix(got, "-NOPERM key 'deepagents:{other}:") {
+					t.Errorf("allow_scripts %q: got %q, want -NOPERM naming the foreign key", args, got)
+				}
+			}
+		}
+	}
+	// The connection is still a plain, working one.
+	if got := c.DoS("SET", "deepagents:{default}:kv:after", "1"); got != "+OK\r\n" {
+		t.Fatalf("after the sweep: %q", got)
+	}
+	n := isoNothingReached(t, mon, "{other}")
+	if n == 0 {
+		t.Fatalf("MONITOR saw nothing, not even the SET after the sweep")
+	}
+	t.Logf("foreign-key sweep: %d commands, %d refused calls; Redis executed %d other commands", len(commands), calls, n)
+}
+
+// TestIsolationOwnKeysForwarded is the control of the sweep: the same
+// invocations with keys of the client's own workspace pass access control
+// (except the admin-only and script commands) and are well-formed enough
+// that Redis does not call them a syntax error.
+func TestIsolationOwnKeysForwarded(t *testing.T) {
+	sweep := isoCommands(t)
+	if t.Failed() {
+		t.FailNow()
+	}
+	_, addr := isoStart(t, nil)
+	shared := testutil.Dial(t, addr)
+	for _, s := range sweep {
+		args := isoFill(s, func(int) string { return "default" })
+		c := shared
+		if s.info.Has(keyspace.PubSub) || s.info.Has(keyspace.Transaction) {
+			c = testutil.Dial(t, addr) // leaves the connection in a state
+		}
+		got := c.DoS(args...)
+		if c != shared {
+			c.Close()
+		}
+		switch {
+		case s.info.Has(keyspace.Admin) || s.info.Has(keyspace.Script):
+			if !strings.HasPrefix(got, "-NOPERM '"+s.name+"' is ") {
+				t.Errorf("%q: got %q, want the admin/script refusal", args, got)
+			}
+		case isoIsRefusal(got):
+			t.Errorf("%q: own keys refused: %q", args, got)
+		case strings.Contains(got, "syntax error") || strings.Contains(got, "wrong number of arguments") ||
+			strings.Contains(got, "unknown command") || strings.Contains(got, "unknown subcommand"):
+			t.Errorf("%q: Redis rejects the invocation: %q", args, got)
+		}
+	}
+}
+
+// isoValue is a decoded RESP reply (enough for SCAN and KEYS).
+type isoValue struct {
+	kind  byte
+	str   string
+	elems []isoValue
+}
+
+func isoParse(b []byte) (isoValue, []byte) {
+	i := bytes.Index(b, []byte("\r\n"))
+	if i < 1 {
+		panic(fmt.Sprintf("bad RESP %q", b))
+	}
+	kind, line, rest := b[0], string(b[1:i]), b[i+2:]
+	switch kind {
+	case '$', '=', '!':
+		n, _ := strconv.Atoi(line)
+		if n < 0 {
+			return isoValue{kind: '_'}, rest
+		}
+		return isoValue{kind: kind, str: string(rest[:n])}, rest[n+2:]
+	case '*', '~', '>', '%':
+		n, _ := strconv.Atoi(line)
+		if kind == '%' {
+			n *= 2
+		}
+		v := isoValue{kind: kind}
+		if n < 0 {
+			v.kind = '_'
+		}
+		for k := 0; k < n; k++ {
+			var e isoValue
+			e, rest = isoParse(rest)
+			v.elems = append(v.elems, e)
+		}
+		return v, rest
+	}
+	return isoValue{kind: kind, str: line}, rest
+}
+
+// isoScanAll iterates SCAN to cursor 0 with the given options and returns
+// the keys seen, or the error reply of the first call.
+func isoScanAll(t *testing.T, c *testutil.Conn, opts []string) ([]string, string) {
+	t.Helper()
+	var keys []string
+	cursor := "0"
+	for n := 0; ; n++ {
+		if n > 100000 {
+			t.Fatalf("SCAN %q never ends", opts)
+		}
+		raw := c.Do(append([]string{"SCAN", cursor}, opts...)...)
+		if raw[0] == '-' {
+			if n > 0 {
+				t.Fatalf("SCAN %q: error mid-iteration: %q", opts, raw)
+			}
+			return nil, string(raw)
+		}
+		v, _ := isoParse(raw)
+		if len(v.elems) != 2 {
+			t.Fatalf("SCAN %q: reply %q", opts, raw)
+		}
+		for _, k := range v.elems[1].elems {
+			keys = append(keys, k.str)
+		}
+		cursor = v.elems[0].str
+		if cursor == "0" {
+			return keys, ""
+		}
+	}
+}
+
+func TestIsolationScanConfined(t *testing.T) {
+	r, addr := isoStart(t, nil)
+	direct := testutil.Dial(t, r.Addr)
+	own := map[string]string{} // key -> type
+	var batch []byte
+	n := 0
+	add := func(key, typ string) {
+		n++
+		switch typ {
+		case "string":
+			batch = isoCmd(batch, "SET", key, "v")
+		case "hash":
+			batch = isoCmd(batch, "HSET", key, "f", "v")
+		case "list":
+			batch = isoCmd(batch, "RPUSH", key, "a")
+		case "zset":
+			batch = isoCmd(batch, "ZADD", key, "1", "a")
+		}
+		if strings.HasPrefix(key, "deepagents:{default}:") {
+			own[key] = typ
+		}
+	}
+	types := []string{"string", "hash", "list", "zset"}
+	for i := 0; i < 60; i++ {
+		typ := types[i%len(types)]
+		add(fmt.Sprintf("deepagents:{default}:kv:%d", i), typ)
+		add(fmt.Sprintf("deepagents:{default}:todos:%d", i), typ)
+		add(fmt.Sprintf("deepagents:{other}:kv:%d", i), typ)
+		add(fmt.Sprintf("deepagents:{other}:todos:%d", i), typ)
+		add(fmt.Sprintf("deepagents:{defaultx}:kv:%d", i), typ)
+	}
+	// Keys that look close to the workspace but are outside it, and one
+	// inside it that mentions the other.
+	for _, k := range []string{"plain", "kv", "deepagents", "deepagents:{default}", "deepagents:{default}kv:1",
+		"xdeepagents:{default}:kv:1", "Deepagents:{default}:kv:1", "deepagents:{Default}:kv:1", "*", "deepagents:*"} {
+		add(k, "string")
+	}
+	add("deepagents:{default}:kv:{other}:x", "string")
+	direct.Write(batch)
+	for ; n > 0; n-- {
+		if f := direct.Read(); f[0] == '-' {
+			t.Fatalf("populate: %q", f)
+		}
+	}
+
+	c := testutil.Dial(t, addr)
+	matches := [][]string{
+		nil,
+		{"MATCH", "*"},
+		{"match", "*"},
+		{"MATCH", "**"},
+		{"MATCH", "*kv*"},
+		{"MATCH", "*{other}*"},
+		{"MATCH", "*deepagents:{other}:*"},
+		{"MATCH", "deepagents:{default}:*"},
+		{"MATCH", "deepagents:{default}:kv:1*"},
+		{"MATCH", "deepagents:{other}:*"},
+		{"MATCH", "deepagents:*"},
+		{"MATCH", "deepagents:{*}:*"},
+		{"MATCH", "deepagents:{default}*"},
+		{"MATCH", "deepagents:{def*"},
+		{"MATCH", "?eep*"},
+		{"MATCH", "[d]*"},
+		{"MATCH", "[^x]*"},
+		{"MATCH", `\*`},
+		{"MATCH", `\deepagents:{other}:*`},
+		{"MATCH", `deepagents\:{other}:*`},
+		{"MATCH", `deepagents:\{default}:*`},
+		{"MATCH", "d*"},
+		{"MATCH", ""},
+		{"MATCH", "plain"},
+		{"MATCH", "deepagents:{default}:*", "MATCH", "*"},
+		{"MATCH", "*", "MATCH", "deepagents:{other}:*"},
+		{"MATCH", "deepagents:{other}:*", "MATCH", "*"},
+		{"MATCH", "deepagents:{default}:*", "MATCH", "deepagents:*"},
+	}
+	extras := [][]string{nil, {"COUNT", "1"}, {"COUNT", "7"}, {"COUNT", "1000"}, {"TYPE", "string"}, {"TYPE", "hash"},
+		{"TYPE", "zset", "COUNT", "3"}, {"TYPE", "none"}}
+	for _, m := range matches {
+		for _, e := range extras {
+			for _, order := range []bool{false, true} {
+				opts := append(append([]string{}, m...), e...)
+				if order {
+					opts = append(append([]string{}, e...), m...)
+				}
+				keys, errReply := isoScanAll(t, c, opts)
+				if errReply != "" {
+					if !strings.HasPrefix(errReply, "-NOPERM ") {
+						t.Errorf("SCAN %q: %q", opts, errReply)
+					}
+					continue
+				}
+				for _, k := range keys {
+					if !strings.HasPrefix(k, "deepagents:{default}:") {
+						t.Errorf("SCAN %q returned %q, outside workspace default", opts, k)
+					}
+				}
+				// Unrestricted patterns see the whole workspace.
+				if len(m) == 0 || m[len(m)-1] == "*" {
+					want := 0
+					for _, typ := range own {
+						if len(e) == 0 || e[0] != "TYPE" || e[1] == typ {
+							want++
+						}
+					}
+					if got := len(isoSet(keys)); got != want {
+						t.Errorf("SCAN %q: %d distinct keys, want %d", opts, got, want)
+					}
+				}
+			}
+		}
+	}
+	// Patterns that cannot be confined are refused, not widened.
+	for _, p := range []string{"deepagents:*", "?eep*", "[d]*", `\*`, "deepagents:{other}:*"} {
+		if got := c.DoS("SCAN", "0", "MATCH", p); !strings.HasPrefix(got, "-NOPERM ") {
+			t.Errorf("SCAN MATCH %q: %q, want -NOPERM", p, got)
+		}
+	}
+}
+
+func isoSet(keys []string) map[string]bool {
+	m := map[string]bool{}
+	for _, k := range keys {
+		m[k] = true
+	}
+	return m
+}
+
+func isoCmd(b []byte, args ...string) []byte {
+	b = append(b, '*')
+	b = strconv.AppendInt(b, int64(len(args)), 10)
+	b = append(b, "\r\n"...)
+	for _, a := range args {
+		b = append(b, '$')
+		b = strconv.AppendInt(b, int64(len(a)), 10)
+		b = append(b, "\r\n"...)
+		b = append(b, a...)
+		b = append(b, "\r\n"...)
+	}
+	return b
+}
+
+func TestIsolationWidePatterns(t *testing.T) {
+	r, addr := isoStart(t, nil)
+	direct := testutil.Dial(t, r.Addr)
+	direct.Do("SET", "deepagents:{default}:kv:a", "1")
+	direct.Do("RPUSH", "deepagents:{default}:kv:l", "a")
+	direct.Do("SET", "deepagents:{other}:kv:b", "2")
+	c := testutil.Dial(t, addr)
+	for _, args := range [][]string{
+		{"KEYS", "*"},
+		{"KEYS", "deepagents:*"},
+		{"KEYS", "deepagents:{other}:*"},
+		{"KEYS", "?eepagents:{default}:*"},
+		{"KEYS", "*deepagents:{default}:*"},
+		{"KEYS", "deepagents:{default}*"},
+		{"PSUBSCRIBE", "*"},
+		{"PSUBSCRIBE", "deepagents:*"},
+		{"PSUBSCRIBE", "deepagents:{other}:events*"},
+		{"PSUBSCRIBE", "deepagents:{default}:events*", "*"},
+		{"PUBSUB", "CHANNELS", "*"},
+		{"PUBSUB", "CHANNELS", "deepagents:{other}:*"},
+		{"SORT", "deepagents:{default}:kv:l", "BY", "deepagents:{other}:kv:*"},
+		{"SORT", "deepagents:{default}:kv:l", "BY", "nosort", "GET", "*"},
+	} {
+		if got := c.DoS(args...); !strings.HasPrefix(got, "-NOPERM ") {
+			t.Errorf("%q: %q, want -NOPERM", args, got)
+		}
+	}
+	if got := c.DoS("KEYS", "deepagents:{default}:*"); !strings.HasPrefix(got, "*2\r\n") || strings.Contains(got, "{other}") {
+		t.Errorf("KEYS inside the workspace: %q", got)
+	}
+	if got := c.DoS("SORT", "deepagents:{default}:kv:l", "BY", "nosort", "GET", "#"); got != "*1\r\n$1\r\na\r\n" {
+		t.Errorf("SORT GET #: %q", got)
+	}
+	// A pattern inside the workspace subscribes.
+	p := testutil.Dial(t, addr)
+	if got := p.DoS("PSUBSCRIBE", "deepagents:{default}:events*"); !strings.HasPrefix(got, "*3\r\n$10\r\npsubscribe\r\n") {
+		t.Errorf("PSUBSCRIBE inside the workspace: %q", got)
+	}
+}
+
+// TestIsolationPubSubChannelsListing: PUBSUB CHANNELS without a pattern
+// lists every channel with a subscriber, across workspaces; for an agent it
+// must not reveal another workspace's channel names.
+func TestIsolationPubSubChannelsListing(t *testing.T) {
+	r, addr := isoStart(t, nil)
+	sub := testutil.Dial(t, r.Addr)
+	sub.Do("SUBSCRIBE", "deepagents:{other}:events:secret")
+	sub.Do("SSUBSCRIBE", "deepagents:{other}:events:shard")
+	c := testutil.Dial(t, addr)
+	for _, sub := range []string{"CHANNELS", "SHARDCHANNELS"} {
+		got := c.DoS("PUBSUB", sub)
+		if strings.Contains(got, "{other}") {
+			t.Errorf("PUBSUB %s reveals another workspace's channel: %q", sub, got)
+		}
+		if !strings.HasPrefix(got, "-NOPERM ") && !strings.HasPrefix(got, "*") {
+			t.Errorf("PUBSUB %s: %q", sub, got)
+		}
+		if got := c.DoS("PUBSUB", sub, "deepagents:{default}:events*"); !strings.HasPrefix(got, "*0\r\n") {
+			t.Errorf("PUBSUB %s inside the workspace: %q", sub, got)
+		}
+	}
+}
+
+func TestIsolationScriptsRefusedForAgents(t *testing.T) {
+	r, addr := isoStart(t, nil)
+	mon := isoStartMonitor(t, r.Addr)
+	c := testutil.Dial(t, addr)
+	own := "deepagents:{default}:kv:s"
+	sha := "e0e1f9fabfc9d4800c877a703b823ac0578ff8db" // sha1("return 1")
+	for _, args := range [][]string{
+		{"EVAL", "return redis.call('SET', 'scriptmark', 1)", "0"},
+		{"EVAL", "return 1", "1", own},
+		{"EVAL_RO", "return 1", "0"},
+		{"EVALSHA", sha, "0"},
+		{"EVALSHA", sha, "1", own},
+		{"EVALSHA_RO", sha, "0"},
+		{"FCALL", "scriptmark", "0"},
+		{"FCALL_RO", "scriptmark", "1", own},
+		{"SCRIPT", "LOAD", "return 'scriptmark'"},
+		{"FUNCTION", "LOAD", "#!lua name=scriptmark\nredis.register_function('f', function() return 1 end)"},
+	} {
+		if got := c.DoS(args...); !strings.HasPrefix(got, "-NOPERM ") {
+			t.Errorf("%q: %q, want -NOPERM", args[:2], got)
+		}
+	}
+	// Inside MULTI too: the transaction is aborted.
+	if got := c.DoS("MULTI"); got != "+OK\r\n" {
+		t.Fatalf("MULTI: %q", got)
+	}
+	if got := c.DoS("EVAL", "return redis.call('SET', 'scriptmark', 2)", "0"); !strings.HasPrefix(got, "-NOPERM ") {
+		t.Errorf("EVAL in MULTI: %q", got)
+	}
+	if got := c.DoS("EXEC"); got != "-"+proxy.ErrExecAbort+"\r\n" {
+		t.Errorf("EXEC: %q", got)
+	}
+	isoNothingReached(t, mon, "scriptmark")
+}
+
+// TestIsolationAdminOnlyForAgents: the keyless and global commands of SPEC §4
+// are for admins.
+func TestIsolationAdminOnlyForAgents(t *testing.T) {
+	r, addr := isoStart(t, nil)
+	direct := testutil.Dial(t, r.Addr)
+	direct.Do("SET", "deepagents:{default}:kv:survivor", "1")
+	c := testutil.Dial(t, addr)
+	for _, args := range [][]string{
+		{"RANDOMKEY"}, {"DBSIZE"}, {"FLUSHDB"}, {"FLUSHALL"}, {"FLUSHALL", "ASYNC"}, {"SWAPDB", "0", "1"},
+		{"MOVE", "deepagents:{default}:kv:survivor", "1"}, {"CONFIG", "GET", "*"}, {"CONFIG", "SET", "maxmemory", "1"},
+		{"CONFIG", "RESETSTAT"}, {"DEBUG", "SLEEP", "0"}, {"SHUTDOWN", "NOSAVE"}, {"ACL", "LIST"}, {"ACL", "SETUSER", "x"},
+		{"MODULE", "LIST"}, {"REPLICAOF", "NO", "ONE"}, {"SLAVEOF", "NO", "ONE"}, {"SCRIPT", "FLUSH"}, {"SCRIPT", "KILL"},
+		{"FUNCTION", "FLUSH"}, {"FUNCTION", "DELETE", "x"}, {"CLIENT", "KILL", "ID", "1"}, {"CLIENT", "LIST"},
+		{"CLIENT", "PAUSE", "10"}, {"MONITOR"}, {"SLOWLOG", "GET"}, {"SAVE"}, {"BGSAVE"}, {"BGREWRITEAOF"},
+		{"CLUSTER", "RESET"}, {"CLUSTER", "MEET", "127.0.0.1", "1"},
+		// Lists the keys of a slot, whatever their workspace (KEYS * by
+		// another name on Redis Cluster).
+		{"CLUSTER", "GETKEYSINSLOT", "0", "10"}, {"CLUSTER", "COUNTKEYSINSLOT", "0"},
+	} {
+		if got := c.DoS(args...); !strings.HasPrefix(got, "-NOPERM ") {
+			t.Errorf("%q: %q, want -NOPERM", args, got)
+		}
+	}
+	if got := direct.DoS("GET", "deepagents:{default}:kv:survivor"); got != "$1\r\n1\r\n" {
+		t.Fatalf("the survivor key: %q", got)
+	}
+}
+
+// isoHash is the password_sha256 of a password.
+func isoHash(pw string) string {
+	sum := sha256.Sum256([]byte(pw))
+	return hex.EncodeToString(sum[:])
+}
+
+func TestIsolationReadonlyCannotWrite(t *testing.T) {
+	sweep := isoCommands(t)
+	if t.Failed() {
+		t.FailNow()
+	}
+	r, addr := isoStart(t, func(cfg *config.Config) {
+		cfg.Users = []config.User{{Name: "reader", PasswordSHA256: isoHash("ro-pass"), Workspaces: []string{"ro"}, Role: "readonly"}}
+	})
+	direct := testutil.Dial(t, r.Addr)
+	direct.Do("SET", "deepagents:{ro}:kv:a", "hello")
+	direct.Do("HSET", "deepagents:{ro}:kv:h", "f", "v")
+	direct.Do("RPUSH", "deepagents:{ro}:kv:l", "x", "y")
+	direct.Do("XADD", "deepagents:{ro}:events", "1-1", "f", "v")
+	mon := isoStartMonitor(t, r.Addr)
+
+	c := testutil.Dial(t, addr)
+	if got := c.DoS("AUTH", "reader", "ro-pass"); got != "+OK\r\n" {
+		t.Fatalf("AUTH: %q", got)
+	}
+	if got := c.DoS("WORKSPACE"); got != "$2\r\nro\r\n" {
+		t.Fatalf("WORKSPACE: %q", got)
+	}
+	writes := 0
+	for _, s := range sweep {
+		if !s.info.Has(keyspace.Write) {
+			continue
+		}
+		args := isoFill(s, func(int) string { return "ro" })
+		for _, i := range s.ks {
+			args[i] = strings.Replace(args[i], "}:kv:", "}:kv:rowrite:", 1)
+			args[i] = strings.Replace(args[i], "}:events:", "}:events:rowrite:", 1)
+		}
+		writes++
+		if got := c.DoS(args...); !strings.HasPrefix(got, "-NOPERM ") {
+			t.Errorf("readonly %q: %q, want -NOPERM", args, got)
+		}
+	}
+	for _, tmpls := range isoKeylessWrites {
+		for _, tmpl := range tmpls {
+			args, _ := isoTemplate(tmpl)
+			writes++
+			if got := c.DoS(args...); !strings.HasPrefix(got, "-NOPERM ") {
+				t.Errorf("readonly %q: %q, want -NOPERM", args, got)
+			}
+		}
+	}
+	// Publishing and scripts write too.
+	for _, args := range [][]string{
+		{"PUBLISH", "deepagents:{ro}:events:rowrite", "x"},
+		{"SPUBLISH", "deepagents:{ro}:events:rowrite", "x"},
+		{"EVAL", "return redis.call('SET', KEYS[1], 1)", "1", "deepagents:{ro}:kv:rowrite"},
+		{"EVAL_RO", "return 'rowrite'", "0"},
+	} {
+		if got := c.DoS(args...); !strings.HasPrefix(got, "-NOPERM ") {
+			t.Errorf("readonly %q: %q, want -NOPERM", args, got)
+		}
+	}
+	// Reads work.
+	for _, rd := range []struct {
+		args []string
+		want string
+	}{
+		{[]string{"GET", "deepagents:{ro}:kv:a"}, "$5\r\nhello\r\n"},
+		{[]string{"HGETALL", "deepagents:{ro}:kv:h"}, "*2\r\n$1\r\nf\r\n$1\r\nv\r\n"},
+		{[]string{"LRANGE", "deepagents:{ro}:kv:l", "0", "-1"}, "*2\r\n$1\r\nx\r\n$1\r\ny\r\n"},
+		{[]string{"EXISTS", "deepagents:{ro}:kv:a", "deepagents:{ro}:kv:h"}, ":2\r\n"},
+		{[]string{"TYPE", "deepagents:{ro}:kv:l"}, "+list\r\n"},
+		{[]string{"XLEN", "deepagents:{ro}:events"}, ":1\r\n"},
+		{[]string{"MGET", "deepagents:{ro}:kv:a", "deepagents:{ro}:kv:none"}, "*2\r\n$5\r\nhello\r\n$-1\r\n"},
+		{[]string{"SCAN", "0", "MATCH", "*kv:a", "COUNT", "1000"}, "*2\r\n$1\r\n0\r\n*1\r\n$20\r\ndeepagents:{ro}:kv:a\r\n"},
+	} {
+		if got := c.DoS(rd.args...); got != rd.want {
+			t.Errorf("readonly %q: %q, want %q", rd.args, got, rd.want)
+		}
+	}
+	// ... but not in another workspace.
+	if got := c.DoS("GET", "deepagents:{default}:kv:a"); !strings.HasPrefix(got, "-NOPERM ") {
+		t.Errorf("readonly GET of another workspace: %q", got)
+	}
+	isoNothingReached(t, mon, "rowrite")
+	if got := direct.DoS("GET", "deepagents:{ro}:kv:a"); got != "$5\r\nhello\r\n" {
+		t.Errorf("data after the readonly sweep: %q", got)
+	}
+	t.Logf("readonly sweep: %d write invocations refused", writes)
+}
+
+func TestIsolationAdminDoesEverything(t *testing.T) {
+	r, addr := isoStart(t, func(cfg *config.Config) {
+		cfg.Users = []config.User{{Name: "root", PasswordSHA256: isoHash("admin-pass"), Role: "admin"}}
+	})
+	direct := testutil.Dial(t, r.Addr)
+	direct.Do("SET", "deepagents:{other}:kv:x", "theirs")
+	direct.Do("SET", "plain", "p")
+	c := testutil.Dial(t, addr)
+	if got := c.DoS("AUTH", "root", "admin-pass"); got != "+OK\r\n" {
+		t.Fatalf("AUTH: %q", got)
+	}
+	for _, step := range []struct {
+		args []string
+		want string // exact reply, or a prefix ending in "…"
+	}{
+		{[]string{"GET", "deepagents:{other}:kv:x"}, "$6\r\ntheirs\r\n"},
+		{[]string{"GET", "plain"}, "$1\r\np\r\n"},
+		{[]string{"SET", "deepagents:{third}:kv:y", "1"}, "+OK\r\n"},
+		{[]string{"SET", "not-in-grammar", "1"}, "+OK\r\n"},
+		{[]string{"KEYS", "*"}, "*4\r\n…"},
+		{[]string{"DBSIZE"}, ":4\r\n"},
+		{[]string{"CONFIG", "GET", "maxmemory"}, "*2\r\n$9\r\nmaxmemory\r\n…"},
+		{[]string{"EVAL", "return redis.call('GET', KEYS[1])", "1", "deepagents:{other}:kv:x"}, "$6\r\ntheirs\r\n"},
+		{[]string{"WORKSPACE", "anything"}, "+OK\r\n"},
+		{[]string{"RANDOMKEY"}, "$…"},
+		{[]string{"FLUSHALL"}, "+OK\r\n"},
+		{[]string{"DBSIZE"}, ":0\r\n"},
+	} {
+		got := c.DoS(step.args...)
+		if p, ok := strings.CutSuffix(step.want, "…"); ok {
+			if !strings.HasPrefix(got, p) {
+				t.Errorf("admin %q: %q, want %q...", step.args, got, p)
+			}
+		} else if got != step.want {
+			t.Errorf("admin %q: %q, want %q", step.args, got, step.want)
+		}
+	}
+	// SCAN is not confined for admins.
+	direct.Do("SET", "deepagents:{other}:kv:z", "1")
+	if got := c.DoS("SCAN", "0", "COUNT", "1000"); got != "*2\r\n$1\r\n0\r\n*1\r\n$23\r\ndeepagents:{other}:kv:z\r\n" {
+		t.Errorf("admin SCAN: %q", got)
+	}
+}
+
+// TestIsolationMultiAbortedByRefusal: a refused command inside MULTI makes
+// EXEC answer EXECABORT, as Redis does for a command it rejects while
+// queueing, and nothing of the transaction runs.
+func TestIsolationMultiAbortedByRefusal(t *testing.T) {
+	r, addr := isoStart(t, nil)
+	direct := testutil.Dial(t, r.Addr)
+	own, own2 := "deepagents:{default}:kv:tx1", "deepagents:{default}:kv:tx2"
+
+	// What Redis itself answers for a command rejected at queue time.
+	direct.Do("MULTI")
+	direct.Do("SET", own, "x")
+	direct.Do("NOSUCHCOMMAND")
+	redisExec := direct.DoS("EXEC")
+	if redisExec != "-"+proxy.ErrExecAbort+"\r\n" {
+		t.Fatalf("Redis EXEC after a rejected command: %q", redisExec)
+	}
+
+	for _, pipelined := range []bool{false, true} {
+		t.Run(fmt.Sprintf("pipelined=%v", pipelined), func(t *testing.T) {
+			c := testutil.Dial(t, addr)
+			cmds := [][]string{
+				{"WATCH", own},
+				{"MULTI"},
+				{"SET", own, "1"},
+				{"GET", "deepagents:{other}:kv:x"},
+				{"SET", own2, "2"},
+				{"MULTI"},
+				{"EXEC"},
+				{"GET", own},
+				{"EXISTS", own2},
+				{"EXEC"},
+				{"SET", own, "after"},
+				{"GET", own},
+			}
+			var got []string
+			if pipelined {
+				var b []byte
+				for _, a := range cmds {
+					b = isoCmd(b, a...)
+				}
+				c.Write(b)
+				for range cmds {
+					got = append(got, string(c.Read()))
+				}
+			} else {
+				for _, a := range cmds {
+					got = append(got, c.DoS(a...))
+				}
+			}
+			want := []string{"+OK", "+OK", "+QUEUED", "-NOPERM key 'deepagents:{other}:kv:x' is outside workspace 'default'",
+				"+QUEUED", "-" + proxy.ErrNestedMulti, "-" + proxy.ErrExecAbort, "$-1", ":0",
+				"-ERR EXEC without MULTI", "+OK", "$5\r\nafter"}
+			for i := range want {
+				if !strings.HasPrefix(got[i], want[i]) {
+					t.Errorf("%q: %q, want %q", cmds[i], got[i], want[i])
+				}
+			}
+			direct.Do("DEL", own, own2)
+		})
+	}
+}
+
+// TestIsolationPipelineRefusalInPlace: a refused command in a pipelined batch
+// gets its error in its place; the others run.
+func TestIsolationPipelineRefusalInPlace(t *testing.T) {
+	r, addr := isoStart(t, nil)
+	mon := isoStartMonitor(t, r.Addr)
+	c := testutil.Dial(t, addr)
+	cmds := [][]string{
+		{"SET", "deepagents:{default}:kv:p", "1"},
+		{"SET", "deepagents:{other}:kv:p", "stolen"},
+		{"INCR", "deepagents:{default}:kv:p"},
+		{"DEL", "deepagents:{default}:kv:q", "deepagents:{other}:kv:q"},
+		{"GET", "unprefixed"},
+		{"PING"},
+		{"SET", "deepagents:{default}:nokind:p", "1"},
+		{"GET", "deepagents:{default}:kv:p"},
+	}
+	var b []byte
+	for _, a := range cmds {
+		b = isoCmd(b, a...)
+	}
+	c.Write(b)
+	want := []string{"+OK\r\n", "-NOPERM key 'deepagents:{other}:kv:p'", ":2\r\n", "-NOPERM key 'deepagents:{other}:kv:q'",
+		"-NOPERM key 'unprefixed'", "+PONG\r\n", "-BADKEY key 'deepagents:{default}:nokind:p'", "$1\r\n2\r\n"}
+	for i := range cmds {
+		if got := string(c.Read()); !strings.HasPrefix(got, want[i]) {
+			t.Errorf("%q: %q, want %q", cmds[i], got, want[i])
+		}
+	}
+	isoNothingReached(t, mon, "{other}")
+}
+
+func TestIsolationWarnAndOffModes(t *testing.T) {
+	for _, mode := range []string{"warn", "off"} {
+		t.Run(mode, func(t *testing.T) {
+			r := testutil.StartRedis(t)
+			cfg := testutil.EnforcingConfig(t, r.URL())
+			cfg.Keyspace.Mode = mode
+			a := testutil.StartProxy(t, cfg)
+			direct := testutil.Dial(t, r.Addr)
+			direct.Do("SET", "deepagents:{other}:kv:x", "theirs")
+			c := testutil.Dial(t, a.Addr())
+			steps := []struct{ args []string }{
+				{[]string{"GET", "deepagents:{other}:kv:x"}},
+				{[]string{"SET", "deepagents:{other}:kv:y", "mine"}},
+				{[]string{"SET", "plain", "p"}},
+				{[]string{"SET", "deepagents:{default}:nokind", "1"}},
+				{[]string{"KEYS", "deepagents:{other}:*"}},
+			}
+			want := []string{"$6\r\ntheirs\r\n", "+OK\r\n", "+OK\r\n", "+OK\r\n", "*2\r\n"}
+			for i, s := range steps {
+				if got := c.DoS(s.args...); !strings.HasPrefix(got, want[i]) {
+					t.Errorf("%s mode %q: %q, want %q", mode, s.args, got, want[i])
+				}
+			}
+			if got := direct.DoS("GET", "deepagents:{other}:kv:y"); got != "$4\r\nmine\r\n" {
+				t.Errorf("%s mode: the write did not reach Redis: %q", mode, got)
+			}
+			warned, refused := a.Server().Stats.Warned.Load(), a.Server().Stats.Refused.Load()
+			wantWarned := int64(len(steps))
+			if mode == "off" {
+				wantWarned = 0
+			}
+			if warned != wantWarned || refused != 0 {
+				t.Errorf("%s mode: warned %d refused %d, want %d and 0", mode, warned, refused, wantWarned)
+			}
+			// Roles still hold: an agent is not an admin in either mode.
+			if got := c.DoS("FLUSHALL"); !strings.HasPrefix(got, "-NOPERM ") {
+				t.Errorf("%s mode FLUSHALL: %q", mode, got)
+			}
+		})
+	}
+}
+
+func TestIsolationChannels(t *testing.T) {
+	_, addr := isoStart(t, nil)
+	other := testutil.Dial(t, addr)
+	for _, args := range [][]string{
+		{"SUBSCRIBE", "deepagents:{other}:events"},
+		{"SUBSCRIBE", "deepagents:{default}:events", "deepagents:{other}:events:x"},
+		{"SSUBSCRIBE", "deepagents:{other}:events"},
+		{"SUBSCRIBE", "plain-channel"},
+		{"PUBLISH", "deepagents:{other}:events", "x"},
+		{"SPUBLISH", "deepagents:{other}:events", "x"},
+	} {
+		if got := other.DoS(args...); !strings.HasPrefix(got, "-NOPERM ") {
+			t.Errorf("%q: %q, want -NOPERM", args, got)
+		}
+	}
+	if got := other.DoS("SUBSCRIBE", "deepagents:{default}:todos"); !strings.HasPrefix(got, "-BADKEY ") {
+		t.Errorf("SUBSCRIBE to a non-events channel: %q", got)
+	}
+	// The refusals left the connection a normal one.
+	if got := other.DoS("PING"); got != "+PONG\r\n" {
+		t.Fatalf("PING after refusals: %q", got)
+	}
+
+	sub := testutil.Dial(t, addr)
+	ch := "deepagents:{default}:events"
+	if got := sub.DoS("SUBSCRIBE", ch); got != "*3\r\n$9\r\nsubscribe\r\n$27\r\n"+ch+"\r\n:1\r\n" {
+		t.Fatalf("SUBSCRIBE: %q", got)
+	}
+	// A subscribed client still cannot reach another workspace.
+	if got := sub.DoS("SUBSCRIBE", "deepagents:{other}:events"); !strings.HasPrefix(got, "-NOPERM ") {
+		t.Errorf("SUBSCRIBE while subscribed: %q", got)
+	}
+	pub := testutil.Dial(t, addr)
+	if got := pub.DoS("PUBLISH", ch, "hello"); got != ":1\r\n" {
+		t.Fatalf("PUBLISH: %q", got)
+	}
+	if got := string(sub.Read()); got != "*3\r\n$7\r\nmessage\r\n$27\r\n"+ch+"\r\n$5\r\nhello\r\n" {
+		t.Fatalf("message: %q", got)
+	}
+}
+
+// TestIsolationTrackingBroadcast: CLIENT TRACKING BCAST reports the name of
+// every key modified under its prefixes (every key without one), so an
+// agent's prefixes must stay inside its workspace.
+func TestIsolationTrackingBroadcast(t *testing.T) {
+	r, addr := isoStart(t, nil)
+	direct := testutil.Dial(t, r.Addr)
+	for _, args := range [][]string{
+		{"CLIENT", "TRACKING", "ON", "BCAST"},
+		{"CLIENT", "TRACKING", "ON", "BCAST", "NOLOOP"},
+		{"CLIENT", "TRACKING", "ON", "BCAST", "PREFIX", "deepagents:{other}:"},
+		{"CLIENT", "TRACKING", "ON", "BCAST", "PREFIX", "deepagents:"},
+		{"CLIENT", "TRACKING", "ON", "prefix", "deepagents:{default}:", "BCAST", "PREFIX", ""},
+	} {
+		c := testutil.Dial(t, addr)
+		if got := c.DoS("HELLO", "3"); !strings.HasPrefix(got, "%7\r\n") {
+			t.Fatalf("HELLO 3: %q", got)
+		}
+		got := c.DoS(args...)
+		if !strings.HasPrefix(got, "-NOPERM ") {
+			t.Errorf("%q: %q, want -NOPERM", args, got)
+		}
+		direct.Do("SET", "deepagents:{other}:kv:tracked", "x")
+		for {
+			f := string(c.Do("PING"))
+			if strings.Contains(f, "{other}") {
+				t.Errorf("%q: another workspace's key reported: %q", args, f)
+			}
+			if f == "+PONG\r\n" {
+				break
+			}
+		}
+		c.Close()
+	}
+	// Inside the workspace, broadcast tracking works.
+	c := testutil.Dial(t, addr)
+	c.Do("HELLO", "3")
+	if got := c.DoS("CLIENT", "TRACKING", "ON", "BCAST", "PREFIX", "deepagents:{default}:kv:"); got != "+OK\r\n" {
+		t.Fatalf("tracking inside the workspace: %q", got)
+	}
+	direct.Do("SET", "deepagents:{other}:kv:tracked", "y")
+	direct.Do("SET", "deepagents:{default}:kv:tracked", "y")
+	want := ">2\r\n$10\r\ninvalidate\r\n*1\r\n$31\r\ndeepagents:{default}:kv:tracked\r\n"
+	if got := string(c.Read()); got != want {
+		t.Fatalf("invalidation: %q, want %q", got, want)
+	}
+}
