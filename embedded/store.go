@@ -195,27 +195,35 @@ func (s *Store) snapshot() error {
 	return nil
 }
 
-// collectScript reads one database in a single Lua call, which miniredis
-// runs under its lock: each database is captured at one point in time and
-// every value is a copy. (miniredis's direct API hands out its internal maps
-// and slices, which clients modify while a snapshot encodes them: a data
-// race, and for sorted sets a fatal concurrent map access.)
+// collectScript reads the keys it is given in one Lua call, which miniredis
+// runs under its lock: every value is read whole and copied. (miniredis's
+// direct API hands out its internal maps and slices, which clients modify
+// while a snapshot encodes them: a data race, and for sorted sets a fatal
+// concurrent map access that kills the process.) Keys deleted since they
+// were listed are left out.
 const collectScript = `
-local out = {}
-for _, k in ipairs(redis.call('KEYS', '*')) do
+local out, n = {}, 0
+for _, k in ipairs(KEYS) do
   local t = redis.call('TYPE', k)['ok']
-  local v = {}
-  if t == 'string' then v = {redis.call('GET', k)}
-  elseif t == 'list' then v = redis.call('LRANGE', k, 0, -1)
-  elseif t == 'set' then v = redis.call('SMEMBERS', k)
-  elseif t == 'hash' then v = redis.call('HGETALL', k)
-  elseif t == 'zset' then v = redis.call('ZRANGE', k, 0, -1, 'WITHSCORES')
-  elseif t == 'stream' then v = redis.call('XRANGE', k, '-', '+')
+  if t ~= 'none' then
+    local v = {}
+    if t == 'string' then v = {redis.call('GET', k)}
+    elseif t == 'list' then v = redis.call('LRANGE', k, 0, -1)
+    elseif t == 'set' then v = redis.call('SMEMBERS', k)
+    elseif t == 'hash' then v = redis.call('HGETALL', k)
+    elseif t == 'zset' then v = redis.call('ZRANGE', k, 0, -1, 'WITHSCORES')
+    elseif t == 'stream' then v = redis.call('XRANGE', k, '-', '+')
+    end
+    n = n + 1
+    out[n] = {k, t, redis.call('PTTL', k), v}
   end
-  out[#out+1] = {k, t, redis.call('PTTL', k), v}
 end
 return out
 `
+
+// collectChunk bounds how many keys one script reads, and so how long the
+// store stops serving clients for a snapshot.
+const collectChunk = 2048
 
 // collect reads every key of every database. HyperLogLog keys cannot be
 // read back and are skipped (counted).
@@ -229,22 +237,36 @@ func (s *Store) collect() ([]entry, int, error) {
 	var out []entry
 	skipped := 0
 	for db := 0; db < dbs; db++ {
-		if len(s.m.DB(db).Keys()) == 0 {
-			continue // each EVAL starts a Lua state: skip empty databases
+		keys := s.m.DB(db).Keys()
+		if len(keys) == 0 {
+			continue
 		}
 		if err := conn.Select(ctx, db).Err(); err != nil {
 			return nil, 0, fmt.Errorf("read database %d: %w", db, err)
 		}
-		res, err := conn.Eval(ctx, collectScript, nil).Slice()
-		now := time.Now()
-		if err != nil {
-			return nil, 0, fmt.Errorf("read database %d: %w", db, err)
-		}
-		for _, item := range res {
-			if e, ok := decodeEntry(db, item, now); ok {
-				out = append(out, e)
-			} else {
-				skipped++
+		for len(keys) > 0 {
+			chunk := keys[:min(len(keys), collectChunk)]
+			keys = keys[len(chunk):]
+			// With ClockTTL every miniredis command first advances the
+			// TTLs of all keys, which would make the script quadratic. The
+			// clock stands still while it runs; that time is not deducted
+			// afterwards (a key written just around the script would
+			// expire early), so live TTLs run late by it, never early. The
+			// snapshot's expiry times are exact: they count from base.
+			base := time.Now()
+			s.m.DB(db) // advance TTLs to now
+			s.m.ClockTTL(false)
+			res, err := conn.Eval(ctx, collectScript, chunk).Slice()
+			s.m.ClockTTL(true)
+			if err != nil {
+				return nil, 0, fmt.Errorf("read database %d: %w", db, err)
+			}
+			for _, item := range res {
+				if e, ok := decodeEntry(db, item, base); ok {
+					out = append(out, e)
+				} else {
+					skipped++
+				}
 			}
 		}
 	}

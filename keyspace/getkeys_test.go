@@ -15,7 +15,7 @@ import (
 // getkeysInvocations are representative, valid invocations of Redis 7.0
 // commands. Each is sent to a real redis-server as COMMAND GETKEYS and the
 // key names Redis reports are compared with what Extract finds. Tokens are
-// separated by spaces; '' is an empty argument.
+// separated by spaces; two single quotes stand for an empty argument.
 //
 // Commands of arity 1 (DBSIZE, MULTI, ...) cannot be asked about: COMMAND
 // GETKEYS needs the target command to have at least one argument.
@@ -44,6 +44,7 @@ var getkeysInvocations = []string{
 	"MIGRATE 127.0.0.1 6379 '' 0 5000 KEYS k1 k2 k3",
 	"MIGRATE 127.0.0.1 6379 '' 0 5000 COPY REPLACE AUTH pw KEYS k1 k2",
 	"MIGRATE 127.0.0.1 6379 '' 0 5000 AUTH2 user pw KEYS k1",
+	"MIGRATE 127.0.0.1 6379 '' 0 5000", "MIGRATE 127.0.0.1 6379 '' 0 5000 AUTH KEYS",
 	"SORT k", "SORT k LIMIT 0 10 ALPHA DESC", "SORT k STORE dst", "SORT k BY w_* GET o_* GET # STORE dst",
 	"SORT k BY nosort GET # LIMIT 0 5", "SORT k STORE d1 STORE d2", "SORT_RO k", "SORT_RO k BY w_* GET o_* ALPHA",
 	// lists
@@ -128,7 +129,7 @@ var getkeysInvocations = []string{
 	"SLOWLOG GET 10", "SLOWLOG HELP", "SLOWLOG LEN", "SLOWLOG RESET",
 }
 
-// tokens splits an invocation; '' is an empty argument.
+// tokens splits an invocation; two single quotes stand for an empty argument.
 func tokens(s string) []string {
 	f := strings.Fields(s)
 	for i, t := range f {

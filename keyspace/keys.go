@@ -203,7 +203,7 @@ func extractSort(args [][]byte, a *Access) error {
 }
 
 // extractMigrate follows migrateGetKeys: the key at 3, or with an empty key
-// there, every key after KEYS.
+// there, every key after KEYS (the empty key itself when KEYS is absent).
 func extractMigrate(args [][]byte, a *Access) error {
 	if len(args) < 6 {
 		return ErrKeys
@@ -226,6 +226,8 @@ func extractMigrate(args [][]byte, a *Access) error {
 			i += 2
 		}
 	}
+	// No KEYS: Redis migrates (and deletes) the key with the empty name.
+	a.Keys = append(a.Keys, 3)
 	return nil
 }
 

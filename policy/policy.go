@@ -270,6 +270,11 @@ func appendCString(b, s []byte, max int) []byte {
 // WrongArity is Redis's reply to a known command with the wrong number of
 // arguments.
 func WrongArity(name string) string {
+	if name == "exec" {
+		// Redis answers every EXEC it rejects with EXECABORT (and leaves
+		// MULTI), in or out of a transaction.
+		return "EXECABORT Transaction discarded because of: wrong number of arguments for 'exec' command"
+	}
 	return "ERR wrong number of arguments for '" + name + "' command"
 }
 

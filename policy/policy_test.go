@@ -557,11 +557,29 @@ func TestWrongArityMatchesRedis(t *testing.T) {
 		t.Fatalf("only %d commands checked", len(invs))
 	}
 	t.Logf("checked the arity error of %d commands against Redis", len(invs))
+	// Inside MULTI the texts are the same (EXEC's included).
+	if got := c.DoS("MULTI"); got != "+OK\r\n" {
+		t.Fatalf("MULTI: %q", got)
+	}
+	for _, args := range [][]string{{"GET"}, {"CONFIG", "GET"}, {"nosuch", "x"}, {"EXEC", "x"}} {
+		bargs := argv(strings.Join(args, " "))
+		want := "-" + policy.UnknownCommand(bargs) + "\r\n"
+		if cmd := keyspace.Resolve(bargs); cmd != nil {
+			want = "-" + policy.WrongArity(cmd.Name) + "\r\n"
+		}
+		if got := c.DoS(args...); got != want {
+			t.Errorf("in MULTI %q: policy gives %q, redis %q", args, want, got)
+		}
+	}
+	if got := c.DoS("EXEC"); got != "-ERR EXEC without MULTI\r\n" {
+		t.Errorf("the EXEC with the wrong arity did not end MULTI: %q", got)
+	}
 	// The ones named in the brief, spelled out.
 	for name, want := range map[string]string{
 		"get":        "ERR wrong number of arguments for 'get' command",
 		"config|get": "ERR wrong number of arguments for 'config|get' command",
 		"config":     "ERR wrong number of arguments for 'config' command",
+		"exec":       "EXECABORT Transaction discarded because of: wrong number of arguments for 'exec' command",
 	} {
 		if got := policy.WrongArity(name); got != want {
 			t.Errorf("WrongArity(%q) = %q, want %q", name, got, want)

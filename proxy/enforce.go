@@ -33,7 +33,11 @@ func (s *session) checkBatch(cmds []command) {
 		c := &cmds[i]
 		c.deny = ""
 		if !s.authed {
-			if !eqFold(c.Args[0], "auth") && !eqFold(c.Args[0], "hello") && !eqFold(c.Args[0], "quit") {
+			switch {
+			case eqFold(c.Args[0], "auth"), eqFold(c.Args[0], "hello"):
+				s.checkLater(cmds[i+1:])
+				return
+			case !eqFold(c.Args[0], "quit"):
 				c.deny = ErrNoAuthRequired
 			}
 			continue
@@ -49,6 +53,10 @@ func (s *session) checkBatch(cmds []command) {
 			// Answered by the session itself (PING, HELLO, WORKSPACE ...).
 			// Subcommands resolve to their own entries, so CLIENT KILL is
 			// checked like any admin command.
+			if eqFold(c.Args[0], "auth") || eqFold(c.Args[0], "hello") || eqFold(c.Args[0], "workspace") {
+				s.checkLater(cmds[i+1:])
+				return
+			}
 			continue
 		}
 		if !info.ArityOK(len(c.Args)) {
@@ -74,6 +82,19 @@ func (s *session) checkBatch(cmds []command) {
 		if info.Name == "scan" && s.ident.Role != policy.RoleAdmin && p.Mode == policy.Enforce {
 			s.confineScan(c, p.Grammar)
 		}
+	}
+}
+
+// denyPending marks a command that follows an AUTH, HELLO or WORKSPACE in
+// its batch: it is checked once that command has run, as the identity it
+// leaves (Redis runs a pipelined command after AUTH as the new user).
+// It never reaches a client: exec and execTunnel check such a command again
+// before anything else.
+const denyPending = "\x00pending"
+
+func (s *session) checkLater(rest []command) {
+	for k := range rest {
+		rest[k].deny = denyPending
 	}
 }
 

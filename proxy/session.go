@@ -229,6 +229,9 @@ func (s *session) exec(cmds []command) {
 			return
 		}
 		c := &cmds[i]
+		if c.deny == denyPending {
+			s.checkBatch(cmds[i:])
+		}
 		if s.aborted {
 			s.abortedMulti(c)
 			i++

@@ -115,6 +115,9 @@ func (s *session) execTunnel(cmds []command) {
 	s.scratch = s.scratch[:0]
 	for i := range cmds {
 		c := &cmds[i]
+		if c.deny == denyPending {
+			s.checkBatch(cmds[i:])
+		}
 		name := c.Args[0]
 		info := keyspace.Lookup(name)
 		mark := len(s.out)

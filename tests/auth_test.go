@@ -236,6 +236,50 @@ func TestAuthPipelined(t *testing.T) {
 		if t.Failed() {
 			t.Fatalf("require_auth=%v", requireAuth)
 		}
+		// Inside MULTI, AUTH is queued like any command (Redis runs it at
+		// EXEC) and what follows is still checked.
+		b = nil
+		tx := []authStep{
+			{[]string{"AUTH", "alice", authAlicePass}, authOK},
+			{[]string{"MULTI"}, authOK},
+			{[]string{"AUTH", "root", authRootPass}, "+QUEUED\r\n"},
+			{[]string{"GET", "deepagents:{other}:kv:x"}, "-NOPERM key 'deepagents:{other}:kv:x' is outside workspace 'alpha'…"},
+			{[]string{"EXEC"}, "-" + proxy.ErrExecAbort + "\r\n"},
+			{[]string{"WORKSPACE"}, "$5\r\nalpha\r\n"},
+		}
+		for _, s := range tx {
+			b = isoCmd(b, s.args...)
+		}
+		c.Write(b)
+		for _, s := range tx {
+			authCheck(t, s, string(c.Read()))
+		}
+	}
+}
+
+// TestAuthPipelinedSubscribed: the same while subscribed (tunnel mode).
+func TestAuthPipelinedSubscribed(t *testing.T) {
+	_, a := authStart(t, nil)
+	c := testutil.Dial(t, a.Addr())
+	own := "deepagents:{default}:events"
+	if got := c.DoS("SUBSCRIBE", own); !strings.HasPrefix(got, "*3\r\n$9\r\nsubscribe\r\n") {
+		t.Fatalf("SUBSCRIBE: %q", got)
+	}
+	steps := []authStep{
+		{[]string{"AUTH", "alice", authAlicePass}, authOK},
+		{[]string{"SUBSCRIBE", "deepagents:{alpha}:events"}, "*3\r\n$9\r\nsubscribe\r\n$25\r\ndeepagents:{alpha}:events\r\n:2\r\n"},
+		{[]string{"SUBSCRIBE", "deepagents:{default}:events:x"}, "-NOPERM channel 'deepagents:{default}:events:x' is outside workspace 'alpha'…"},
+		{[]string{"WORKSPACE", "beta"}, authOK},
+		{[]string{"SUBSCRIBE", "deepagents:{beta}:events"}, "*3\r\n$9\r\nsubscribe\r\n$24\r\ndeepagents:{beta}:events\r\n:3\r\n"},
+		{[]string{"PING"}, "*2\r\n$4\r\npong\r\n$0\r\n\r\n"},
+	}
+	var b []byte
+	for _, s := range steps {
+		b = isoCmd(b, s.args...)
+	}
+	c.Write(b)
+	for _, s := range steps {
+		authCheck(t, s, string(c.Read()))
 	}
 }
 
@@ -346,7 +390,9 @@ func TestAuthLogsNoSecrets(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer a.Shutdown()
+	var stopOnce sync.Once
+	stop := func() { stopOnce.Do(func() { a.Shutdown() }) }
+	t.Cleanup(stop)
 	if !a.Server().Pool().WaitUp(10 * time.Second) {
 		t.Fatal("upstream not reachable")
 	}
@@ -376,9 +422,7 @@ func TestAuthLogsNoSecrets(t *testing.T) {
 	authRun(t, c, []authStep{{[]string{"AUTH", "alice", "limited-Secret-6"}, authLimited}})
 	c.Close()
 	// Let sessions end so everything they log is written.
-	if err := a.Shutdown(); err != nil {
-		t.Fatal(err)
-	}
+	stop()
 
 	logs := out.String()
 	lines := strings.Split(strings.TrimSpace(logs), "\n")

@@ -3,6 +3,7 @@ package upstream
 import (
 	"errors"
 	"net"
+	"runtime"
 	"sync"
 	"time"
 )
@@ -148,6 +149,14 @@ func (c *Conn) Send(call *Call, payload ...[]byte) error {
 		return nil
 	}
 	c.flushing = true
+	if len(c.queue)-c.head > 1 {
+		// Others are in flight: let the clients woken with us append
+		// their commands first, so one write carries many (twemproxy
+		// gets this from its event loop). Idle, nobody waits for it.
+		c.mu.Unlock()
+		runtime.Gosched()
+		c.mu.Lock()
+	}
 	for len(c.wbuf) > 0 && !c.closed {
 		buf := c.wbuf
 		c.wbuf = c.spare[:0]
