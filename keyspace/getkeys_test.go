@@ -129,6 +129,14 @@ var getkeysInvocations = []string{
 	"SLOWLOG GET 10", "SLOWLOG HELP", "SLOWLOG LEN", "SLOWLOG RESET",
 }
 
+// namesChannels are the commands whose invocations above name channels or
+// patterns.
+var namesChannels = map[string]bool{
+	"publish": true, "spublish": true, "subscribe": true, "ssubscribe": true, "psubscribe": true,
+	"unsubscribe": true, "sunsubscribe": true, "punsubscribe": true, "pubsub|channels": true,
+	"pubsub|numsub": true, "pubsub|shardchannels": true, "pubsub|shardnumsub": true, "keys": true,
+}
+
 // tokens splits an invocation; two single quotes stand for an empty argument.
 func tokens(s string) []string {
 	f := strings.Fields(s)
@@ -232,6 +240,11 @@ func TestExtractMatchesGetkeys(t *testing.T) {
 			}
 			if !slices.Equal(got, want) {
 				t.Errorf("%s: Extract keys %q (indexes %v), Redis COMMAND GETKEYS %q", inv, got, acc.Keys, want)
+			}
+			// Channels and patterns are not keys to Redis, but the
+			// proxy must still see them.
+			if namesChannels[cmd.Name] && len(acc.Channels)+len(acc.Patterns) == 0 {
+				t.Errorf("%s: no channel or pattern found", inv)
 			}
 		})
 	}

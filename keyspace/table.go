@@ -62,7 +62,7 @@ var overlay = map[string]Flag{
 	"sync":    Unsupported, "psync": Unsupported, "replconf": Unsupported,
 	// Keyless or global commands that reach beyond one workspace (SPEC §4).
 	"randomkey": Admin, "dbsize": Admin, "flushdb": Admin, "flushall": Admin, "swapdb": Admin,
-	"move": Admin, "config": Admin, "debug": Admin, "shutdown": Admin, "acl": Admin,
+	"move": Admin, "migrate": Admin, "config": Admin, "debug": Admin, "shutdown": Admin, "acl": Admin,
 	"module": Admin, "replicaof": Admin, "slaveof": Admin, "script|flush": Admin, "script|kill": Admin,
 	"function|load": Admin, "function|delete": Admin, "function|flush": Admin, "function|restore": Admin,
 	"function|kill": Admin, "cluster|addslots": Admin, "cluster|addslotsrange": Admin,

@@ -258,7 +258,9 @@ func (s *session) refuse(c *command) {
 			call.Wait()
 		}
 		s.inMulti, s.watching = false, false
-		s.aborted = true
+		// A refused EXEC or DISCARD ends the transaction, as in Redis;
+		// anything else leaves the client in a MULTI that EXEC aborts.
+		s.aborted = !eqFold(c.Args[0], "exec") && !eqFold(c.Args[0], "discard")
 		s.unpin(call.Err == nil)
 	}
 }

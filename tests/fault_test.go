@@ -374,13 +374,18 @@ func faultAwaitServing(t *testing.T, c *testutil.Conn, limit time.Duration) time
 	}
 }
 
-// faultReadCounter reads the shared counter straight from Redis.
-func faultReadCounter(t *testing.T, r *testutil.Redis) func() int64 {
+// faultReadCounter reads a counter (the shared one by default) straight
+// from Redis.
+func faultReadCounter(t *testing.T, r *testutil.Redis, key ...string) func() int64 {
+	k := faultCounterKey
+	if len(key) > 0 {
+		k = key[0]
+	}
 	return func() int64 {
 		t.Helper()
 		c := testutil.Dial(t, r.Addr)
 		defer c.Close()
-		reply := c.DoS("GET", faultCounterKey)
+		reply := c.DoS("GET", k)
 		if reply == "$-1\r\n" {
 			return 0
 		}
@@ -550,7 +555,7 @@ func TestFaultProxyStartsWhileRedisDown(t *testing.T) {
 	r.Start()
 	served := faultAwaitServing(t, c, 10*time.Second)
 	t.Logf("proxy started while Redis was down: served %v after Redis answered (%v after restart)",
-		served.Round(time.Millisecond), time.Since(restart).Round(time.Millisecond))
+		served, time.Since(restart).Round(time.Millisecond))
 	if d := time.Since(restart); d > faultRecovery {
 		t.Errorf("served %v after Redis started; want < %v", d, faultRecovery)
 	}
@@ -560,13 +565,16 @@ func TestFaultProxyStartsWhileRedisDown(t *testing.T) {
 }
 
 // TestFaultUpstreamReadTimeout: Redis stalls (DEBUG SLEEP) with the
-// connection open; a command through the proxy is answered UNCERTAIN after
-// read_timeout, not after the stall, and the proxy recovers afterwards.
+// connection open. An INCR through the proxy is answered UNCERTAIN after
+// read_timeout, not after the stall; Redis runs it when it wakes, which is
+// why UNCERTAIN and not TRYAGAIN is the honest answer. INCRs answered
+// TRYAGAIN meanwhile must not run. The proxy serves again afterwards.
 func TestFaultUpstreamReadTimeout(t *testing.T) {
 	r := testutil.StartRedis(t, "--enable-debug-command", "yes")
 	a := testutil.StartProxy(t, faultConfig(t, r.URL()))
 	c := testutil.Dial(t, a.Addr())
 	key := "deepagents:{default}:kv:fault:slow"
+	counter := "deepagents:{default}:kv:fault:slow-counter"
 	if got := c.DoS("SET", key, "v"); got != "+OK\r\n" {
 		t.Fatalf("SET: %q", got)
 	}
@@ -589,36 +597,45 @@ func TestFaultUpstreamReadTimeout(t *testing.T) {
 	}
 
 	start := time.Now()
-	got := c.DoS("GET", key)
+	got := c.DoS("INCR", counter)
 	took := time.Since(start)
-	t.Logf("GET during a %v stall: %q after %v (read_timeout %v)", stall, got, took.Round(time.Millisecond), faultReadTimeout)
+	t.Logf("INCR during a %v stall: %q after %v (read_timeout %v)", stall, got, took.Round(time.Millisecond), faultReadTimeout)
 	if want := "-" + proxy.ErrUncertainTimeout + "\r\n"; got != want {
-		t.Errorf("GET during the stall: %q, want %q", got, want)
+		t.Errorf("INCR during the stall: %q, want %q", got, want)
 	}
 	if took > faultReadTimeout+faultMargin/2 {
-		t.Errorf("GET took %v; want about read_timeout %v", took, faultReadTimeout)
+		t.Errorf("INCR took %v; want about read_timeout %v", took, faultReadTimeout)
 	}
 	if took < faultReadTimeout/2 {
-		t.Errorf("GET answered after %v, before the read timeout %v", took, faultReadTimeout)
+		t.Errorf("INCR answered after %v, before the read timeout %v", took, faultReadTimeout)
 	}
 	// The proxy answers its own commands meanwhile.
 	if got := c.DoS("PING"); got != "+PONG\r\n" {
 		t.Errorf("PING during the stall: %q", got)
 	}
 	// Everything during the stall is TRYAGAIN or UNCERTAIN within the
-	// bound, and the proxy serves again once Redis wakes.
-	for time.Since(stalled) < stall {
+	// bound, until Redis wakes.
+	uncertain, tryagain := 1, 0
+	var acked []int64
+	for time.Since(stalled) < stall+time.Second {
 		s := time.Now()
-		got := c.DoS("GET", key)
-		d := time.Since(s)
-		if d > faultReadTimeout+faultMargin {
-			t.Errorf("GET during the stall took %v", d)
+		got := c.DoS("INCR", counter)
+		if d := time.Since(s); d > faultReadTimeout+faultMargin {
+			t.Errorf("INCR during the stall took %v", d)
 		}
-		if got == "$1\r\nv\r\n" {
-			break // Redis woke up (the stall ends a little early on its clock)
+		switch {
+		case strings.HasPrefix(got, ":"):
+			v, _ := strconv.ParseInt(strings.TrimSpace(got[1:]), 10, 64)
+			acked = append(acked, v)
+		case strings.HasPrefix(got, "-UNCERTAIN "):
+			uncertain++
+		case strings.HasPrefix(got, "-TRYAGAIN "):
+			tryagain++
+		default:
+			t.Fatalf("INCR during the stall: %q", got)
 		}
-		if !strings.HasPrefix(got, "-TRYAGAIN ") && !strings.HasPrefix(got, "-UNCERTAIN ") {
-			t.Fatalf("GET during the stall: %q", got)
+		if len(acked) > 0 {
+			break // Redis is awake
 		}
 	}
 	if got := string(sleeper.Read()); got != "+OK\r\n" {
@@ -626,11 +643,159 @@ func TestFaultUpstreamReadTimeout(t *testing.T) {
 	}
 	woke := time.Now()
 	served := faultAwaitServing(t, c, 10*time.Second)
-	t.Logf("served again %v after Redis woke", served.Round(time.Millisecond))
+	t.Logf("served again %v after Redis woke", served)
 	if d := time.Since(woke); d > faultRecovery {
 		t.Errorf("served again %v after the stall ended; want < %v", d, faultRecovery)
 	}
 	if got := c.DoS("GET", key); got != "$1\r\nv\r\n" {
 		t.Errorf("GET after the stall: %q", got)
 	}
+
+	final := faultReadCounter(t, r, counter)()
+	t.Logf("stall: %d UNCERTAIN, %d TRYAGAIN, %d acknowledged %v; counter in Redis %d", uncertain, tryagain, len(acked), acked, final)
+	if final < 1 {
+		t.Errorf("the INCR answered UNCERTAIN did not run when Redis woke (counter %d): expected it to", final)
+	}
+	if max := int64(len(acked) + uncertain); final > max {
+		t.Errorf("counter %d > %d acknowledged + %d uncertain: an INCR answered TRYAGAIN ran", final, len(acked), uncertain)
+	}
+	for _, v := range acked {
+		if v > final {
+			t.Errorf("acknowledged INCR value %d above the counter %d", v, final)
+		}
+	}
+}
+
+// faultAwaitBlocked waits until Redis reports n blocked clients.
+func faultAwaitBlocked(t *testing.T, direct *testutil.Conn, n int) {
+	t.Helper()
+	want := "blocked_clients:" + strconv.Itoa(n) + "\r\n"
+	deadline := time.Now().Add(10 * time.Second)
+	for !strings.Contains(direct.DoS("INFO", "clients"), want) {
+		if time.Now().After(deadline) {
+			t.Fatalf("Redis never reported %d blocked clients", n)
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+}
+
+// faultIsUpstreamError reports whether a raw reply is TRYAGAIN or UNCERTAIN.
+func faultIsUpstreamError(r []byte) bool {
+	return bytes.HasPrefix(r, []byte("-TRYAGAIN ")) || bytes.HasPrefix(r, []byte("-UNCERTAIN "))
+}
+
+// TestFaultPinnedAndBlockedClients: clients on dedicated connections (a
+// BLPOP waiting forever, an open MULTI, a subscriber) learn about a Redis
+// crash at once instead of hanging, and the same kinds of work succeed
+// again after Redis restarts.
+func TestFaultPinnedAndBlockedClients(t *testing.T) {
+	r := testutil.StartRedis(t)
+	a := testutil.StartProxy(t, faultConfig(t, r.URL()))
+	direct := testutil.Dial(t, r.Addr)
+	queue := "deepagents:{default}:kv:fault:queue"
+	key := "deepagents:{default}:kv:fault:tx"
+	channel := "deepagents:{default}:events:fault"
+
+	blocked := testutil.Dial(t, a.Addr())
+	blocked.Send("BLPOP", queue, "0") // waits forever
+	faultAwaitBlocked(t, direct, 1)
+
+	tx := testutil.Dial(t, a.Addr())
+	if got := tx.DoS("MULTI"); got != "+OK\r\n" {
+		t.Fatalf("MULTI: %q", got)
+	}
+	if got := tx.DoS("SET", key, "v"); got != "+QUEUED\r\n" {
+		t.Fatalf("SET in MULTI: %q", got)
+	}
+
+	sub := testutil.Dial(t, a.Addr())
+	if got := sub.DoS("SUBSCRIBE", channel); !strings.Contains(got, "subscribe") {
+		t.Fatalf("SUBSCRIBE: %q", got)
+	}
+
+	r.Stop()
+	killed := time.Now()
+	bound := faultReadTimeout + faultMargin
+
+	got, err := blocked.ReadTimeout(bound + time.Second)
+	took := time.Since(killed)
+	if err != nil {
+		t.Errorf("BLPOP 0 after the crash: no reply in %v (%v)", took, err)
+	} else if string(got) != "-"+proxy.ErrUncertain+"\r\n" {
+		t.Errorf("BLPOP 0 after the crash: %q, want UNCERTAIN (the pop may have happened)", got)
+	}
+	t.Logf("BLPOP 0 answered %v after the crash", took)
+	if took > bound {
+		t.Errorf("BLPOP answered %v after the crash; want within %v", took, bound)
+	}
+
+	// The transaction's connection is gone with the MULTI state: EXEC
+	// must not claim success, and the client is not left in a MULTI.
+	start := time.Now()
+	exec := tx.Do("EXEC")
+	if !faultIsUpstreamError(exec) && !bytes.HasPrefix(exec, []byte("-EXECABORT")) {
+		t.Errorf("EXEC after the crash: %q, want TRYAGAIN, UNCERTAIN or EXECABORT", exec)
+	}
+	if d := time.Since(start); d > bound {
+		t.Errorf("EXEC took %v", d)
+	}
+	t.Logf("EXEC after the crash: %q", exec)
+
+	// The subscriber's connection ends (or gets an error) instead of
+	// waiting for messages that will never come.
+	sb, err := sub.ReadTimeout(bound + time.Second)
+	if err == nil && !faultIsUpstreamError(sb) && !bytes.HasPrefix(sb, []byte("-")) {
+		t.Errorf("subscriber after the crash: %q, want the connection closed or an error", sb)
+	} else if err != nil && strings.Contains(err.Error(), "timeout") {
+		t.Errorf("subscriber after the crash: still open and silent after %v", bound+time.Second)
+	}
+
+	if got := testutil.Dial(t, a.Addr()).DoS("PING"); got != "+PONG\r\n" {
+		t.Errorf("PING during the outage: %q", got)
+	}
+	if got := tx.Do("MULTI"); !faultIsUpstreamError(got) && string(got) != "+OK\r\n" {
+		t.Errorf("MULTI during the outage: %q", got)
+	} else if string(got) == "+OK\r\n" {
+		tx.Do("DISCARD")
+	}
+
+	restart := time.Now()
+	r.Start()
+	faultAwaitServing(t, testutil.Dial(t, a.Addr()), 10*time.Second)
+	// Dedicated connections are dialled fresh: a transaction, a blocking
+	// pop and a subscription work again.
+	deadline := restart.Add(faultRecovery)
+	for {
+		got := tx.DoS("MULTI")
+		if got == "+OK\r\n" {
+			break
+		}
+		if !faultIsUpstreamError([]byte(got)) || time.Now().After(deadline) {
+			t.Fatalf("MULTI after the restart: %q", got)
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+	tx.DoS("SET", key, "after")
+	if got := tx.DoS("EXEC"); got != "*1\r\n+OK\r\n" {
+		t.Errorf("EXEC after the restart: %q", got)
+	}
+	direct = testutil.Dial(t, r.Addr)
+	if got := direct.DoS("GET", key); got != "$5\r\nafter\r\n" {
+		t.Errorf("transaction result in Redis: %q", got)
+	}
+	direct.DoS("RPUSH", queue, "job")
+	if got := blocked.DoS("BLPOP", queue, "1"); got != fmt.Sprintf("*2\r\n$%d\r\n%s\r\n$3\r\njob\r\n", len(queue), queue) {
+		t.Errorf("BLPOP after the restart: %q", got)
+	}
+	sub2 := testutil.Dial(t, a.Addr())
+	if got := sub2.DoS("SUBSCRIBE", channel); !strings.Contains(got, "subscribe") {
+		t.Fatalf("SUBSCRIBE after the restart: %q", got)
+	}
+	if got := direct.DoS("PUBLISH", channel, "hi"); got != ":1\r\n" {
+		t.Errorf("PUBLISH after the restart: %q", got)
+	}
+	if got := string(sub2.Read()); !strings.HasSuffix(got, "$2\r\nhi\r\n") {
+		t.Errorf("message after the restart: %q", got)
+	}
+	t.Logf("dedicated connections work again %v after the restart", time.Since(restart).Round(time.Millisecond))
 }

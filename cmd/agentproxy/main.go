@@ -60,11 +60,13 @@ func run(args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintf(stdout, "agentproxy %s\n", version)
 		return 0
 	case "help":
-		serveFlags(stderr, &config.Config{}, new(string))
+		d := config.Default()
+		serveFlags(stdout, &d, new(string)).Usage()
 		return 0
 	default:
 		fmt.Fprintf(stderr, "agentproxy: unknown command %q\n\n", cmd)
-		serveFlags(stderr, &config.Config{}, new(string)).Usage()
+		d := config.Default()
+		serveFlags(stderr, &d, new(string)).Usage()
 		return 2
 	}
 }
