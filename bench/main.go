@@ -53,6 +53,7 @@ type config struct {
 	rounds     int
 	proxyBin   string
 	extraArgs  string
+	procs      int
 	proxyCmd   string
 	timeout    time.Duration
 	runTimeout time.Duration
@@ -190,6 +191,7 @@ func parseFlags() config {
 	flag.IntVar(&c.rounds, "rounds", 3, "interleaved rounds; the report shows medians")
 	flag.StringVar(&c.proxyBin, "proxy-bin", "", "agentproxy binary to use instead of building ./cmd/agentproxy")
 	flag.StringVar(&c.extraArgs, "extra-proxy-args", "", "extra arguments for 'agentproxy serve', space separated (e.g. \"--keyspace-mode off\")")
+	flag.IntVar(&c.procs, "proxy-procs", 1, "GOMAXPROCS for agentproxy (0: Go's default, every core); 1 matches twemproxy's single thread\nand leaves the other cores to redis-server and redis-benchmark")
 	flag.StringVar(&c.proxyCmd, "proxy-cmd", "", "development override: shell command run as the agentproxy target;\n{listen} {port} {upstream} {upstream_port} {dir} are substituted")
 	flag.DurationVar(&c.timeout, "timeout", 270*time.Second, "hard time budget for the whole run, build included; rounds that would not fit are skipped")
 	flag.DurationVar(&c.runTimeout, "run-timeout", 60*time.Second, "limit for a single redis-benchmark run")
@@ -451,6 +453,10 @@ func (h *harness) proxyArgv(bin, listen string, port, rport int, drop map[string
 		return []string{"sh", "-c", "exec " + s}
 	}
 	argv := []string{bin, "serve", "--listen", listen, "--upstream", upstream}
+	if h.cfg.procs > 0 {
+		// env execs the proxy, so the measured pid stays the proxy's.
+		argv = append([]string{"env", "GOMAXPROCS=" + strconv.Itoa(h.cfg.procs)}, argv...)
+	}
 	if !drop["metrics"] {
 		argv = append(argv, "--metrics", "127.0.0.1:0")
 	}

@@ -81,6 +81,9 @@ func (h *harness) report(w io.Writer) {
 	fmt.Fprintf(w, "\nagentproxy benchmark: %s\n", h.versions())
 	fmt.Fprintf(w, "%d complete round(s), median shown; keys %s (keyspace %d, preloaded), %d-byte values\n",
 		h.rounds, h.key("__rand_int__"), c.keyspace, c.valueSize)
+	if c.procs > 0 {
+		fmt.Fprintf(w, "agentproxy GOMAXPROCS=%d (twemproxy is single-threaded; -proxy-procs 0 gives Go's default)\n", c.procs)
+	}
 	if c.extraArgs != "" {
 		fmt.Fprintf(w, "agentproxy extra args: %s\n", c.extraArgs)
 	}

@@ -58,8 +58,9 @@ type session struct {
 	tlocal *tunnelLocal
 	wmu    sync.Mutex
 
-	scratch  []byte
-	stopping atomic.Bool
+	scratch   []byte
+	stopping  atomic.Bool
+	wdeadline time.Time // the armed client write deadline
 
 	// Access control: who the client is and the per-command scratch.
 	ident       policy.Identity
@@ -163,7 +164,13 @@ func (s *session) flush() bool {
 		defer s.wmu.Unlock()
 	}
 	if t := s.srv.opts.ClientWriteTimeout; t > 0 {
-		s.nc.SetWriteDeadline(time.Now().Add(t))
+		// Re-armed only when less than 3/4 of it is left: a write may
+		// get between 0.75x and 1x the timeout, without a timer
+		// reprogrammed per reply.
+		if now := time.Now(); s.wdeadline.Sub(now) < t*3/4 {
+			s.wdeadline = now.Add(t)
+			s.nc.SetWriteDeadline(s.wdeadline)
+		}
 	}
 	_, err := s.nc.Write(s.out)
 	if cap(s.out) > shrinkAbove {

@@ -46,6 +46,7 @@ type Call struct {
 
 	done     chan struct{}
 	overflow bool
+	sent     time.Time
 }
 
 // NewCall returns a reusable call.
@@ -100,6 +101,10 @@ type Conn struct {
 
 	writeTimeout time.Duration
 	rbuf         []byte
+	// deadline is the armed read deadline (zero: none), guarded by mu.
+	// It is moved only when it no longer covers the oldest call, so a busy
+	// connection does not reprogram a timer per call.
+	deadline time.Time
 }
 
 // newConn wraps an established connection and starts its reader. onClose
@@ -137,8 +142,9 @@ func (c *Conn) Send(call *Call, payload ...[]byte) error {
 		c.mu.Unlock()
 		return ErrNotSent
 	}
+	call.sent = time.Now()
 	if len(c.queue) == c.head {
-		c.armDeadlineLocked(call.Timeout)
+		c.armDeadlineLocked(call)
 	}
 	c.queue = append(c.queue, call)
 	for _, p := range payload {
@@ -184,16 +190,45 @@ func (c *Conn) Send(call *Call, payload ...[]byte) error {
 	return nil
 }
 
-// armDeadlineLocked sets the read deadline for the call at the head.
-func (c *Conn) armDeadlineLocked(t time.Duration) {
-	if t == 0 {
-		t = c.readTimeout
+// armDeadlineLocked makes the read deadline cover call, the oldest one in
+// flight: its reply is due by sent+timeout. A deadline already armed up to
+// a quarter of the timeout later is kept (replies may take up to 1.25x the
+// timeout before UNCERTAIN); a new one is armed with an eighth to spare.
+func (c *Conn) armDeadlineLocked(call *Call) {
+	wait := call.Timeout
+	if wait == 0 {
+		wait = c.readTimeout
 	}
-	if t < 0 || t == 0 {
-		c.nc.SetReadDeadline(time.Time{})
+	if wait <= 0 {
+		if !c.deadline.IsZero() {
+			c.nc.SetReadDeadline(time.Time{})
+			c.deadline = time.Time{}
+		}
 		return
 	}
-	c.nc.SetReadDeadline(time.Now().Add(t))
+	need := call.sent.Add(wait)
+	if !c.deadline.IsZero() && !c.deadline.Before(need) && c.deadline.Sub(need) <= wait/4 {
+		return
+	}
+	c.deadline = need.Add(wait / 8)
+	c.nc.SetReadDeadline(c.deadline)
+}
+
+// idleTimeout reports whether err is the read deadline firing while no call
+// is in flight; then the deadline is cleared and reading goes on.
+func (c *Conn) idleTimeout(err error) bool {
+	var ne net.Error
+	if !errors.As(err, &ne) || !ne.Timeout() {
+		return false
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.closed || c.head < len(c.queue) {
+		return false
+	}
+	c.nc.SetReadDeadline(time.Time{})
+	c.deadline = time.Time{}
+	return true
 }
 
 // pop takes the oldest queued call, or nil.
@@ -216,10 +251,8 @@ func (c *Conn) pop() *Call {
 func (c *Conn) complete(call *Call) {
 	c.mu.Lock()
 	if c.head < len(c.queue) {
-		c.armDeadlineLocked(c.queue[c.head].Timeout)
-	} else {
-		c.nc.SetReadDeadline(time.Time{})
-	}
+		c.armDeadlineLocked(c.queue[c.head])
+	} // idle: the armed deadline may fire; readLoop ignores it then
 	c.mu.Unlock()
 	call.finish(nil)
 }
@@ -322,6 +355,9 @@ func (c *Conn) readLoop(w int) {
 			continue
 		}
 		if err == nil {
+			continue
+		}
+		if cur == nil && !push && c.idleTimeout(err) {
 			continue
 		}
 		goto fail
