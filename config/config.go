@@ -351,6 +351,9 @@ func (c *Config) Validate() error {
 			}
 		}
 	}
+	if c.Listen.RequireAuth && len(c.Users) == 0 {
+		bad("listen.require_auth", "needs [[users]] to authenticate against")
+	}
 	if host, _, err := net.SplitHostPort(c.Listen.Addr); err == nil && !isLoopback(host) && len(c.Users) == 0 {
 		bad("listen.addr", "%q is not a loopback address: listening beyond loopback requires [[users]] (clients must AUTH)", c.Listen.Addr)
 	}
