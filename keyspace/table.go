@@ -81,12 +81,28 @@ var overlay = map[string]Flag{
 // ProxyCommands are the commands agentproxy adds to Redis's.
 var proxyCommands = []Spec{
 	{Name: "workspace", Arity: -1},
+	// The agent domain (SPEC §5), served by the lua scripts.
+	{Name: "lock.acquire", Arity: -3, Redis: RWrite},
+	{Name: "lock.extend", Arity: 4, Redis: RWrite},
+	{Name: "lock.release", Arity: 3, Redis: RWrite},
+	{Name: "lock.info", Arity: 2},
+	{Name: "lock.use", Arity: 3},
+	{Name: "cache.get", Arity: 3},
+	{Name: "cache.set", Arity: -4, Redis: RWrite},
+	{Name: "events.read", Arity: -1},
 }
 
 var byName = func() map[string]*Command {
 	m := make(map[string]*Command, len(generated)+len(proxyCommands))
 	for i := range proxyCommands {
-		m[proxyCommands[i].Name] = &Command{Spec: proxyCommands[i], Flags: Local | Proxy}
+		c := &Command{Spec: proxyCommands[i], Flags: Proxy}
+		if c.Name == "workspace" {
+			c.Flags |= Local
+		}
+		if c.Redis&RWrite != 0 {
+			c.Flags |= Write
+		}
+		m[c.Name] = c
 	}
 	for i := range generated {
 		s := generated[i]

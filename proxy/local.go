@@ -5,6 +5,8 @@ import (
 	"time"
 
 	"github.com/tidwall/redcon"
+
+	"github.com/agentproxy/agentproxy/keyspace"
 )
 
 // local answers a command the proxy owns. It returns routeLocal when the
@@ -73,6 +75,10 @@ func (s *session) local(c *command) route {
 		}
 		return routeShared
 	default:
+		if info := keyspace.Lookup(name); info.Has(keyspace.Proxy) {
+			s.domain(c, info)
+			return routeLocal
+		}
 		if s.pinned != nil {
 			return routePinned
 		}

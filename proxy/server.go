@@ -75,6 +75,8 @@ type Stats struct {
 	Refused        atomic.Int64 // commands refused by access control
 	Warned         atomic.Int64 // violations forwarded in warn mode
 	AuthFailures   atomic.Int64
+	CacheHits      atomic.Int64
+	CacheMisses    atomic.Int64
 	ProtocolErrors atomic.Int64
 	UpstreamErrors atomic.Int64
 }

@@ -68,7 +68,8 @@ type session struct {
 	authLimited bool
 	acc         keyspace.Access
 	rewrite     []byte
-	aborted     bool // the client's MULTI was aborted by a refused command
+	aborted     bool             // the client's MULTI was aborted by a refused command
+	locks       map[string]int64 // LOCK.USE tokens attached to this connection
 }
 
 func newSession(srv *Server, nc net.Conn) *session {
@@ -209,7 +210,7 @@ func (s *session) classify(c *command, info *keyspace.Command) route {
 	}
 	f := info.Flags
 	switch {
-	case f&keyspace.Local != 0:
+	case f&(keyspace.Local|keyspace.Proxy) != 0:
 		return routeLocal
 	case f&keyspace.Unsupported != 0:
 		return routeRefuse
@@ -346,10 +347,16 @@ func (s *session) rawLen(cmds []command) int {
 
 // do sends cmds on conn and appends their replies (or errors) to out.
 func (s *session) do(conn *upstream.Conn, cmds []command, timeout time.Duration, ends bool) error {
+	return s.doPayload(conn, s.payload(cmds), len(cmds), timeout, ends)
+}
+
+// doPayload sends n commands already encoded in payload on conn and appends
+// their replies (or errors) to out.
+func (s *session) doPayload(conn *upstream.Conn, payload []byte, n int, timeout time.Duration, ends bool) error {
 	call := s.call
 	call.Out = s.out
 	call.MaxOut = s.srv.opts.MaxOutputBytes
-	call.N = len(cmds)
+	call.N = n
 	call.Timeout = timeout
 	if ends {
 		if s.ends == nil {
@@ -359,9 +366,9 @@ func (s *session) do(conn *upstream.Conn, cmds []command, timeout time.Duration,
 	} else {
 		call.Ends = nil
 	}
-	if err := conn.Send(call, s.payload(cmds)); err != nil {
+	if err := conn.Send(call, payload); err != nil {
 		s.out = call.Out
-		s.failRest(len(cmds), 0, err)
+		s.failRest(n, 0, err)
 		return err
 	}
 	call.Wait()
@@ -370,7 +377,7 @@ func (s *session) do(conn *upstream.Conn, cmds []command, timeout time.Duration,
 		s.ends = call.Ends
 	}
 	if call.Err != nil {
-		s.failRest(len(cmds), call.Got, call.Err)
+		s.failRest(n, call.Got, call.Err)
 	}
 	return call.Err
 }

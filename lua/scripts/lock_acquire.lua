@@ -1,0 +1,20 @@
+-- LOCK.ACQUIRE: take the lock on a resource and mint its fencing token.
+-- KEYS[1] lock hash, KEYS[2] fence counter (never expires), KEYS[3] event log
+-- ARGV: ttl_ms, owner, workspace, resource, log maxlen, channel
+local ttl = tonumber(ARGV[1])
+if #redis.call('HKEYS', KEYS[1]) > 0 then
+  local owner = redis.call('HGET', KEYS[1], 'owner')
+  local left = redis.call('PTTL', KEYS[1])
+  return redis.error_reply("LOCKED resource '" .. ARGV[4] .. "' is held by '" .. tostring(owner) ..
+    "' for " .. left .. " ms more; retry after it ends (LOCK.ACQUIRE ... WAIT ms waits for it)")
+end
+local token = redis.call('INCR', KEYS[2])
+redis.call('HSET', KEYS[1], 'owner', ARGV[2], 'token', token)
+redis.call('PEXPIRE', KEYS[1], ttl)
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+local env = cjson.encode({v = 1, type = 'lock.acquired', ws = ARGV[3], resource = ARGV[4], actor = ARGV[2],
+  cmd = 'LOCK.ACQUIRE', version = token, ts = now})
+redis.call('PUBLISH', ARGV[6], env)
+redis.call('XADD', KEYS[3], 'MAXLEN', '~', ARGV[5], '*', 'event', env)
+return {'token', token, 'expires_at', now + ttl, 'ttl_ms', ttl}

@@ -1,0 +1,21 @@
+-- LOCK.RELEASE: drop a lock held with this token. The fence counter stays.
+-- KEYS[1] lock hash, KEYS[2] fence counter, KEYS[3] event log
+-- ARGV: token, workspace, resource, log maxlen, channel, actor
+local token = tonumber(ARGV[1])
+local held = redis.call('HGET', KEYS[1], 'token')
+if not held then
+  return redis.error_reply("FENCED the lock on '" .. ARGV[3] .. "' has expired or was never taken; nothing to release")
+end
+if tonumber(held) ~= token then
+  local owner = redis.call('HGET', KEYS[1], 'owner')
+  return redis.error_reply("LOCKED resource '" .. ARGV[3] .. "' is held by '" .. tostring(owner) ..
+    "' with another token; only its holder can release it")
+end
+redis.call('DEL', KEYS[1])
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+local env = cjson.encode({v = 1, type = 'lock.released', ws = ARGV[2], resource = ARGV[3], actor = ARGV[6],
+  cmd = 'LOCK.RELEASE', version = token, ts = now})
+redis.call('PUBLISH', ARGV[5], env)
+redis.call('XADD', KEYS[3], 'MAXLEN', '~', ARGV[4], '*', 'event', env)
+return 1
