@@ -90,6 +90,7 @@ var proxyCommands = []Spec{
 	{Name: "cache.get", Arity: 3},
 	{Name: "cache.set", Arity: -4, Redis: RWrite},
 	{Name: "events.read", Arity: -1},
+	{Name: "ws.info", Arity: 1},
 }
 
 var byName = func() map[string]*Command {

@@ -49,6 +49,8 @@ func (s *session) domain(c *command, info *keyspace.Command) {
 		s.cacheSet(args)
 	case "events.read":
 		s.eventsRead(args)
+	case "ws.info":
+		s.wsInfo()
 	default:
 		s.out = appendError(s.out, "ERR '"+info.Name+"' is not implemented yet")
 	}
