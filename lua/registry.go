@@ -18,6 +18,12 @@ import (
 //go:embed scripts/*.lua
 var files embed.FS
 
+// prelude holds the helpers every script shares (fence checks, events);
+// it is prepended to each script, so the SHA covers it too.
+//
+//go:embed prelude.lua
+var prelude string
+
 // Script is one embedded script.
 type Script struct {
 	Name string // file name without .lua, e.g. "lock_acquire"
@@ -36,9 +42,10 @@ var scripts = func() map[string]*Script {
 		if err != nil {
 			panic(err)
 		}
-		sum := sha1.Sum(b)
+		src := prelude + "\n" + string(b)
+		sum := sha1.Sum([]byte(src))
 		name := strings.TrimSuffix(e.Name(), ".lua")
-		m[name] = &Script{Name: name, Src: string(b), SHA: hex.EncodeToString(sum[:])}
+		m[name] = &Script{Name: name, Src: src, SHA: hex.EncodeToString(sum[:])}
 	}
 	return m
 }()

@@ -179,6 +179,7 @@ func (s *session) lockAcquire(args [][]byte) {
 		locked := len(s.out) > start+7 && string(s.out[start:start+7]) == "-LOCKED"
 		if !locked || wait == 0 || time.Now().Add(backoff).After(deadline) || s.stopping.Load() {
 			if !locked {
+				s.rememberToken(res, s.out[start:])
 				s.asMap(start)
 			}
 			return
@@ -218,6 +219,34 @@ func (s *session) lockToken(args [][]byte, name string) {
 	if len(s.out) > start && s.out[start] == ':' && s.locks != nil {
 		delete(s.locks, res)
 	}
+}
+
+// rememberToken attaches the token of a successful LOCK.ACQUIRE reply
+// (*6 token <n> ...) to the connection.
+func (s *session) rememberToken(res string, reply []byte) {
+	const head = "*6\r\n$5\r\ntoken\r\n:"
+	if len(reply) <= len(head) || string(reply[:len(head)]) != head {
+		return
+	}
+	end := len(head)
+	for end < len(reply) && reply[end] != '\r' {
+		end++
+	}
+	if t, err := strconv.ParseInt(string(reply[len(head):end]), 10, 64); err == nil {
+		if s.locks == nil {
+			s.locks = map[string]int64{}
+		}
+		s.locks[res] = t
+	}
+}
+
+// heldToken is the token this connection holds for resource (from
+// LOCK.ACQUIRE or LOCK.USE), injected into its writes (SPEC §6), or "".
+func (s *session) heldToken(resource string) string {
+	if t, ok := s.locks[resource]; ok {
+		return strconv.FormatInt(t, 10)
+	}
+	return ""
 }
 
 // lockUse: LOCK.USE <resource> <token> attaches a token held elsewhere to
@@ -291,19 +320,34 @@ func (s *session) cacheSet(args [][]byte) {
 		return
 	}
 	ttl := cacheTTL.Milliseconds()
-	if len(args) > 3 {
-		if len(args) != 5 || !eqFold(args[3], "ttl") {
-			s.out = appendError(s.out, "ERR syntax error: CACHE.SET <tool> <hash> <value> [TTL ms]")
+	token := ""
+	for i := 3; i < len(args); i += 2 {
+		if i+1 >= len(args) {
+			s.out = appendError(s.out, "ERR syntax error: CACHE.SET <tool> <hash> <value> [TTL ms] [FENCE token]")
 			return
 		}
-		if ttl, ok = s.posInt(args[4], "TTL ms", 1<<40); !ok {
+		switch {
+		case eqFold(args[i], "ttl"):
+			if ttl, ok = s.posInt(args[i+1], "TTL ms", 1<<40); !ok {
+				return
+			}
+			ttl = min(ttl, cacheMaxTTL.Milliseconds())
+		case eqFold(args[i], "fence"):
+			if _, ok = s.posInt(args[i+1], "FENCE token", 1<<62); !ok {
+				return
+			}
+			token = string(args[i+1])
+		default:
+			s.out = appendError(s.out, "ERR syntax error near '"+quoteArg(args[i])+"': CACHE.SET <tool> <hash> <value> [TTL ms] [FENCE token]")
 			return
 		}
-		ttl = min(ttl, cacheMaxTTL.Milliseconds())
 	}
-	res := tool + ":" + hash
-	s.script(lua.Get("cache_set"), []string{s.key("cache", res), s.key("events", "log")},
-		[]string{string(args[2]), strconv.FormatInt(ttl, 10), s.ident.Workspace, "cache:" + res, eventsMaxLen, s.channel(), s.actor()})
+	res := "cache:" + tool + ":" + hash
+	if token == "" {
+		token = s.heldToken(res)
+	}
+	s.script(lua.Get("cache_set"), []string{s.key("cache", tool+":"+hash), s.key("events", "log"), s.key("lock", res), s.key("fence", res)},
+		[]string{string(args[2]), strconv.FormatInt(ttl, 10), s.ident.Workspace, res, eventsMaxLen, s.channel(), s.actor(), token})
 }
 
 // eventsRead: EVENTS.READ [AFTER id] [COUNT n] [BLOCK ms] reads the
