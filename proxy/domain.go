@@ -170,7 +170,7 @@ func (s *session) lockAcquire(args [][]byte) {
 		}
 	}
 	keys := []string{s.key("lock", res), s.key("fence", res), s.key("events", "log")}
-	argv := []string{strconv.FormatInt(ttl, 10), owner, s.ident.Workspace, "lock:" + res, eventsMaxLen, s.channel()}
+	argv := []string{strconv.FormatInt(ttl, 10), owner, s.ident.Workspace, res, eventsMaxLen, s.channel()}
 	deadline := time.Now().Add(time.Duration(wait) * time.Millisecond)
 	backoff := lockRetryBase
 	for {
@@ -211,11 +211,11 @@ func (s *session) lockToken(args [][]byte, name string) {
 		if !ok {
 			return
 		}
-		s.script(lua.Get(name), keys, []string{tok, strconv.FormatInt(ttl, 10), s.ident.Workspace, "lock:" + res, eventsMaxLen, s.channel(), s.actor()})
+		s.script(lua.Get(name), keys, []string{tok, strconv.FormatInt(ttl, 10), s.ident.Workspace, res, eventsMaxLen, s.channel(), s.actor()})
 		s.asMap(start)
 		return
 	}
-	s.script(lua.Get(name), keys, []string{tok, s.ident.Workspace, "lock:" + res, eventsMaxLen, s.channel(), s.actor()})
+	s.script(lua.Get(name), keys, []string{tok, s.ident.Workspace, res, eventsMaxLen, s.channel(), s.actor()})
 	if len(s.out) > start && s.out[start] == ':' && s.locks != nil {
 		delete(s.locks, res)
 	}

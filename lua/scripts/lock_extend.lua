@@ -19,10 +19,7 @@ if tonumber(held) ~= token then
 end
 local ttl = tonumber(ARGV[2])
 redis.call('PEXPIRE', KEYS[1], ttl)
-local t = redis.call('TIME')
-local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
-local env = cjson.encode({v = 1, type = 'lock.extended', ws = ARGV[3], resource = ARGV[4], actor = ARGV[7],
+local now = now_ms()
+emit(ARGV[6], KEYS[3], ARGV[5], {v = 1, type = 'lock.extended', ws = ARGV[3], resource = ARGV[4], actor = ARGV[7],
   cmd = 'LOCK.EXTEND', version = token, ts = now})
-redis.call('PUBLISH', ARGV[6], env)
-redis.call('XADD', KEYS[3], 'MAXLEN', '~', ARGV[5], '*', 'event', env)
 return {'token', token, 'expires_at', now + ttl, 'ttl_ms', ttl}

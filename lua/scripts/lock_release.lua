@@ -12,10 +12,7 @@ if tonumber(held) ~= token then
     "' with another token; only its holder can release it")
 end
 redis.call('DEL', KEYS[1])
-local t = redis.call('TIME')
-local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
-local env = cjson.encode({v = 1, type = 'lock.released', ws = ARGV[2], resource = ARGV[3], actor = ARGV[6],
+local now = now_ms()
+emit(ARGV[5], KEYS[3], ARGV[4], {v = 1, type = 'lock.released', ws = ARGV[2], resource = ARGV[3], actor = ARGV[6],
   cmd = 'LOCK.RELEASE', version = token, ts = now})
-redis.call('PUBLISH', ARGV[5], env)
-redis.call('XADD', KEYS[3], 'MAXLEN', '~', ARGV[4], '*', 'event', env)
 return 1
