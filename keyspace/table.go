@@ -91,6 +91,12 @@ var proxyCommands = []Spec{
 	{Name: "cache.set", Arity: -4, Redis: RWrite},
 	{Name: "events.read", Arity: -1},
 	{Name: "ws.info", Arity: 1},
+	{Name: "todo.replace", Arity: -2, Redis: RWrite},
+	{Name: "todo.list", Arity: 1},
+	{Name: "todo.add", Arity: -2, Redis: RWrite},
+	{Name: "todo.update", Arity: -4, Redis: RWrite},
+	{Name: "todo.claim", Arity: -3, Redis: RWrite},
+	{Name: "todo.remove", Arity: -2, Redis: RWrite},
 }
 
 var byName = func() map[string]*Command {

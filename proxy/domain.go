@@ -49,6 +49,8 @@ func (s *session) domain(c *command, info *keyspace.Command) {
 		s.cacheSet(args)
 	case "events.read":
 		s.eventsRead(args)
+	case "todo.replace", "todo.list", "todo.add", "todo.update", "todo.claim", "todo.remove":
+		s.todo(info.Name, args)
 	case "ws.info":
 		s.wsInfo()
 	default:
@@ -177,7 +179,7 @@ func (s *session) lockAcquire(args [][]byte) {
 		start := len(s.out)
 		s.script(lua.Get("lock_acquire"), keys, argv)
 		locked := len(s.out) > start+7 && string(s.out[start:start+7]) == "-LOCKED"
-		if !locked || wait == 0 || time.Now().Add(backoff).After(deadline) || s.stopping.Load() {
+		if !locked || wait == 0 || !time.Now().Before(deadline) || s.stopping.Load() {
 			if !locked {
 				s.rememberToken(res, s.out[start:])
 				s.asMap(start)
@@ -185,7 +187,7 @@ func (s *session) lockAcquire(args [][]byte) {
 			return
 		}
 		s.out = s.out[:start]
-		time.Sleep(backoff)
+		time.Sleep(min(backoff, time.Until(deadline)))
 		if backoff < 200*time.Millisecond {
 			backoff *= 2
 		}

@@ -172,10 +172,11 @@ func (p *Pool) Shared(proto int) *Conn {
 	return nil
 }
 
-// WaitUp waits until a shared connection is established or d elapses.
+// WaitUp waits until every shared connection (of both protocol versions)
+// is established, or d elapses.
 func (p *Pool) WaitUp(d time.Duration) bool {
 	deadline := time.Now().Add(d)
-	for !p.up.Load() {
+	for !p.allUp() {
 		if time.Now().After(deadline) {
 			return false
 		}
@@ -246,6 +247,17 @@ func (p *Pool) dialShared(v, i int) (*Conn, error) {
 			p.redial(v, i)
 		}
 	}), nil
+}
+
+func (p *Pool) allUp() bool {
+	for v := range p.shared {
+		for i := range p.shared[v] {
+			if p.shared[v][i].Load() == nil {
+				return false
+			}
+		}
+	}
+	return true
 }
 
 func (p *Pool) refreshUp() {
