@@ -75,7 +75,7 @@ func Extract(c *Command, args [][]byte, a *Access) error {
 		// BCAST reports every modified key under its PREFIXes: they are
 		// patterns over keys (without one, policy refuses BCAST).
 		for i := 3; i+1 < len(args); i++ {
-			if eqFold(args[i], "prefix") {
+			if EqFold(args[i], "prefix") {
 				a.Patterns = append(a.Patterns, i+1)
 				i++
 			}
@@ -152,14 +152,14 @@ func findKeyword(args [][]byte, kw string, startFrom int) int {
 	argc := len(args)
 	if startFrom >= 0 {
 		for i := startFrom; i < argc; i++ {
-			if eqFold(args[i], kw) {
+			if EqFold(args[i], kw) {
 				return i + 1
 			}
 		}
 		return -1
 	}
 	for i := argc + startFrom; i >= 1; i-- {
-		if eqFold(args[i], kw) {
+		if EqFold(args[i], kw) {
 			return i + 1
 		}
 	}
@@ -177,18 +177,18 @@ func extractSort(args [][]byte, a *Access) error {
 	store := -1
 	for i := 2; i < len(args); i++ {
 		switch {
-		case eqFold(args[i], "limit"):
+		case EqFold(args[i], "limit"):
 			i += 2
-		case eqFold(args[i], "by"), eqFold(args[i], "get"):
+		case EqFold(args[i], "by"), EqFold(args[i], "get"):
 			if i+1 < len(args) {
 				p := args[i+1]
 				// "BY nosort" and "GET #" name no key.
-				if !(eqFold(args[i], "by") && eqFold(p, "nosort")) && !(len(p) == 1 && p[0] == '#') {
+				if !(EqFold(args[i], "by") && EqFold(p, "nosort")) && !(len(p) == 1 && p[0] == '#') {
 					a.Patterns = append(a.Patterns, i+1)
 				}
 			}
 			i++
-		case eqFold(args[i], "store"):
+		case EqFold(args[i], "store"):
 			if i+1 < len(args) {
 				store = i + 1
 			}
@@ -214,15 +214,15 @@ func extractMigrate(args [][]byte, a *Access) error {
 		return nil
 	}
 	for i := 6; i < len(args); i++ {
-		if eqFold(args[i], "keys") {
+		if EqFold(args[i], "keys") {
 			for j := i + 1; j < len(args); j++ {
 				a.Keys = append(a.Keys, j)
 			}
 			return nil
 		}
-		if eqFold(args[i], "auth") {
+		if EqFold(args[i], "auth") {
 			i++
-		} else if eqFold(args[i], "auth2") {
+		} else if EqFold(args[i], "auth2") {
 			i += 2
 		}
 	}
@@ -247,8 +247,9 @@ func parseCount(b []byte) (int, bool) {
 	return n, true
 }
 
-// eqFold compares an ASCII argument with a lowercase word.
-func eqFold(b []byte, lower string) bool {
+// EqFold compares an ASCII argument with a lowercase word, ignoring the
+// argument's case, without allocating.
+func EqFold(b []byte, lower string) bool {
 	if len(b) != len(lower) {
 		return false
 	}

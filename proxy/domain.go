@@ -282,14 +282,23 @@ func (s *session) lockUse(args [][]byte) {
 	s.out = redcon.AppendOK(s.out)
 }
 
+// cacheEntry validates <tool> <hash> and names the entry "<tool>:<hash>".
+func (s *session) cacheEntry(args [][]byte) (string, bool) {
+	tool, ok := s.resource(args[0])
+	if !ok {
+		return "", false
+	}
+	hash, ok := s.resource(args[1])
+	if !ok {
+		return "", false
+	}
+	return tool + ":" + hash, true
+}
+
 // cacheGet: CACHE.GET <tool> <hash> → the cached value or nil; hits and
 // misses are counted.
 func (s *session) cacheGet(args [][]byte) {
-	tool, ok := s.resource(args[0])
-	if !ok {
-		return
-	}
-	hash, ok := s.resource(args[1])
+	entry, ok := s.cacheEntry(args)
 	if !ok {
 		return
 	}
@@ -299,7 +308,7 @@ func (s *session) cacheGet(args [][]byte) {
 		return
 	}
 	start := len(s.out)
-	s.scratch = upstream.AppendCommand(s.scratch[:0], "GET", s.key("cache", tool+":"+hash))
+	s.scratch = upstream.AppendCommand(s.scratch[:0], "GET", s.key("cache", entry))
 	if s.doPayload(conn, s.scratch, 1, 0, false) != nil {
 		return
 	}
@@ -313,11 +322,7 @@ func (s *session) cacheGet(args [][]byte) {
 // cacheSet: CACHE.SET <tool> <hash> <value> [TTL ms], with the cache TTL
 // policy (default 1 h, at most 24 h).
 func (s *session) cacheSet(args [][]byte) {
-	tool, ok := s.resource(args[0])
-	if !ok {
-		return
-	}
-	hash, ok := s.resource(args[1])
+	entry, ok := s.cacheEntry(args)
 	if !ok {
 		return
 	}
@@ -344,11 +349,11 @@ func (s *session) cacheSet(args [][]byte) {
 			return
 		}
 	}
-	res := "cache:" + tool + ":" + hash
+	res := "cache:" + entry
 	if token == "" {
 		token = s.heldToken(res)
 	}
-	s.script(lua.Get("cache_set"), []string{s.key("cache", tool+":"+hash), s.key("events", "log"), s.key("lock", res), s.key("fence", res)},
+	s.script(lua.Get("cache_set"), []string{s.key("cache", entry), s.key("events", "log"), s.key("lock", res), s.key("fence", res)},
 		[]string{string(args[2]), strconv.FormatInt(ttl, 10), s.ident.Workspace, res, eventsMaxLen, s.channel(), s.actor(), token})
 }
 

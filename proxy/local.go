@@ -326,21 +326,7 @@ func hasBlockArg(args [][]byte) bool {
 }
 
 // eqFold compares an ASCII argument with a lowercase word.
-func eqFold(b []byte, lower string) bool {
-	if len(b) != len(lower) {
-		return false
-	}
-	for i := 0; i < len(b); i++ {
-		c := b[i]
-		if c >= 'A' && c <= 'Z' {
-			c += 'a' - 'A'
-		}
-		if c != lower[i] {
-			return false
-		}
-	}
-	return true
-}
+func eqFold(b []byte, lower string) bool { return keyspace.EqFold(b, lower) }
 
 func appendError(b []byte, msg string) []byte { return redcon.AppendError(b, msg) }
 
