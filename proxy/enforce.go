@@ -17,7 +17,6 @@ import (
 const (
 	ErrNoAuthRequired = "NOAUTH Authentication required: AUTH <user> <password> first"
 	ErrAuthLimited    = "ERR too many failed AUTH attempts from this address; wait a minute before trying again"
-	ErrWSNotAllowed   = "NOPERM workspace '%s' is not allowed for user '%s'"
 	ErrWSInvalid      = "ERR workspace names match [A-Za-z0-9_.-]{1,64}"
 	ErrExecAbort      = "EXECABORT Transaction discarded because of previous errors."
 	ErrKeysUnknown    = "ERR cannot find the keys of this command: check numkeys and the argument count"

@@ -97,7 +97,6 @@ type Conn struct {
 	head     int
 	closed   bool
 	closeErr error
-	wdone    chan struct{} // closed when a pending flush finishes
 
 	writeTimeout time.Duration
 	rbuf         []byte
