@@ -152,11 +152,11 @@ func (s *session) lockAcquire(args [][]byte) {
 	if !ok {
 		return
 	}
-	owner := s.actor()
+	owner, ifv := s.actor(), ""
 	var wait int64
 	for i := 2; i < len(args); i += 2 {
 		if i+1 >= len(args) {
-			s.out = appendError(s.out, "ERR syntax error: LOCK.ACQUIRE <resource> <ttl_ms> [OWNER o] [WAIT ms]")
+			s.out = appendError(s.out, "ERR syntax error: LOCK.ACQUIRE <resource> <ttl_ms> [OWNER o] [WAIT ms] [IFVERSION v]")
 			return
 		}
 		switch {
@@ -166,13 +166,18 @@ func (s *session) lockAcquire(args [][]byte) {
 			if wait, ok = s.posInt(args[i+1], "WAIT ms", 600000); !ok {
 				return
 			}
+		case eqFold(args[i], "ifversion"):
+			if !s.version(args[i+1]) {
+				return
+			}
+			ifv = string(args[i+1])
 		default:
-			s.out = appendError(s.out, "ERR syntax error near '"+quoteArg(args[i])+"': LOCK.ACQUIRE <resource> <ttl_ms> [OWNER o] [WAIT ms]")
+			s.out = appendError(s.out, "ERR syntax error near '"+quoteArg(args[i])+"': LOCK.ACQUIRE <resource> <ttl_ms> [OWNER o] [WAIT ms] [IFVERSION v]")
 			return
 		}
 	}
 	keys := []string{s.key("lock", res), s.key("fence", res), s.key("events", "log")}
-	argv := []string{strconv.FormatInt(ttl, 10), owner, s.ident.Workspace, res, eventsMaxLen, s.channel()}
+	argv := []string{strconv.FormatInt(ttl, 10), owner, s.ident.Workspace, res, eventsMaxLen, s.channel(), ifv}
 	deadline := time.Now().Add(time.Duration(wait) * time.Millisecond)
 	backoff := lockRetryBase
 	for {
@@ -282,6 +287,15 @@ func (s *session) lockUse(args [][]byte) {
 	s.out = redcon.AppendOK(s.out)
 }
 
+// version validates an IFVERSION argument (0: create only).
+func (s *session) version(b []byte) bool {
+	if n, err := strconv.ParseInt(string(b), 10, 64); err != nil || n < 0 {
+		s.out = appendError(s.out, "ERR IFVERSION must be a version number (0: create only), got '"+quoteArg(b)+"'")
+		return false
+	}
+	return true
+}
+
 // cacheEntry validates <tool> <hash> and names the entry "<tool>:<hash>".
 func (s *session) cacheEntry(args [][]byte) (string, bool) {
 	tool, ok := s.resource(args[0])
@@ -308,7 +322,7 @@ func (s *session) cacheGet(args [][]byte) {
 		return
 	}
 	start := len(s.out)
-	s.scratch = upstream.AppendCommand(s.scratch[:0], "GET", s.key("cache", entry))
+	s.scratch = upstream.AppendCommand(s.scratch[:0], "HGET", s.key("cache", entry), "value")
 	if s.doPayload(conn, s.scratch, 1, 0, false) != nil {
 		return
 	}
@@ -327,10 +341,10 @@ func (s *session) cacheSet(args [][]byte) {
 		return
 	}
 	ttl := cacheTTL.Milliseconds()
-	token := ""
+	token, ifv := "", ""
 	for i := 3; i < len(args); i += 2 {
 		if i+1 >= len(args) {
-			s.out = appendError(s.out, "ERR syntax error: CACHE.SET <tool> <hash> <value> [TTL ms] [FENCE token]")
+			s.out = appendError(s.out, "ERR syntax error: CACHE.SET <tool> <hash> <value> [TTL ms] [IFVERSION v] [FENCE token]")
 			return
 		}
 		switch {
@@ -344,8 +358,13 @@ func (s *session) cacheSet(args [][]byte) {
 				return
 			}
 			token = string(args[i+1])
+		case eqFold(args[i], "ifversion"):
+			if !s.version(args[i+1]) {
+				return
+			}
+			ifv = string(args[i+1])
 		default:
-			s.out = appendError(s.out, "ERR syntax error near '"+quoteArg(args[i])+"': CACHE.SET <tool> <hash> <value> [TTL ms] [FENCE token]")
+			s.out = appendError(s.out, "ERR syntax error near '"+quoteArg(args[i])+"': CACHE.SET <tool> <hash> <value> [TTL ms] [IFVERSION v] [FENCE token]")
 			return
 		}
 	}
@@ -354,7 +373,7 @@ func (s *session) cacheSet(args [][]byte) {
 		token = s.heldToken(res)
 	}
 	s.script(lua.Get("cache_set"), []string{s.key("cache", entry), s.key("events", "log"), s.key("lock", res), s.key("fence", res)},
-		[]string{string(args[2]), strconv.FormatInt(ttl, 10), s.ident.Workspace, res, eventsMaxLen, s.channel(), s.actor(), token})
+		[]string{string(args[2]), strconv.FormatInt(ttl, 10), s.ident.Workspace, res, eventsMaxLen, s.channel(), s.actor(), token, ifv})
 }
 
 // eventsRead: EVENTS.READ [AFTER id] [COUNT n] [BLOCK ms] reads the

@@ -1,7 +1,15 @@
 -- LOCK.ACQUIRE: take the lock on a resource and mint its fencing token.
 -- KEYS[1] lock hash, KEYS[2] fence counter (never expires), KEYS[3] event log
--- ARGV: ttl_ms, owner, workspace, resource, log maxlen, channel
+-- ARGV: ttl_ms, owner, workspace, resource, log maxlen, channel,
+--       ifversion ('' = unconditional; else the fence counter must equal it)
 local ttl = tonumber(ARGV[1])
+if ARGV[7] and ARGV[7] ~= '' then
+  local cur = tonumber(redis.call('GET', KEYS[2]) or '0')
+  if cur ~= tonumber(ARGV[7]) then
+    return redis.error_reply("CONFLICT version is " .. cur .. ", not " .. ARGV[7] ..
+      ": the lock on '" .. ARGV[4] .. "' was taken since (IFVERSION compares the newest token)")
+  end
+end
 if #redis.call('HKEYS', KEYS[1]) > 0 then
   local owner = redis.call('HGET', KEYS[1], 'owner')
   local left = redis.call('PTTL', KEYS[1])
