@@ -87,6 +87,7 @@ func Start(cfg config.Config, log *zap.Logger) (*App, error) {
 		ClientWriteTimeout: l.ClientWriteTimeout.Duration,
 		IdleTimeout:        l.IdleTimeout.Duration,
 		Embedded:           a.store != nil,
+		Disabled:           disabled(cfg.Features),
 	}, a.pool, pol, log.Named("proxy"))
 
 	a.ln, err = net.Listen("tcp", l.Addr)
@@ -248,4 +249,9 @@ func BuildPolicy(cfg config.Config) (*policy.Policy, error) {
 		pc.Users = append(pc.Users, policy.UserConfig{Name: u.Name, PasswordSHA256: u.PasswordSHA256, Role: u.Role, Workspaces: u.Workspaces})
 	}
 	return policy.New(pc)
+}
+
+// disabled lists the feature families switched off.
+func disabled(f config.Features) map[string]bool {
+	return map[string]bool{"cache": !f.Cache, "todos": !f.Todos, "files": !f.Files, "coord": !f.Coord}
 }

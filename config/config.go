@@ -29,6 +29,7 @@ type Config struct {
 	Embedded Embedded `toml:"embedded"`
 	Keyspace Keyspace `toml:"keyspace"`
 	Auth     Auth     `toml:"auth"`
+	Features Features `toml:"features"`
 	Users    []User   `toml:"users"`
 	Log      Log      `toml:"log"`
 }
@@ -41,6 +42,16 @@ type User struct {
 	PasswordSHA256 string   `toml:"password_sha256"`
 	Workspaces     []string `toml:"workspaces"`
 	Role           string   `toml:"role"`
+}
+
+// Features switch the agent domain's command families on and off (the
+// blueprint's rollout flags). A disabled family's commands answer
+// "-ERR <feature> is disabled on this proxy (features.<name>)".
+type Features struct {
+	Cache bool `toml:"cache"` // CACHE.*
+	Todos bool `toml:"todos"` // TODO.*
+	Files bool `toml:"files"` // FILE.*
+	Coord bool `toml:"coord"` // LOCK.*, EVENTS.*
 }
 
 // Auth bounds password guessing.
@@ -144,6 +155,7 @@ func Default() Config {
 		},
 		Keyspace: Keyspace{Prefix: "deepagents", Mode: "enforce", DefaultWorkspace: "default", DefaultRole: "agent"},
 		Auth:     Auth{MaxFailures: 10, FailureWindow: D(time.Minute)},
+		Features: Features{Cache: true, Todos: true, Files: true, Coord: true},
 		Log:      Log{Level: "info", Format: "json"},
 	}
 }

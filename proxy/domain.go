@@ -27,6 +27,10 @@ const (
 
 // domain runs one domain command; its reply (or error) goes to out.
 func (s *session) domain(c *command, info *keyspace.Command) {
+	if f := featureOf(info.Name); f != "" && s.srv.opts.Disabled[f] {
+		s.out = appendError(s.out, "ERR "+f+" is disabled on this proxy (features."+f+")")
+		return
+	}
 	args := c.Args[1:]
 	switch info.Name {
 	case "lock.acquire":
@@ -56,6 +60,21 @@ func (s *session) domain(c *command, info *keyspace.Command) {
 	default:
 		s.out = appendError(s.out, "ERR '"+info.Name+"' is not implemented yet")
 	}
+}
+
+// featureOf names the [features] flag that governs a domain command.
+func featureOf(name string) string {
+	switch {
+	case strings.HasPrefix(name, "cache."):
+		return "cache"
+	case strings.HasPrefix(name, "todo."):
+		return "todos"
+	case strings.HasPrefix(name, "file."):
+		return "files"
+	case strings.HasPrefix(name, "lock."), strings.HasPrefix(name, "events."):
+		return "coord"
+	}
+	return ""
 }
 
 // key builds <prefix>:{<ws>}:<kind>:<rest>.

@@ -43,6 +43,9 @@ type Options struct {
 	// AuthMaxFailures and AuthWindow rate-limit failed AUTH per address.
 	AuthMaxFailures int
 	AuthWindow      time.Duration
+	// Disabled lists the domain command families switched off in config
+	// ("cache", "todos", "files", "coord").
+	Disabled map[string]bool
 	// Embedded says the upstream is the in-process miniredis store, whose
 	// gaps the proxy papers over (COMMAND DOCS).
 	Embedded bool
