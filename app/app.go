@@ -113,14 +113,6 @@ func Start(cfg config.Config, log *zap.Logger) (*App, error) {
 // Addr is the client listener's address.
 func (a *App) Addr() string { return a.ln.Addr().String() }
 
-// MetricsAddr is the HTTP listener's address, or "".
-func (a *App) MetricsAddr() string {
-	if a.httpLn == nil {
-		return ""
-	}
-	return a.httpLn.Addr().String()
-}
-
 // Server is the proxy server (for tests and stats).
 func (a *App) Server() *proxy.Server { return a.srv }
 

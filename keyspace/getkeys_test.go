@@ -10,6 +10,7 @@ import (
 
 	"github.com/agentproxy/agentproxy/internal/testutil"
 	"github.com/agentproxy/agentproxy/keyspace"
+	"github.com/agentproxy/agentproxy/upstream"
 )
 
 // getkeysInvocations are representative, valid invocations of Redis 7.0
@@ -201,7 +202,7 @@ func TestExtractMatchesGetkeys(t *testing.T) {
 	// Pipeline every question, then read every answer.
 	var batch []byte
 	for _, inv := range getkeysInvocations {
-		batch = appendCommand(batch, append([]string{"COMMAND", "GETKEYS"}, tokens(inv)...))
+		batch = upstream.AppendCommand(batch, append([]string{"COMMAND", "GETKEYS"}, tokens(inv)...)...)
 	}
 	c.Write(batch)
 
@@ -281,19 +282,4 @@ func TestGetkeysCoverage(t *testing.T) {
 		}
 		t.Errorf("%s (arity %d) has no invocation compared with COMMAND GETKEYS", name, c.Arity)
 	}
-}
-
-// appendCommand encodes args as a RESP array of bulk strings.
-func appendCommand(b []byte, args []string) []byte {
-	b = append(b, '*')
-	b = strconv.AppendInt(b, int64(len(args)), 10)
-	b = append(b, '\r', '\n')
-	for _, a := range args {
-		b = append(b, '$')
-		b = strconv.AppendInt(b, int64(len(a)), 10)
-		b = append(b, '\r', '\n')
-		b = append(b, a...)
-		b = append(b, '\r', '\n')
-	}
-	return b
 }

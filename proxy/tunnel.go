@@ -91,7 +91,7 @@ func (s *session) startTunnel() bool {
 	}
 	if s.db != s.srv.pool.DB() {
 		nc.SetDeadline(time.Now().Add(s.srv.pool.ReadTimeout()))
-		nc.Write(upstream.AppendCommand(nil, "SELECT", itoa(s.db)))
+		nc.Write(upstream.AppendCommand(nil, "SELECT", strconv.Itoa(s.db)))
 		_, left, err = upstream.ReadFrames(nc, 1)
 		nc.SetDeadline(time.Time{})
 		if err != nil {
@@ -261,5 +261,3 @@ func (s *session) pump(nc interface {
 		}
 	}
 }
-
-func itoa(n int) string { return strconv.Itoa(n) }

@@ -10,7 +10,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"os"
 	"os/exec"
 	"strconv"
 	"strings"
@@ -466,13 +465,7 @@ func cliRun(t *testing.T, stdin string, args ...string) string {
 // and exit status.
 func cliRunStatus(t *testing.T, stdin string, args ...string) (string, int) {
 	t.Helper()
-	path, err := exec.LookPath("redis-cli")
-	if err != nil {
-		if os.Getenv(testutil.RequireEnv) == "1" {
-			t.Fatalf("redis-cli not found but %s=1", testutil.RequireEnv)
-		}
-		t.Skip("redis-cli not installed")
-	}
+	path := testutil.NeedBinary(t, "redis-cli", "redis-tools")
 	ctx, cancel := context.WithTimeout(context.Background(), 15*time.Second)
 	defer cancel()
 	cmd := exec.CommandContext(ctx, path, args...)
@@ -481,7 +474,7 @@ func cliRunStatus(t *testing.T, stdin string, args ...string) (string, int) {
 	}
 	var out, stderr bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &out, &stderr
-	err = cmd.Run()
+	err := cmd.Run()
 	var ee *exec.ExitError
 	switch {
 	case err == nil:

@@ -31,12 +31,20 @@ const RequireEnv = "AGENTPROXY_REQUIRE_REDIS"
 // RedisServerPath finds redis-server or skips the test (fails under CI).
 func RedisServerPath(t testing.TB) string {
 	t.Helper()
-	p, err := exec.LookPath("redis-server")
+	return NeedBinary(t, "redis-server", "redis-server")
+}
+
+// NeedBinary finds a program the test needs, from Debian package pkg. It
+// skips the test when it is missing locally, and fails it under CI
+// (RequireEnv=1), so a missing install step cannot hide.
+func NeedBinary(t testing.TB, name, pkg string) string {
+	t.Helper()
+	p, err := exec.LookPath(name)
 	if err != nil {
 		if os.Getenv(RequireEnv) == "1" {
-			t.Fatalf("redis-server not found but %s=1: install redis-server (apt-get install redis-server)", RequireEnv)
+			t.Fatalf("%s not found but %s=1: install it (apt-get install %s)", name, RequireEnv, pkg)
 		}
-		t.Skip("redis-server not installed; set " + RequireEnv + "=1 to make this a failure")
+		t.Skip(name + " not installed; set " + RequireEnv + "=1 to make this a failure")
 	}
 	return p
 }
