@@ -88,6 +88,9 @@ func Start(cfg config.Config, log *zap.Logger) (*App, error) {
 		IdleTimeout:        l.IdleTimeout.Duration,
 		Embedded:           a.store != nil,
 		Disabled:           disabled(cfg.Features),
+		FileChunkSize:      cfg.Files.ChunkSize,
+		FileMaxBytes:       cfg.Files.MaxFileBytes,
+		FileUploadTTL:      cfg.Files.UploadTTL.Duration,
 	}, a.pool, pol, log.Named("proxy"))
 
 	a.ln, err = net.Listen("tcp", l.Addr)

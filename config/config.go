@@ -30,6 +30,7 @@ type Config struct {
 	Keyspace Keyspace `toml:"keyspace"`
 	Auth     Auth     `toml:"auth"`
 	Features Features `toml:"features"`
+	Files    Files    `toml:"files"`
 	Users    []User   `toml:"users"`
 	Log      Log      `toml:"log"`
 }
@@ -52,6 +53,18 @@ type Features struct {
 	Todos bool `toml:"todos"` // TODO.*
 	Files bool `toml:"files"` // FILE.*
 	Coord bool `toml:"coord"` // LOCK.*, EVENTS.*
+}
+
+// Files configures the agent file store (FILE.*, docs/FILES.md).
+type Files struct {
+	// ChunkSize is the size of the string keys a file's content is cut
+	// into; reads and greps stream a few chunks at a time.
+	ChunkSize int `toml:"chunk_size"`
+	// MaxFileBytes bounds one file.
+	MaxFileBytes int64 `toml:"max_file_bytes"`
+	// UploadTTL is how long an unfinished FILE.BEGIN upload (and its staged
+	// chunks in Redis) lives.
+	UploadTTL Duration `toml:"upload_ttl"`
 }
 
 // Auth bounds password guessing.
@@ -156,6 +169,7 @@ func Default() Config {
 		Keyspace: Keyspace{Prefix: "deepagents", Mode: "enforce", DefaultWorkspace: "default", DefaultRole: "agent"},
 		Auth:     Auth{MaxFailures: 10, FailureWindow: D(time.Minute)},
 		Features: Features{Cache: true, Todos: true, Files: true, Coord: true},
+		Files:    Files{ChunkSize: 256 << 10, MaxFileBytes: 1 << 30, UploadTTL: D(time.Hour)},
 		Log:      Log{Level: "info", Format: "json"},
 	}
 }
@@ -242,12 +256,12 @@ func setField(f reflect.Value, v string) error {
 	switch f.Kind() {
 	case reflect.String:
 		f.SetString(v)
-	case reflect.Int:
-		n, err := strconv.Atoi(v)
+	case reflect.Int, reflect.Int64:
+		n, err := strconv.ParseInt(v, 10, 64)
 		if err != nil {
 			return fmt.Errorf("%q is not a whole number", v)
 		}
-		f.SetInt(int64(n))
+		f.SetInt(n)
 	case reflect.Bool:
 		b, err := strconv.ParseBool(v)
 		if err != nil {
@@ -286,6 +300,15 @@ func (c *Config) Validate() error {
 	positive("listen.max_pipeline", c.Listen.MaxPipeline)
 	positive("listen.max_output_bytes", c.Listen.MaxOutputBytes)
 	positive("upstream.conns", c.Upstream.Conns)
+	if c.Files.ChunkSize < 64 || c.Files.ChunkSize > 64<<20 {
+		bad("files.chunk_size", "must be from 64 bytes to 64 MiB, got %d", c.Files.ChunkSize)
+	}
+	if c.Files.MaxFileBytes <= 0 {
+		bad("files.max_file_bytes", "must be positive, got %d", c.Files.MaxFileBytes)
+	}
+	if c.Files.UploadTTL.Duration < time.Second {
+		bad("files.upload_ttl", "must be at least 1s, got %s", c.Files.UploadTTL.Duration)
+	}
 	if c.Listen.MaxRequestBytes > 1<<30 {
 		bad("listen.max_request_bytes", "must be at most 1 GiB, got %d", c.Listen.MaxRequestBytes)
 	}

@@ -97,6 +97,21 @@ var proxyCommands = []Spec{
 	{Name: "todo.update", Arity: -4, Redis: RWrite},
 	{Name: "todo.claim", Arity: -3, Redis: RWrite},
 	{Name: "todo.remove", Arity: -2, Redis: RWrite},
+	{Name: "file.write", Arity: -3, Redis: RWrite},
+	{Name: "file.append", Arity: -3, Redis: RWrite},
+	{Name: "file.edit", Arity: -4, Redis: RWrite},
+	{Name: "file.del", Arity: -2, Redis: RWrite},
+	{Name: "file.begin", Arity: -2, Redis: RWrite},
+	{Name: "file.chunk", Arity: 4, Redis: RWrite},
+	{Name: "file.commit", Arity: -2, Redis: RWrite},
+	{Name: "file.abort", Arity: 2, Redis: RWrite},
+	{Name: "file.read", Arity: -2},
+	{Name: "file.get", Arity: 2},
+	{Name: "file.getrange", Arity: 4},
+	{Name: "file.stat", Arity: 2},
+	{Name: "file.ls", Arity: -1},
+	{Name: "file.glob", Arity: -2},
+	{Name: "file.grep", Arity: -2},
 }
 
 var byName = func() map[string]*Command {

@@ -71,17 +71,27 @@ func All() []*Script {
 
 // AppendEvalSHA appends EVALSHA sha numkeys keys... args... as RESP.
 func (s *Script) AppendEvalSHA(b []byte, keys, args []string) []byte {
-	return appendEval(b, "EVALSHA", s.SHA, keys, args)
+	return appendEval(b, "EVALSHA", s.SHA, keys, args, 0)
 }
 
 // AppendEval appends EVAL src numkeys keys... args... as RESP.
 func (s *Script) AppendEval(b []byte, keys, args []string) []byte {
-	return appendEval(b, "EVAL", s.Src, keys, args)
+	return appendEval(b, "EVAL", s.Src, keys, args, 0)
 }
 
-func appendEval(b []byte, cmd, body string, keys, args []string) []byte {
+// AppendCall is AppendEvalSHA (or AppendEval when full) for a call whose
+// last extra arguments the caller appends itself as bulk strings, so large
+// values need not be copied into strings first.
+func (s *Script) AppendCall(b []byte, full bool, keys, args []string, extra int) []byte {
+	if full {
+		return appendEval(b, "EVAL", s.Src, keys, args, extra)
+	}
+	return appendEval(b, "EVALSHA", s.SHA, keys, args, extra)
+}
+
+func appendEval(b []byte, cmd, body string, keys, args []string, extra int) []byte {
 	b = append(b, '*')
-	b = strconv.AppendInt(b, int64(3+len(keys)+len(args)), 10)
+	b = strconv.AppendInt(b, int64(3+len(keys)+len(args)+extra), 10)
 	b = append(b, '\r', '\n')
 	b = appendBulk(b, cmd)
 	b = appendBulk(b, body)

@@ -52,6 +52,11 @@ type Options struct {
 	// ReadBufferSize is the initial per-client read buffer; it grows for
 	// large requests and shrinks back when idle.
 	ReadBufferSize int
+	// The file store (FILE.*): storage chunk size, the largest file, and
+	// how long an unfinished upload lives.
+	FileChunkSize int
+	FileMaxBytes  int64
+	FileUploadTTL time.Duration
 }
 
 // DefaultOptions returns the defaults documented in config.example.toml.
@@ -64,6 +69,9 @@ func DefaultOptions() Options {
 		MaxOutputBytes:     256 << 20,
 		ClientWriteTimeout: 30 * time.Second,
 		ReadBufferSize:     1024,
+		FileChunkSize:      256 << 10,
+		FileMaxBytes:       1 << 30,
+		FileUploadTTL:      time.Hour,
 	}
 }
 
@@ -99,6 +107,8 @@ type Server struct {
 	limiter  *authLimiter
 	lastWarn atomic.Int64
 
+	uploads uploads
+
 	mu       sync.Mutex
 	sessions map[*session]struct{}
 	lns      []net.Listener
@@ -125,6 +135,15 @@ func New(opts Options, pool *upstream.Pool, p *policy.Policy, log *zap.Logger) *
 	}
 	if opts.ReadBufferSize <= 0 {
 		opts.ReadBufferSize = d.ReadBufferSize
+	}
+	if opts.FileChunkSize <= 0 {
+		opts.FileChunkSize = d.FileChunkSize
+	}
+	if opts.FileMaxBytes <= 0 {
+		opts.FileMaxBytes = d.FileMaxBytes
+	}
+	if opts.FileUploadTTL <= 0 {
+		opts.FileUploadTTL = d.FileUploadTTL
 	}
 	if log == nil {
 		log = zap.NewNop()

@@ -70,6 +70,10 @@ type session struct {
 	rewrite     []byte
 	aborted     bool             // the client's MULTI was aborted by a refused command
 	locks       map[string]int64 // LOCK.USE tokens attached to this connection
+
+	// FILE.* commands: their upstream call and content buffer.
+	fcall   *upstream.Call
+	fileBuf []byte
 }
 
 func newSession(srv *Server, nc net.Conn) *session {

@@ -1,0 +1,1445 @@
+package proxy
+
+import (
+	"bytes"
+	"crypto/sha1"
+	"encoding/hex"
+	"errors"
+	"strconv"
+	"strings"
+	"unicode/utf8"
+
+	"github.com/tidwall/redcon"
+
+	"github.com/agentproxy/agentproxy/files"
+	"github.com/agentproxy/agentproxy/lua"
+	"github.com/agentproxy/agentproxy/upstream"
+)
+
+// The agent file store (SPEC §5 "Files", docs/FILES.md). Writes are one
+// script each (content inline, or staged by an upload); reads fetch a
+// file's metadata and a few chunks per script call, pinned to the
+// generation they started on, so a reader never mixes two versions and no
+// script runs long. Listing, glob and grep walk the sorted-set path index
+// a page at a time and run in Go.
+
+const (
+	fileReadBatch  = 4 << 20 // bytes of chunks per read call
+	fileRetries    = 8       // re-reads when a file changes under a reader or editor
+	fileIndexPage  = 512
+	fileDefLimit   = 2000
+	fileMaxLimit   = 1_000_000
+	fileDefMatches = 1000
+	fileMaxMatches = 100_000
+	fileDelBatch   = 64
+)
+
+var (
+	errNoFile      = errors.New("no such file")
+	errFileChanged = errors.New("file changed while being read")
+)
+
+// replyError is an error reply from Redis or a script, passed on verbatim.
+type replyError string
+
+func (e replyError) Error() string { return string(e) }
+
+// file runs one FILE.* command.
+func (s *session) file(name string, args [][]byte) {
+	switch name {
+	case "file.write":
+		s.fileWrite(args)
+	case "file.append":
+		s.fileAppend(args)
+	case "file.edit":
+		s.fileEdit(args)
+	case "file.del":
+		s.fileDel(args)
+	case "file.read":
+		s.fileRead(args)
+	case "file.get":
+		s.fileGet(args)
+	case "file.getrange":
+		s.fileGetRange(args)
+	case "file.stat":
+		s.fileStat(args)
+	case "file.ls":
+		s.fileLs(args)
+	case "file.glob":
+		s.fileGlob(args)
+	case "file.grep":
+		s.fileGrep(args)
+	case "file.begin":
+		s.fileBegin(args)
+	case "file.chunk":
+		s.fileChunk(args)
+	case "file.commit":
+		s.fileCommit(args)
+	case "file.abort":
+		s.fileAbort(args)
+	}
+}
+
+// fileErr answers err: Redis's and the scripts' errors verbatim, upstream
+// failures as TRYAGAIN/UNCERTAIN.
+func (s *session) fileErr(err error) {
+	var re replyError
+	switch {
+	case errors.As(err, &re):
+		s.out = append(append(append(s.out, '-'), re...), '\r', '\n')
+	case errors.Is(err, errFileChanged):
+		s.out = appendError(s.out, "TRYAGAIN the file kept changing while it was read; retry")
+	default:
+		s.out = appendError(s.out, callError(err))
+	}
+}
+
+func (s *session) appendNil() {
+	if s.proto == 3 {
+		s.out = append(s.out, "_\r\n"...)
+	} else {
+		s.out = append(s.out, "$-1\r\n"...)
+	}
+}
+
+// recordHeader starts a record of n fields: a map for RESP3 clients, a
+// flat array for RESP2 ones.
+func (s *session) recordHeader(n int) {
+	if s.proto == 3 {
+		s.out = strconv.AppendInt(append(s.out, '%'), int64(n), 10)
+		s.out = append(s.out, '\r', '\n')
+		return
+	}
+	s.out = redcon.AppendArray(s.out, 2*n)
+}
+
+// record appends a record of name/value pairs (values: string, []byte,
+// int64 or int).
+func (s *session) record(pairs ...any) {
+	s.recordHeader(len(pairs) / 2)
+	for i := 0; i < len(pairs); i += 2 {
+		s.out = redcon.AppendBulkString(s.out, pairs[i].(string))
+		switch v := pairs[i+1].(type) {
+		case string:
+			s.out = redcon.AppendBulkString(s.out, v)
+		case []byte:
+			s.out = redcon.AppendBulk(s.out, v)
+		case int64:
+			s.out = redcon.AppendInt(s.out, v)
+		case int:
+			s.out = redcon.AppendInt(s.out, int64(v))
+		}
+	}
+}
+
+// filePath cleans a file path argument, answering the error.
+func (s *session) filePath(b []byte) (string, bool) {
+	p, err := files.Clean(string(b))
+	if err != nil {
+		s.out = appendError(s.out, "ERR "+err.Error())
+		return "", false
+	}
+	return p, true
+}
+
+func (s *session) fileDir(b []byte) (string, bool) {
+	p, err := files.CleanDir(string(b))
+	if err != nil {
+		s.out = appendError(s.out, "ERR "+err.Error())
+		return "", false
+	}
+	return p, true
+}
+
+// writeOpts are the options every file write takes.
+type writeOpts struct {
+	ifv, token string
+	replaceAll bool
+	recursive  bool
+}
+
+// fileOpts parses [IFVERSION v] [FENCE t] (and the flags allowed) from args.
+func (s *session) fileOpts(args [][]byte, usage string, flags ...string) (writeOpts, bool) {
+	var o writeOpts
+	for i := 0; i < len(args); i++ {
+		a := args[i]
+		switch {
+		case eqFold(a, "replaceall") && hasFlag(flags, "replaceall"):
+			o.replaceAll = true
+		case eqFold(a, "recursive") && hasFlag(flags, "recursive"):
+			o.recursive = true
+		case (eqFold(a, "ifversion") || eqFold(a, "fence")) && i+1 < len(args):
+			i++
+			if eqFold(a, "fence") {
+				if _, ok := s.posInt(args[i], "FENCE token", 1<<62); !ok {
+					return o, false
+				}
+				o.token = string(args[i])
+			} else {
+				if !s.version(args[i]) {
+					return o, false
+				}
+				o.ifv = string(args[i])
+			}
+		default:
+			s.out = appendError(s.out, "ERR syntax error near '"+quoteArg(a)+"': "+usage)
+			return o, false
+		}
+	}
+	return o, true
+}
+
+func hasFlag(flags []string, f string) bool {
+	for _, x := range flags {
+		if x == f {
+			return true
+		}
+	}
+	return false
+}
+
+// fileKeys are the keys of one file: metadata (chunks hang off it), lock
+// and fence counter, and the workspace's path index and event log.
+type fileKeys struct {
+	meta, index, gen, log, lock, fence, resource string
+}
+
+func (s *session) fileKeys(path string) fileKeys {
+	kp := files.KeyPath(path)
+	res := "files:" + kp
+	return fileKeys{
+		meta: s.key("files", kp), index: s.key("files", "#index"), gen: s.key("files", "#gen"),
+		log: s.key("events", "log"), lock: s.key("lock", res), fence: s.key("fence", res), resource: res,
+	}
+}
+
+// fstore is one command's access to Redis: the shared RESP2 connection, or
+// a dedicated one for long walks (grep) so their large replies never
+// queue in front of other clients' replies.
+type fstore struct {
+	s    *session
+	conn *upstream.Conn
+	ded  bool
+	bad  bool
+	call *upstream.Call
+	req  []byte
+	hdrs []byte
+	part [][]byte
+}
+
+func (s *session) fstore(dedicated bool) (*fstore, bool) {
+	f := &fstore{s: s, ded: dedicated}
+	if dedicated {
+		c, err := s.srv.pool.Dedicated(2)
+		if err != nil {
+			s.out = appendError(s.out, ErrTryAgainDown)
+			return nil, false
+		}
+		f.conn = c
+	} else if f.conn = s.srv.pool.Shared(2); f.conn == nil {
+		s.out = appendError(s.out, ErrTryAgainDown)
+		return nil, false
+	}
+	if s.fcall == nil {
+		s.fcall = upstream.NewCall()
+	}
+	f.call = s.fcall
+	return f, true
+}
+
+func (f *fstore) close() {
+	if f.ded {
+		f.s.srv.pool.Release(f.conn, 2, !f.bad)
+	}
+	if cap(f.call.Out) > 1<<20 {
+		f.call.Out = nil // do not keep a large buffer per session
+	}
+}
+
+// send runs n commands (payload parts written back to back) and returns
+// their raw replies, valid until the next call.
+func (f *fstore) send(n int, parts ...[]byte) ([]byte, error) {
+	c := f.call
+	c.Out, c.N, c.MaxOut, c.Timeout, c.Ends = c.Out[:0], n, f.s.srv.opts.MaxOutputBytes+(8<<20), 0, nil
+	if err := f.conn.Send(c, parts...); err != nil {
+		return nil, err
+	}
+	c.Wait()
+	if c.Err != nil {
+		f.bad = true
+		return nil, c.Err
+	}
+	return c.Out, nil
+}
+
+// script runs a domain script (EVALSHA, then EVAL on NOSCRIPT) whose last
+// arguments are blobs, and returns its raw reply; an error reply is a
+// replyError.
+func (f *fstore) script(sc *lua.Script, keys, args []string, blobs ...[]byte) ([]byte, error) {
+	for _, full := range []bool{false, true} {
+		f.req = sc.AppendCall(f.req[:0], full, keys, args, len(blobs))
+		f.part = append(f.part[:0], f.req)
+		f.hdrs = f.hdrs[:0]
+		for _, b := range blobs {
+			f.hdrs = append(strconv.AppendInt(append(f.hdrs, '$'), int64(len(b)), 10), '\r', '\n')
+		}
+		h := f.hdrs
+		for _, b := range blobs {
+			i := bytes.IndexByte(h, '\n') + 1
+			f.part = append(f.part, h[:i], b, crlf)
+			h = h[i:]
+		}
+		r, err := f.send(1, f.part...)
+		if err != nil {
+			return nil, err
+		}
+		if lua.IsNoScript(r) && !full {
+			continue
+		}
+		if len(r) > 0 && r[0] == '-' {
+			return nil, replyError(r[1 : len(r)-2])
+		}
+		return r, nil
+	}
+	panic("unreachable")
+}
+
+var crlf = []byte("\r\n")
+
+// cmd runs one plain command and returns its raw reply.
+func (f *fstore) cmd(args ...string) ([]byte, error) {
+	f.req = upstream.AppendCommand(f.req[:0], args...)
+	r, err := f.send(1, f.req)
+	if err == nil && len(r) > 0 && r[0] == '-' {
+		return nil, replyError(r[1 : len(r)-2])
+	}
+	return r, err
+}
+
+// fileMeta is a file's metadata hash.
+type fileMeta struct {
+	version, size, lines, chunks, chunkSize, created, modified int64
+	gen, sha1, encoding, nl                                    string
+}
+
+// open reads a file's metadata and its chunks first..last (inclusive; none
+// when last < first) in one script call, optionally pinned to gen. The
+// chunks alias the call's buffer: valid until the next call.
+func (f *fstore) open(k fileKeys, first, last int64, gen string) (*fileMeta, [][]byte, error) {
+	r, err := f.script(lua.Get("file_read"), []string{k.meta},
+		[]string{strconv.FormatInt(first, 10), strconv.FormatInt(last, 10), gen})
+	if err != nil {
+		if re, ok := err.(replyError); ok && re == "CHANGED" {
+			return nil, nil, errFileChanged
+		}
+		return nil, nil, err
+	}
+	items, ok := splitArray(r)
+	if !ok {
+		if bytes.HasPrefix(r, []byte("$-1")) || bytes.HasPrefix(r, []byte("*-1")) || bytes.HasPrefix(r, []byte("_")) {
+			return nil, nil, errNoFile
+		}
+		return nil, nil, replyError("ERR unexpected reply reading a file")
+	}
+	if len(items) < 11 {
+		return nil, nil, replyError("ERR unexpected metadata reading a file")
+	}
+	num := func(b []byte) int64 { n, _ := strconv.ParseInt(string(b), 10, 64); return n }
+	m := &fileMeta{
+		version: num(items[0]), gen: string(items[1]), size: num(items[2]), sha1: string(items[3]),
+		lines: num(items[4]), encoding: string(items[5]), chunks: num(items[6]), chunkSize: num(items[7]),
+		nl: string(items[8]), created: num(items[9]), modified: num(items[10]),
+	}
+	if m.chunkSize <= 0 {
+		m.chunkSize = 1
+	}
+	return m, items[11:], nil
+}
+
+// splitArray splits a RESP2 array of bulk strings (nil elements become
+// nil) without copying.
+func splitArray(b []byte) ([][]byte, bool) {
+	if len(b) < 4 || b[0] != '*' {
+		return nil, false
+	}
+	i := bytes.IndexByte(b, '\n')
+	n, err := strconv.Atoi(string(b[1 : i-1]))
+	if err != nil || n < 0 {
+		return nil, false
+	}
+	b = b[i+1:]
+	out := make([][]byte, 0, n)
+	for range n {
+		i = bytes.IndexByte(b, '\n')
+		if i < 3 {
+			return nil, false
+		}
+		switch b[0] {
+		case '$':
+			l, err := strconv.Atoi(string(b[1 : i-1]))
+			if err != nil {
+				return nil, false
+			}
+			if l < 0 {
+				out = append(out, nil)
+				b = b[i+1:]
+				continue
+			}
+			if len(b) < i+1+l+2 {
+				return nil, false
+			}
+			out = append(out, b[i+1:i+1+l:i+1+l])
+			b = b[i+1+l+2:]
+		case ':', '+':
+			out = append(out, b[1:i-1])
+			b = b[i+1:]
+		default:
+			return nil, false
+		}
+	}
+	return out, true
+}
+
+// batch is how many chunks of m one read call fetches.
+func (m *fileMeta) batch() int64 { return max(1, fileReadBatch/m.chunkSize) }
+
+// each streams chunks from..to of the generation m describes to fn, a
+// batch per call; errFileChanged when a writer replaced it meanwhile.
+func (f *fstore) each(k fileKeys, m *fileMeta, from, to int64, fn func(n int64, b []byte) error) error {
+	for from <= to {
+		last := min(to, from+m.batch()-1)
+		_, chunks, err := f.open(k, from, last, m.gen)
+		if err != nil {
+			if errors.Is(err, errNoFile) {
+				return errFileChanged
+			}
+			return err
+		}
+		if int64(len(chunks)) != last-from+1 {
+			return errFileChanged
+		}
+		for i, c := range chunks {
+			if err := fn(from+int64(i), c); err != nil {
+				return err
+			}
+		}
+		from = last + 1
+	}
+	return nil
+}
+
+// readAll appends the whole current content of a file to dst and returns
+// its metadata.
+func (f *fstore) readAll(k fileKeys, dst []byte, limit int) (*fileMeta, []byte, error) {
+	for range fileRetries {
+		m, chunks, err := f.open(k, 0, fileReadBatch/int64(f.s.srv.opts.FileChunkSize), "")
+		if err != nil {
+			return nil, dst, err
+		}
+		if m.size > int64(limit) {
+			return nil, dst, replyError("ERR the file is " + strconv.FormatInt(m.size, 10) +
+				" bytes, more than the proxy returns at once (listen.max_output_bytes); read it with FILE.GETRANGE")
+		}
+		start := len(dst)
+		for _, c := range chunks {
+			dst = append(dst, c...)
+		}
+		err = f.each(k, m, int64(len(chunks)), m.chunks-1, func(_ int64, b []byte) error {
+			dst = append(dst, b...)
+			return nil
+		})
+		if errors.Is(err, errFileChanged) {
+			dst = dst[:start]
+			continue
+		}
+		if err != nil {
+			return nil, dst[:start], err
+		}
+		if int64(len(dst)-start) != m.size {
+			dst = dst[:start]
+			continue
+		}
+		return m, dst, nil
+	}
+	return nil, dst, errFileChanged
+}
+
+// content describes bytes about to be written: checksum, lines, encoding
+// and the newlines per storage chunk.
+type content struct {
+	size     int64
+	sha1     string
+	lines    int64
+	encoding string
+	nl       string
+	chunks   [][]byte
+}
+
+func describe(b []byte, cs int) content {
+	sum := sha1.Sum(b)
+	c := content{size: int64(len(b)), sha1: hex.EncodeToString(sum[:]), encoding: "utf-8"}
+	if !utf8.Valid(b) {
+		c.encoding = "binary"
+	}
+	var nl []byte
+	var total int64
+	for off := 0; off < len(b); off += cs {
+		ch := b[off:min(off+cs, len(b))]
+		n := bytes.Count(ch, []byte{'\n'})
+		total += int64(n)
+		if len(nl) > 0 {
+			nl = append(nl, ',')
+		}
+		nl = strconv.AppendInt(nl, int64(n), 10)
+		c.chunks = append(c.chunks, ch)
+	}
+	c.lines = total
+	if len(b) > 0 && b[len(b)-1] != '\n' {
+		c.lines++
+	}
+	c.nl = string(nl)
+	return c
+}
+
+// commit publishes content as the file's next version (one script: fence,
+// IFVERSION, clash checks, chunks, metadata, index, event). gen is "" for
+// inline content, else the generation an upload staged.
+func (f *fstore) commit(k fileKeys, path, ifv, token, event, cmd, gen string, c *content, cs int) (int64, error) {
+	if c.size > f.s.srv.opts.FileMaxBytes {
+		return 0, replyError("ERR " + path + " would be " + strconv.FormatInt(c.size, 10) +
+			" bytes, more than files.max_file_bytes (" + strconv.FormatInt(f.s.srv.opts.FileMaxBytes, 10) + ")")
+	}
+	if token == "" {
+		token = f.s.heldToken(k.resource)
+	}
+	nchunks := int64(len(c.chunks))
+	if gen != "" {
+		nchunks = (c.size + int64(cs) - 1) / int64(cs)
+	}
+	args := []string{path, f.s.ident.Workspace, k.resource, eventsMaxLen, f.s.channel(), f.s.actor(), token, ifv,
+		event, cmd, gen, strconv.FormatInt(c.size, 10), c.sha1, strconv.FormatInt(c.lines, 10), c.encoding,
+		strconv.FormatInt(nchunks, 10), strconv.Itoa(cs), c.nl}
+	var blobs [][]byte
+	if gen == "" {
+		blobs = c.chunks
+	}
+	r, err := f.script(lua.Get("file_commit"), []string{k.meta, k.index, k.gen, k.log, k.lock, k.fence}, args, blobs...)
+	if err != nil {
+		return 0, err
+	}
+	v, ok := parseInt(bytes.TrimRight(r[1:], "\r\n"))
+	if !ok || r[0] != ':' {
+		return 0, replyError("ERR unexpected reply from the file commit")
+	}
+	return int64(v), nil
+}
+
+func (s *session) writeReply(path string, version int64, c *content, extra ...any) {
+	s.record(append([]any{"path", path, "version", version, "size", c.size, "sha1", c.sha1}, extra...)...)
+}
+
+// fileWrite: FILE.WRITE <path> <content> [IFVERSION v] [FENCE t].
+func (s *session) fileWrite(args [][]byte) {
+	path, ok := s.filePath(args[0])
+	if !ok {
+		return
+	}
+	o, ok := s.fileOpts(args[2:], "FILE.WRITE <path> <content> [IFVERSION v] [FENCE token]")
+	if !ok {
+		return
+	}
+	f, ok := s.fstore(false)
+	if !ok {
+		return
+	}
+	defer f.close()
+	cs := s.srv.opts.FileChunkSize
+	c := describe(args[1], cs)
+	v, err := f.commit(s.fileKeys(path), path, o.ifv, o.token, "file.write", "FILE.WRITE", "", &c, cs)
+	if err != nil {
+		s.fileErr(err)
+		return
+	}
+	s.writeReply(path, v, &c)
+}
+
+// fileRewrite is a read-modify-write of one file: read the current content,
+// let change build the new one, commit it if the version is still the one
+// read (retrying, unless the client pinned a version with IFVERSION).
+// Missing files reach change with m == nil.
+func (s *session) fileRewrite(path string, o writeOpts, event, cmd string,
+	change func(m *fileMeta, old []byte) ([]byte, []any, error)) {
+	f, ok := s.fstore(false)
+	if !ok {
+		return
+	}
+	defer f.close()
+	k := s.fileKeys(path)
+	cs := s.srv.opts.FileChunkSize
+	for range fileRetries {
+		m, old, err := f.readAll(k, s.fileBuf[:0], s.srv.opts.MaxOutputBytes)
+		s.fileBuf = old[:0]
+		if err != nil && !errors.Is(err, errNoFile) {
+			s.fileErr(err)
+			return
+		}
+		cur := "0"
+		if m != nil {
+			cur = strconv.FormatInt(m.version, 10)
+		}
+		if o.ifv != "" && o.ifv != cur {
+			s.out = appendError(s.out, "CONFLICT version is "+cur+", not "+o.ifv+"; re-read "+path+" and retry")
+			return
+		}
+		next, extra, err := change(m, old)
+		if err != nil {
+			s.fileErr(err)
+			return
+		}
+		c := describe(next, cs)
+		v, err := f.commit(k, path, cur, o.token, event, cmd, "", &c, cs)
+		var re replyError
+		if errors.As(err, &re) && strings.HasPrefix(string(re), "CONFLICT") && o.ifv == "" {
+			continue // someone wrote in between: read again
+		}
+		if err != nil {
+			s.fileErr(err)
+			return
+		}
+		s.writeReply(path, v, &c, extra...)
+		if cap(s.fileBuf) > 1<<20 {
+			s.fileBuf = nil
+		}
+		return
+	}
+	s.out = appendError(s.out, "TRYAGAIN "+path+" kept changing while "+cmd+" ran; retry")
+}
+
+// fileAppend: FILE.APPEND <path> <data> [IFVERSION v] [FENCE t].
+func (s *session) fileAppend(args [][]byte) {
+	path, ok := s.filePath(args[0])
+	if !ok {
+		return
+	}
+	o, ok := s.fileOpts(args[2:], "FILE.APPEND <path> <data> [IFVERSION v] [FENCE token]")
+	if !ok {
+		return
+	}
+	data := args[1]
+	s.fileRewrite(path, o, "file.append", "FILE.APPEND", func(_ *fileMeta, old []byte) ([]byte, []any, error) {
+		return append(old, data...), nil, nil
+	})
+}
+
+// fileEdit: FILE.EDIT <path> <old> <new> [REPLACEALL] [IFVERSION v] [FENCE t].
+func (s *session) fileEdit(args [][]byte) {
+	path, ok := s.filePath(args[0])
+	if !ok {
+		return
+	}
+	o, ok := s.fileOpts(args[3:], "FILE.EDIT <path> <old> <new> [REPLACEALL] [IFVERSION v] [FENCE token]", "replaceall")
+	if !ok {
+		return
+	}
+	from, to := args[1], args[2]
+	if len(from) == 0 {
+		s.out = appendError(s.out, "ERR the old string must not be empty")
+		return
+	}
+	s.fileRewrite(path, o, "file.edit", "FILE.EDIT", func(m *fileMeta, old []byte) ([]byte, []any, error) {
+		if m == nil {
+			return nil, nil, replyError("ERR no such file " + path)
+		}
+		n := bytes.Count(old, from)
+		switch {
+		case n == 0:
+			return nil, nil, replyError("ERR no match for the old string in " + path)
+		case n > 1 && !o.replaceAll:
+			return nil, nil, replyError("ERR the old string occurs " + strconv.Itoa(n) + " times in " + path +
+				"; pass REPLACEALL or include more context")
+		}
+		return bytes.Replace(old, from, to, -1), []any{"replacements", n}, nil
+	})
+}
+
+// fileGet: FILE.GET <path> → the whole file.
+func (s *session) fileGet(args [][]byte) {
+	path, ok := s.filePath(args[0])
+	if !ok {
+		return
+	}
+	f, ok := s.fstore(false)
+	if !ok {
+		return
+	}
+	defer f.close()
+	k := s.fileKeys(path)
+	for range fileRetries {
+		m, chunks, err := f.open(k, 0, fileReadBatch/int64(s.srv.opts.FileChunkSize), "")
+		if errors.Is(err, errNoFile) {
+			s.appendNil()
+			return
+		}
+		if err != nil {
+			s.fileErr(err)
+			return
+		}
+		if m.size > int64(s.srv.opts.MaxOutputBytes) {
+			s.fileErr(replyError("ERR " + path + " is " + strconv.FormatInt(m.size, 10) +
+				" bytes, more than the proxy returns at once (listen.max_output_bytes); read it with FILE.GETRANGE"))
+			return
+		}
+		mark := len(s.out)
+		s.out = append(strconv.AppendInt(append(s.out, '$'), m.size, 10), '\r', '\n')
+		body := len(s.out)
+		for _, c := range chunks {
+			s.out = append(s.out, c...)
+		}
+		err = f.each(k, m, int64(len(chunks)), m.chunks-1, func(_ int64, b []byte) error {
+			s.out = append(s.out, b...)
+			return nil
+		})
+		if err == nil && int64(len(s.out)-body) != m.size {
+			err = errFileChanged
+		}
+		if errors.Is(err, errFileChanged) {
+			s.out = s.out[:mark]
+			continue
+		}
+		if err != nil {
+			s.out = s.out[:mark]
+			s.fileErr(err)
+			return
+		}
+		s.out = append(s.out, '\r', '\n')
+		return
+	}
+	s.fileErr(errFileChanged)
+}
+
+// fileGetRange: FILE.GETRANGE <path> <start> <end>, GETRANGE's rules.
+func (s *session) fileGetRange(args [][]byte) {
+	path, ok := s.filePath(args[0])
+	if !ok {
+		return
+	}
+	start, err1 := strconv.ParseInt(string(args[1]), 10, 64)
+	end, err2 := strconv.ParseInt(string(args[2]), 10, 64)
+	if err1 != nil || err2 != nil {
+		s.out = appendError(s.out, "ERR value is not an integer or out of range")
+		return
+	}
+	f, ok := s.fstore(false)
+	if !ok {
+		return
+	}
+	defer f.close()
+	k := s.fileKeys(path)
+	for range fileRetries {
+		m, _, err := f.open(k, 0, -1, "")
+		if errors.Is(err, errNoFile) {
+			s.appendNil()
+			return
+		}
+		if err != nil {
+			s.fileErr(err)
+			return
+		}
+		lo, hi := start, end
+		if lo < 0 {
+			lo = max(0, m.size+lo)
+		}
+		if hi < 0 {
+			hi = m.size + hi
+		}
+		hi = min(hi, m.size-1)
+		if lo > hi || m.size == 0 {
+			s.out = append(s.out, "$0\r\n\r\n"...)
+			return
+		}
+		if hi-lo+1 > int64(s.srv.opts.MaxOutputBytes) {
+			s.fileErr(replyError("ERR the range is larger than the proxy returns at once (listen.max_output_bytes)"))
+			return
+		}
+		mark := len(s.out)
+		s.out = append(strconv.AppendInt(append(s.out, '$'), hi-lo+1, 10), '\r', '\n')
+		cs := m.chunkSize
+		err = f.each(k, m, lo/cs, hi/cs, func(n int64, b []byte) error {
+			a, z := max(lo-n*cs, 0), min(hi-n*cs+1, int64(len(b)))
+			if a < z {
+				s.out = append(s.out, b[a:z]...)
+			}
+			return nil
+		})
+		if errors.Is(err, errFileChanged) {
+			s.out = s.out[:mark]
+			continue
+		}
+		if err != nil {
+			s.out = s.out[:mark]
+			s.fileErr(err)
+			return
+		}
+		s.out = append(s.out, '\r', '\n')
+		return
+	}
+	s.fileErr(errFileChanged)
+}
+
+// newlines parses a metadata nl list (newlines per chunk).
+func (m *fileMeta) newlines() []int64 {
+	out := make([]int64, 0, m.chunks)
+	for _, f := range strings.Split(m.nl, ",") {
+		n, _ := strconv.ParseInt(f, 10, 64)
+		out = append(out, n)
+	}
+	return out
+}
+
+// fileRead: FILE.READ <path> [OFFSET n] [LIMIT n]: lines offset.. of the
+// file, found from the per-chunk newline counts so only the chunks that
+// hold them are read.
+func (s *session) fileRead(args [][]byte) {
+	path, ok := s.filePath(args[0])
+	if !ok {
+		return
+	}
+	offset, limit := int64(0), int64(fileDefLimit)
+	for i := 1; i < len(args); i += 2 {
+		if i+1 >= len(args) {
+			s.out = appendError(s.out, "ERR syntax error: FILE.READ <path> [OFFSET n] [LIMIT n]")
+			return
+		}
+		switch {
+		case eqFold(args[i], "offset"):
+			n, err := strconv.ParseInt(string(args[i+1]), 10, 64)
+			if err != nil || n < 0 {
+				s.out = appendError(s.out, "ERR OFFSET must be a line number from 0, got '"+quoteArg(args[i+1])+"'")
+				return
+			}
+			offset = n
+		case eqFold(args[i], "limit"):
+			if limit, ok = s.posInt(args[i+1], "LIMIT", fileMaxLimit); !ok {
+				return
+			}
+		default:
+			s.out = appendError(s.out, "ERR syntax error near '"+quoteArg(args[i])+"': FILE.READ <path> [OFFSET n] [LIMIT n]")
+			return
+		}
+	}
+	f, ok := s.fstore(false)
+	if !ok {
+		return
+	}
+	defer f.close()
+	k := s.fileKeys(path)
+	for range fileRetries {
+		m, first, err := f.open(k, 0, 0, "")
+		if errors.Is(err, errNoFile) {
+			s.appendNil()
+			return
+		}
+		if err != nil {
+			s.fileErr(err)
+			return
+		}
+		if offset > 0 && offset >= m.lines {
+			s.out = appendError(s.out, "ERR offset "+strconv.FormatInt(offset, 10)+" is past the end of "+path+
+				" ("+strconv.FormatInt(m.lines, 10)+" lines)")
+			return
+		}
+		endLine := min(offset+limit, m.lines)
+		// The content runs from just after newline number offset (or the
+		// start) to just after newline number endLine (or the end).
+		nl := m.newlines()
+		startChunk, endChunk := int64(0), m.chunks-1
+		var seen, before int64 // newlines before startChunk
+		for i, n := range nl {
+			if offset > 0 && seen+n < offset {
+				startChunk, before = int64(i)+1, seen+n
+			}
+			if seen+n >= endLine && endLine < m.lines {
+				endChunk = int64(i)
+				break
+			}
+			seen += n
+		}
+		buf := s.fileBuf[:0]
+		count := before // newlines passed so far
+		started := offset == 0
+		done := false
+		take := func(n int64, b []byte) error {
+			if done {
+				return nil
+			}
+			for len(b) > 0 {
+				if !started {
+					i := bytes.IndexByte(b, '\n')
+					if i < 0 {
+						return nil
+					}
+					count++
+					b = b[i+1:]
+					started = count == offset
+					continue
+				}
+				if endLine == m.lines {
+					buf = append(buf, b...)
+					return nil
+				}
+				i := bytes.IndexByte(b, '\n')
+				if i < 0 {
+					buf = append(buf, b...)
+					return nil
+				}
+				buf = append(buf, b[:i+1]...)
+				b = b[i+1:]
+				count++
+				if count == endLine {
+					done = true
+					return nil
+				}
+			}
+			return nil
+		}
+		if startChunk == 0 && len(first) > 0 {
+			take(0, first[0])
+			err = f.each(k, m, 1, endChunk, take)
+		} else {
+			err = f.each(k, m, startChunk, endChunk, take)
+		}
+		s.fileBuf = buf[:0]
+		if errors.Is(err, errFileChanged) {
+			continue
+		}
+		if err != nil {
+			s.fileErr(err)
+			return
+		}
+		next := endLine
+		if endLine >= m.lines {
+			next = -1
+		}
+		startLine := offset + 1
+		if m.lines == 0 {
+			startLine = 0
+		}
+		s.record("path", path, "content", buf, "total_lines", m.lines, "start_line", startLine,
+			"end_line", endLine, "next_offset", next, "version", m.version)
+		if cap(s.fileBuf) > 1<<20 {
+			s.fileBuf = nil
+		}
+		return
+	}
+	s.fileErr(errFileChanged)
+}
+
+// isDir reports whether any file lies under dir (ending in '/').
+func (f *fstore) isDir(k fileKeys, dir string) (bool, error) {
+	r, err := f.cmd("ZRANGEBYLEX", k.index, "["+dir, "+", "LIMIT", "0", "1")
+	if err != nil {
+		return false, err
+	}
+	items, _ := splitArray(r)
+	return len(items) > 0 && strings.HasPrefix(string(items[0]), dir), nil
+}
+
+// fileStat: FILE.STAT <path>.
+func (s *session) fileStat(args [][]byte) {
+	dir, ok := s.fileDir(args[0])
+	if !ok {
+		return
+	}
+	f, ok := s.fstore(false)
+	if !ok {
+		return
+	}
+	defer f.close()
+	path := strings.TrimSuffix(dir, "/")
+	k := s.fileKeys(path)
+	if path != "" && !strings.HasSuffix(string(args[0]), "/") {
+		m, _, err := f.open(k, 0, -1, "")
+		if err == nil {
+			s.record("path", path, "type", "file", "version", m.version, "size", m.size, "sha1", m.sha1,
+				"lines", m.lines, "encoding", m.encoding, "chunks", m.chunks, "chunk_size", m.chunkSize,
+				"created_at", m.created, "modified_at", m.modified)
+			return
+		}
+		if !errors.Is(err, errNoFile) {
+			s.fileErr(err)
+			return
+		}
+	}
+	is, err := f.isDir(k, dir)
+	if err != nil {
+		s.fileErr(err)
+		return
+	}
+	if !is && dir != "/" {
+		s.appendNil()
+		return
+	}
+	s.record("path", dir, "type", "dir")
+}
+
+// walk calls fn for every indexed path starting with prefix, in order, a
+// page at a time. fn returns the next lower bound to jump to ("" to go
+// on), or stop.
+func (f *fstore) walk(k fileKeys, prefix string, fn func(path string) (skipTo string, stop bool)) error {
+	from := "[" + prefix
+	for {
+		r, err := f.cmd("ZRANGEBYLEX", k.index, from, "+", "LIMIT", "0", strconv.Itoa(fileIndexPage))
+		if err != nil {
+			return err
+		}
+		items, ok := splitArray(r)
+		if !ok {
+			return replyError("ERR unexpected reply from the file index")
+		}
+		paths := make([]string, len(items))
+		for i, it := range items {
+			paths[i] = string(it)
+		}
+		jumped := false
+		skip := ""
+		for _, p := range paths {
+			if !strings.HasPrefix(p, prefix) {
+				return nil
+			}
+			if skip != "" && p < skip {
+				continue
+			}
+			to, stop := fn(p)
+			if stop {
+				return nil
+			}
+			skip = to
+		}
+		if len(paths) < fileIndexPage {
+			return nil
+		}
+		last := paths[len(paths)-1]
+		if skip != "" && skip > last {
+			from, jumped = "["+skip, true
+		}
+		if !jumped {
+			from = "(" + last
+		}
+	}
+}
+
+// fileLs: FILE.LS [dir] → the direct children, directories ending in '/'.
+func (s *session) fileLs(args [][]byte) {
+	dir := "/"
+	if len(args) > 0 {
+		var ok bool
+		if dir, ok = s.fileDir(args[0]); !ok {
+			return
+		}
+	}
+	if len(args) > 1 {
+		s.out = appendError(s.out, "ERR syntax error: FILE.LS [dir]")
+		return
+	}
+	f, ok := s.fstore(false)
+	if !ok {
+		return
+	}
+	defer f.close()
+	k := s.fileKeys(dir)
+	type entry struct {
+		path string
+		dir  bool
+	}
+	var entries []entry
+	err := f.walk(k, dir, func(p string) (string, bool) {
+		rest := p[len(dir):]
+		if i := strings.IndexByte(rest, '/'); i >= 0 {
+			sub := dir + rest[:i+1]
+			entries = append(entries, entry{sub, true})
+			return dir + rest[:i] + "0", false // '0' follows '/': skip the subtree
+		}
+		entries = append(entries, entry{p, false})
+		return "", false
+	})
+	if err != nil {
+		s.fileErr(err)
+		return
+	}
+	// Sizes and times of the files, in one pipelined round trip.
+	f.req = f.req[:0]
+	nfiles := 0
+	for _, e := range entries {
+		if !e.dir {
+			f.req = upstream.AppendCommand(f.req, "HMGET", s.fileKeys(e.path).meta, "size", "modified_at")
+			nfiles++
+		}
+	}
+	var metas [][]byte
+	if nfiles > 0 {
+		r, err := f.send(nfiles, f.req)
+		if err != nil {
+			s.fileErr(err)
+			return
+		}
+		for len(r) > 0 {
+			items, _ := splitArray(r)
+			if len(items) != 2 {
+				items = [][]byte{nil, nil}
+			}
+			metas = append(metas, items...)
+			_, n, err := parseRESP(r)
+			if err != nil {
+				break
+			}
+			r = r[n:]
+		}
+	}
+	s.out = redcon.AppendArray(s.out, len(entries))
+	j := 0
+	for _, e := range entries {
+		if e.dir {
+			s.record("path", e.path, "type", "dir", "size", 0, "modified_at", 0)
+			continue
+		}
+		var size, mod int64
+		if 2*j+1 < len(metas) {
+			size, _ = strconv.ParseInt(string(metas[2*j]), 10, 64)
+			mod, _ = strconv.ParseInt(string(metas[2*j+1]), 10, 64)
+		}
+		j++
+		s.record("path", e.path, "type", "file", "size", size, "modified_at", mod)
+	}
+}
+
+// globArgs parses the optional PATH and GLOB of FILE.GLOB/FILE.GREP.
+func (s *session) globOpts(args [][]byte, usage string, withGlob, withMax bool) (dir string, g *files.Glob, maxn int64, ok bool) {
+	dir, maxn = "/", fileDefMatches
+	var pattern []byte
+	for i := 0; i < len(args); i += 2 {
+		if i+1 >= len(args) {
+			s.out = appendError(s.out, "ERR syntax error: "+usage)
+			return "", nil, 0, false
+		}
+		v := args[i+1]
+		switch {
+		case eqFold(args[i], "path"):
+			if dir, ok = s.fileDir(v); !ok {
+				return "", nil, 0, false
+			}
+		case eqFold(args[i], "glob") && withGlob:
+			pattern = v
+		case eqFold(args[i], "maxcount") && withMax:
+			if maxn, ok = s.posInt(v, "MAXCOUNT", fileMaxMatches); !ok {
+				return "", nil, 0, false
+			}
+		default:
+			s.out = appendError(s.out, "ERR syntax error near '"+quoteArg(args[i])+"': "+usage)
+			return "", nil, 0, false
+		}
+	}
+	if pattern != nil {
+		var err error
+		if g, err = files.CompileGlob(string(pattern), dir); err != nil {
+			s.out = appendError(s.out, "ERR bad GLOB: "+err.Error())
+			return "", nil, 0, false
+		}
+	}
+	return dir, g, maxn, true
+}
+
+// fileGlob: FILE.GLOB <pattern> [PATH dir] → matching file paths.
+func (s *session) fileGlob(args [][]byte) {
+	dir, _, _, ok := s.globOpts(args[1:], "FILE.GLOB <pattern> [PATH dir]", false, false)
+	if !ok {
+		return
+	}
+	g, err := files.CompileGlob(string(args[0]), dir)
+	if err != nil {
+		s.out = appendError(s.out, "ERR bad pattern: "+err.Error())
+		return
+	}
+	f, ok := s.fstore(false)
+	if !ok {
+		return
+	}
+	defer f.close()
+	var out []string
+	err = f.walk(s.fileKeys(dir), g.Prefix(), func(p string) (string, bool) {
+		if g.Match(p) {
+			out = append(out, p)
+		}
+		return "", false
+	})
+	if err != nil {
+		s.fileErr(err)
+		return
+	}
+	s.out = redcon.AppendArray(s.out, len(out))
+	for _, p := range out {
+		s.out = redcon.AppendBulkString(s.out, p)
+	}
+}
+
+// fileGrep: FILE.GREP <literal> [PATH dir] [GLOB g] [MAXCOUNT n]. Each
+// file is streamed a batch of chunks at a time on a dedicated connection
+// and searched in Go.
+func (s *session) fileGrep(args [][]byte) {
+	lit := args[0]
+	if len(lit) == 0 || bytes.ContainsAny(lit, "\r\n") {
+		s.out = appendError(s.out, "ERR the literal must be non-empty and within one line (no CR or LF)")
+		return
+	}
+	dir, g, maxn, ok := s.globOpts(args[1:], "FILE.GREP <literal> [PATH dir] [GLOB g] [MAXCOUNT n]", true, true)
+	if !ok {
+		return
+	}
+	f, ok := s.fstore(true)
+	if !ok {
+		return
+	}
+	defer f.close()
+	prefix := dir
+	if g != nil {
+		prefix = g.Prefix()
+	}
+	var paths []string
+	var hits []grepHit
+	var ferr error
+	flush := func() bool {
+		for _, p := range paths {
+			h, err := f.grepFile(s.fileKeys(p), p, lit, maxn-int64(len(hits)))
+			if err != nil && !errors.Is(err, errNoFile) {
+				ferr = err
+				return false
+			}
+			hits = append(hits, h...)
+			if int64(len(hits)) >= maxn {
+				return false
+			}
+		}
+		paths = paths[:0]
+		return true
+	}
+	err := f.walk(s.fileKeys(dir), prefix, func(p string) (string, bool) {
+		if g == nil || g.Match(p) {
+			paths = append(paths, p)
+		}
+		if len(paths) >= fileIndexPage {
+			return "", !flush()
+		}
+		return "", false
+	})
+	if err == nil && ferr == nil && int64(len(hits)) < maxn {
+		flush()
+	}
+	if err == nil {
+		err = ferr
+	}
+	if err != nil {
+		s.fileErr(err)
+		return
+	}
+	s.out = redcon.AppendArray(s.out, len(hits))
+	for _, h := range hits {
+		s.record("path", h.path, "line", h.line, "text", h.text)
+	}
+}
+
+type grepHit struct {
+	path string
+	line int64
+	text []byte
+}
+
+// grepFile searches one file line by line for lit, at most maxn hits; a
+// file replaced while it is read is searched again from the start.
+func (f *fstore) grepFile(k fileKeys, path string, lit []byte, maxn int64) ([]grepHit, error) {
+	for range fileRetries {
+		m, _, err := f.open(k, 0, -1, "")
+		if err != nil {
+			return nil, err
+		}
+		if m.encoding == "binary" {
+			return nil, nil
+		}
+		var hits []grepHit
+		var carry []byte
+		line := int64(1)
+		search := func(b []byte) {
+			done := 0 // b[:done] has been counted into line
+			for pos := 0; int64(len(hits)) < maxn; {
+				i := bytes.Index(b[pos:], lit)
+				if i < 0 {
+					break
+				}
+				hit := pos + i
+				ls := bytes.LastIndexByte(b[:hit], '\n') + 1
+				le := bytes.IndexByte(b[hit:], '\n')
+				if le < 0 {
+					le = len(b)
+				} else {
+					le += hit
+				}
+				line += int64(bytes.Count(b[done:ls], []byte{'\n'}))
+				done = ls
+				hits = append(hits, grepHit{path, line, bytes.TrimSuffix(append([]byte(nil), b[ls:le]...), []byte{'\r'})})
+				pos = le + 1
+				if pos > len(b) {
+					break
+				}
+			}
+			line += int64(bytes.Count(b[done:], []byte{'\n'}))
+		}
+		err = f.each(k, m, 0, m.chunks-1, func(_ int64, b []byte) error {
+			if int64(len(hits)) >= maxn {
+				return nil
+			}
+			if len(carry) > 0 {
+				i := bytes.IndexByte(b, '\n')
+				if i < 0 {
+					carry = append(carry, b...)
+					return nil
+				}
+				carry = append(carry, b[:i+1]...)
+				search(carry)
+				carry, b = carry[:0], b[i+1:]
+			}
+			cut := bytes.LastIndexByte(b, '\n') + 1
+			search(b[:cut])
+			carry = append(carry, b[cut:]...)
+			return nil
+		})
+		if errors.Is(err, errFileChanged) {
+			continue
+		}
+		if err != nil {
+			return nil, err
+		}
+		if len(carry) > 0 && int64(len(hits)) < maxn {
+			search(carry)
+		}
+		return hits, nil
+	}
+	return nil, errFileChanged
+}
+
+// fileDel: FILE.DEL <path> [RECURSIVE] [IFVERSION v] [FENCE t].
+func (s *session) fileDel(args [][]byte) {
+	o, ok := s.fileOpts(args[1:], "FILE.DEL <path> [RECURSIVE] [IFVERSION v] [FENCE token]", "recursive")
+	if !ok {
+		return
+	}
+	dir, ok := s.fileDir(args[0])
+	if !ok {
+		return
+	}
+	f, ok := s.fstore(false)
+	if !ok {
+		return
+	}
+	defer f.close()
+	path := strings.TrimSuffix(dir, "/")
+	if path != "" && !bytes.HasSuffix(args[0], []byte{'/'}) {
+		n, err := f.del([]string{path}, o.ifv, o.token)
+		if err != nil {
+			s.fileErr(err)
+			return
+		}
+		if n > 0 {
+			s.out = redcon.AppendInt(s.out, n)
+			return
+		}
+	}
+	is, err := f.isDir(s.fileKeys(dir), dir)
+	if err != nil {
+		s.fileErr(err)
+		return
+	}
+	if !is {
+		s.out = redcon.AppendInt(s.out, 0)
+		return
+	}
+	if !o.recursive {
+		s.out = appendError(s.out, "ERR "+dir+" is a directory; pass RECURSIVE to delete it and everything under it")
+		return
+	}
+	if o.ifv != "" {
+		s.out = appendError(s.out, "ERR IFVERSION applies to one file, not to a directory")
+		return
+	}
+	var total int64
+	var batch []string
+	var derr error
+	run := func() bool {
+		n, err := f.del(batch, "", "")
+		total += n
+		batch = batch[:0]
+		derr = err
+		return err == nil
+	}
+	err = f.walk(s.fileKeys(dir), dir, func(p string) (string, bool) {
+		batch = append(batch, p)
+		if len(batch) >= fileDelBatch {
+			return "", !run()
+		}
+		return "", false
+	})
+	if err == nil && derr == nil && len(batch) > 0 {
+		run()
+	}
+	if err == nil {
+		err = derr
+	}
+	if err != nil {
+		s.fileErr(err)
+		return
+	}
+	s.out = redcon.AppendInt(s.out, total)
+}
+
+// del deletes files, one script each, pipelined; it stops at the first
+// refusal (LOCKED, FENCED, CONFLICT) and reports it after counting.
+func (f *fstore) del(paths []string, ifv, token string) (int64, error) {
+	sc := lua.Get("file_del")
+	var total int64
+	for _, full := range []bool{false, true} {
+		f.req = f.req[:0]
+		for _, p := range paths {
+			k := f.s.fileKeys(p)
+			t := token
+			if t == "" {
+				t = f.s.heldToken(k.resource)
+			}
+			f.req = sc.AppendCall(f.req, full, []string{k.meta, k.index, k.log, k.lock, k.fence},
+				[]string{p, f.s.ident.Workspace, k.resource, eventsMaxLen, f.s.channel(), f.s.actor(), t, ifv}, 0)
+		}
+		r, err := f.send(len(paths), f.req)
+		if err != nil {
+			return 0, err
+		}
+		var first error
+		noscript := false
+		for len(r) > 0 {
+			v, n, err := parseRESP(r)
+			if err != nil {
+				return total, replyError("ERR unexpected reply deleting files")
+			}
+			switch {
+			case lua.IsNoScript(r):
+				noscript = true
+			case v.typ == ':':
+				k, _ := strconv.ParseInt(v.str, 10, 64)
+				total += k
+			case v.typ == '-' && first == nil:
+				first = replyError(v.str)
+			}
+			r = r[n:]
+		}
+		if noscript && !full {
+			continue // the deletions that ran are idempotent to repeat
+		}
+		return total, first
+	}
+	return total, nil
+}
