@@ -329,7 +329,7 @@ func (f *fstore) open(k fileKeys, first, last int64, gen string) (*fileMeta, [][
 	r, err := f.script(lua.Get("file_read"), []string{k.meta},
 		[]string{strconv.FormatInt(first, 10), strconv.FormatInt(last, 10), gen})
 	if err != nil {
-		if re, ok := err.(replyError); ok && re == "CHANGED" {
+		if re, ok := err.(replyError); ok && strings.HasSuffix(string(re), "CHANGED") {
 			return nil, nil, errFileChanged
 		}
 		return nil, nil, err
@@ -942,6 +942,41 @@ func (f *fstore) isDir(k fileKeys, dir string) (bool, error) {
 	}
 	items, _ := splitArray(r)
 	return len(items) > 0 && strings.HasPrefix(string(items[0]), dir), nil
+}
+
+// clash answers why path cannot be a file: it is a directory, or lies
+// under a file ("" when it can). The commit script checks the same.
+func (f *fstore) clash(k fileKeys, path string) (string, error) {
+	is, err := f.isDir(k, path+"/")
+	if err != nil || is {
+		return "ERR " + path + " is a directory; a file cannot have its name", err
+	}
+	f.req = f.req[:0]
+	var dirs []string
+	for i := 1; i < len(path); i++ {
+		if path[i] == '/' {
+			dirs = append(dirs, path[:i])
+			f.req = upstream.AppendCommand(f.req, "ZSCORE", k.index, path[:i])
+		}
+	}
+	if len(dirs) == 0 {
+		return "", nil
+	}
+	r, err := f.send(len(dirs), f.req)
+	if err != nil {
+		return "", err
+	}
+	for _, d := range dirs {
+		v, n, err := parseRESP(r)
+		if err != nil {
+			return "", replyError("ERR unexpected reply from the file index")
+		}
+		if v.typ == '$' {
+			return "ERR " + d + " is a file; " + path + " cannot be created under it", nil
+		}
+		r = r[n:]
+	}
+	return "", nil
 }
 
 // fileStat: FILE.STAT <path>.

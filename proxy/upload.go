@@ -46,6 +46,9 @@ type upload struct {
 	text    utf8Check
 	expires time.Time
 	failed  string // set when a part failed half-way: the upload is unusable
+	// lastPart is the checksum of the last part stored, so a client whose
+	// reply was lost may send it again.
+	lastPart [sha1.Size]byte
 }
 
 func (u *uploads) add(up *upload) {
@@ -97,6 +100,14 @@ func (s *session) fileBegin(args [][]byte) {
 	}
 	defer f.close()
 	k := s.fileKeys(path)
+	if why, err := f.clash(k, path); err != nil || why != "" {
+		if err != nil {
+			s.fileErr(err)
+		} else {
+			s.out = appendError(s.out, why)
+		}
+		return
+	}
 	r, err := f.cmd("INCR", k.gen)
 	if err != nil {
 		s.fileErr(err)
@@ -131,6 +142,9 @@ func (s *session) fileChunk(args [][]byte) {
 	switch {
 	case up.failed != "":
 		s.out = appendError(s.out, "ERR this upload failed earlier ("+up.failed+"); start again with FILE.BEGIN")
+		return
+	case n == up.next-1 && up.lastPart == sha1.Sum(data):
+		s.out = redcon.AppendInt(s.out, up.size) // a resent part (its reply was lost): already stored
 		return
 	case n != up.next:
 		s.out = appendError(s.out, "ERR part "+strconv.FormatInt(n, 10)+" is out of order: expected part "+strconv.FormatInt(up.next, 10))
@@ -212,6 +226,7 @@ func (s *session) fileChunk(args [][]byte) {
 	}
 	up.size += int64(len(data))
 	up.next++
+	up.lastPart = sha1.Sum(data)
 	s.out = redcon.AppendInt(s.out, up.size)
 }
 
@@ -225,6 +240,10 @@ func (s *session) fileCommit(args [][]byte) {
 	switch {
 	case len(args) == 3 && eqFold(args[1], "sha1"):
 		want = strings.ToLower(string(args[2]))
+		if _, err := hex.DecodeString(want); err != nil || len(want) != 40 {
+			s.out = appendError(s.out, "ERR SHA1 must be 40 hex digits, got '"+quoteArg(args[2])+"'")
+			return
+		}
 	case len(args) != 1:
 		s.out = appendError(s.out, "ERR syntax error: FILE.COMMIT <id> [SHA1 hex]")
 		return

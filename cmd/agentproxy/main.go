@@ -34,6 +34,8 @@ Usage:
   agentproxy serve [flags]        serve (flags below)
   agentproxy check-config FILE    validate a config file; exit 1 listing every problem
   agentproxy lint --upstream URL  scan a keyspace for keys outside the grammar; exit 1 on findings
+  agentproxy migrate-dir --from DIR [--workspace WS]  upload a directory tree into FILE.* via a proxy
+  agentproxy export-dir --to DIR [--workspace WS]     write FILE.* files out into a directory tree
   agentproxy version              print the version
 
 Flags of serve (each also AGENTPROXY_<FLAG> in the environment, e.g.
@@ -56,6 +58,10 @@ func run(args []string, stdout, stderr io.Writer) int {
 		return checkConfig(args, stdout, stderr)
 	case "lint":
 		return lintCmd(args, stdout, stderr)
+	case "migrate-dir":
+		return migrateDir(args, stdout, stderr)
+	case "export-dir":
+		return exportDir(args, stdout, stderr)
 	case "version":
 		fmt.Fprintf(stdout, "agentproxy %s\n", version)
 		return 0
