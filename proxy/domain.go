@@ -17,7 +17,7 @@ import (
 // built here from the workspace, so agents never name (or forge) them.
 
 const (
-	maxResource   = 512
+	maxResource   = 1100 // room for files:<path> with the longest path
 	maxLockTTL    = 30 * 24 * time.Hour
 	eventsMaxLen  = "10000"
 	cacheTTL      = time.Hour
@@ -94,7 +94,7 @@ func (s *session) channel() string { return s.key("events", "") }
 // resource validates a resource name (it becomes part of a key).
 func (s *session) resource(b []byte) (string, bool) {
 	if len(b) == 0 || len(b) > maxResource || strings.ContainsAny(string(b), "\r\n\x00") {
-		s.out = appendError(s.out, "ERR resource names are 1 to 512 bytes without CR, LF or NUL")
+		s.out = appendError(s.out, "ERR resource names are 1 to 1100 bytes without CR, LF or NUL")
 		return "", false
 	}
 	return string(b), true

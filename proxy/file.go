@@ -34,9 +34,12 @@ const (
 	fileDelBatch   = 64
 )
 
+var fileReadBatchS = strconv.Itoa(fileReadBatch)
+
 var (
 	errNoFile      = errors.New("no such file")
 	errFileChanged = errors.New("file changed while being read")
+	errTooBig      = errors.New("too big for one reply")
 )
 
 // replyError is an error reply from Redis or a script, passed on verbatim.
@@ -179,7 +182,8 @@ func (s *session) fileOpts(args [][]byte, usage string, flags ...string) (writeO
 				if !s.version(args[i]) {
 					return o, false
 				}
-				o.ifv = string(args[i])
+				n, _ := strconv.ParseInt(string(args[i]), 10, 64)
+				o.ifv = strconv.FormatInt(n, 10) // compared as text by EDIT and APPEND
 			}
 		default:
 			s.out = appendError(s.out, "ERR syntax error near '"+quoteArg(a)+"': "+usage)
@@ -206,7 +210,7 @@ type fileKeys struct {
 
 func (s *session) fileKeys(path string) fileKeys {
 	kp := files.KeyPath(path)
-	res := "files:" + kp
+	res := "files:" + path // the lock resource names the path as agents write it
 	return fileKeys{
 		meta: s.key("files", kp), index: s.key("files", "#index"), gen: s.key("files", "#gen"),
 		log: s.key("events", "log"), lock: s.key("lock", res), fence: s.key("fence", res), resource: res,
@@ -327,7 +331,7 @@ type fileMeta struct {
 // chunks alias the call's buffer: valid until the next call.
 func (f *fstore) open(k fileKeys, first, last int64, gen string) (*fileMeta, [][]byte, error) {
 	r, err := f.script(lua.Get("file_read"), []string{k.meta},
-		[]string{strconv.FormatInt(first, 10), strconv.FormatInt(last, 10), gen})
+		[]string{strconv.FormatInt(first, 10), strconv.FormatInt(last, 10), gen, fileReadBatchS})
 	if err != nil {
 		if re, ok := err.(replyError); ok && strings.HasSuffix(string(re), "CHANGED") {
 			return nil, nil, errFileChanged
@@ -415,9 +419,10 @@ func (f *fstore) each(k fileKeys, m *fileMeta, from, to int64, fn func(n int64, 
 			}
 			return err
 		}
-		if int64(len(chunks)) != last-from+1 {
+		if len(chunks) == 0 || int64(len(chunks)) > last-from+1 {
 			return errFileChanged
 		}
+		last = from + int64(len(chunks)) - 1 // the script may return fewer (its byte budget)
 		for i, c := range chunks {
 			if err := fn(from+int64(i), c); err != nil {
 				return err
@@ -432,13 +437,13 @@ func (f *fstore) each(k fileKeys, m *fileMeta, from, to int64, fn func(n int64, 
 // its metadata.
 func (f *fstore) readAll(k fileKeys, dst []byte, limit int) (*fileMeta, []byte, error) {
 	for range fileRetries {
-		m, chunks, err := f.open(k, 0, fileReadBatch/int64(f.s.srv.opts.FileChunkSize), "")
+		m, chunks, err := f.open(k, 0, fileReadBatch, "")
 		if err != nil {
 			return nil, dst, err
 		}
 		if m.size > int64(limit) {
 			return nil, dst, replyError("ERR the file is " + strconv.FormatInt(m.size, 10) +
-				" bytes, more than the proxy returns at once (listen.max_output_bytes); read it with FILE.GETRANGE")
+				" bytes, more than files.max_file_bytes")
 		}
 		start := len(dst)
 		for _, c := range chunks {
@@ -569,6 +574,7 @@ func (s *session) fileWrite(args [][]byte) {
 // Missing files reach change with m == nil.
 func (s *session) fileRewrite(path string, o writeOpts, event, cmd string,
 	change func(m *fileMeta, old []byte) ([]byte, []any, error)) {
+	defer s.shrinkFileBuf()
 	f, ok := s.fstore(false)
 	if !ok {
 		return
@@ -577,7 +583,7 @@ func (s *session) fileRewrite(path string, o writeOpts, event, cmd string,
 	k := s.fileKeys(path)
 	cs := s.srv.opts.FileChunkSize
 	for range fileRetries {
-		m, old, err := f.readAll(k, s.fileBuf[:0], s.srv.opts.MaxOutputBytes)
+		m, old, err := f.readAll(k, s.fileBuf[:0], int(min(s.srv.opts.FileMaxBytes, 1<<40)))
 		s.fileBuf = old[:0]
 		if err != nil && !errors.Is(err, errNoFile) {
 			s.fileErr(err)
@@ -607,12 +613,17 @@ func (s *session) fileRewrite(path string, o writeOpts, event, cmd string,
 			return
 		}
 		s.writeReply(path, v, &c, extra...)
-		if cap(s.fileBuf) > 1<<20 {
-			s.fileBuf = nil
-		}
 		return
 	}
 	s.out = appendError(s.out, "TRYAGAIN "+path+" kept changing while "+cmd+" ran; retry")
+}
+
+// shrinkFileBuf drops a large content buffer once a command is done, so
+// idle connections do not keep it.
+func (s *session) shrinkFileBuf() {
+	if cap(s.fileBuf) > 1<<20 {
+		s.fileBuf = nil
+	}
 }
 
 // fileAppend: FILE.APPEND <path> <data> [IFVERSION v] [FENCE t].
@@ -675,7 +686,7 @@ func (s *session) fileGet(args [][]byte) {
 	defer f.close()
 	k := s.fileKeys(path)
 	for range fileRetries {
-		m, chunks, err := f.open(k, 0, fileReadBatch/int64(s.srv.opts.FileChunkSize), "")
+		m, chunks, err := f.open(k, 0, fileReadBatch, "")
 		if errors.Is(err, errNoFile) {
 			s.appendNil()
 			return
@@ -745,15 +756,15 @@ func (s *session) fileGetRange(args [][]byte) {
 			s.fileErr(err)
 			return
 		}
-		lo, hi := start, end
+		lo, hi := start, end // GETRANGE's rules, as Redis 7 applies them
 		if lo < 0 {
 			lo = max(0, m.size+lo)
 		}
 		if hi < 0 {
-			hi = m.size + hi
+			hi = max(0, m.size+hi)
 		}
 		hi = min(hi, m.size-1)
-		if lo > hi || m.size == 0 {
+		if start < 0 && end < 0 && start > end || lo > hi || m.size == 0 {
 			s.out = append(s.out, "$0\r\n\r\n"...)
 			return
 		}
@@ -832,7 +843,9 @@ func (s *session) fileRead(args [][]byte) {
 		return
 	}
 	defer f.close()
+	defer s.shrinkFileBuf()
 	k := s.fileKeys(path)
+	room := s.srv.opts.MaxOutputBytes / 2 // the reply must fit the client's output limit
 	for range fileRetries {
 		m, first, err := f.open(k, 0, 0, "")
 		if errors.Is(err, errNoFile) {
@@ -883,11 +896,14 @@ func (s *session) fileRead(args [][]byte) {
 					started = count == offset
 					continue
 				}
-				if endLine == m.lines {
-					buf = append(buf, b...)
+				i := bytes.IndexByte(b, '\n')
+				if len(buf)+i+1 > room || i < 0 && len(buf)+len(b) > room {
+					if count == offset {
+						return errTooBig
+					}
+					endLine, done = count, true // stop after the last whole line that fits
 					return nil
 				}
-				i := bytes.IndexByte(b, '\n')
 				if i < 0 {
 					buf = append(buf, b...)
 					return nil
@@ -912,6 +928,11 @@ func (s *session) fileRead(args [][]byte) {
 		if errors.Is(err, errFileChanged) {
 			continue
 		}
+		if errors.Is(err, errTooBig) {
+			s.out = appendError(s.out, "ERR line "+strconv.FormatInt(offset+1, 10)+" of "+path+
+				" is longer than the proxy returns at once (listen.max_output_bytes); read it with FILE.GETRANGE")
+			return
+		}
 		if err != nil {
 			s.fileErr(err)
 			return
@@ -926,9 +947,6 @@ func (s *session) fileRead(args [][]byte) {
 		}
 		s.record("path", path, "content", buf, "total_lines", m.lines, "start_line", startLine,
 			"end_line", endLine, "next_offset", next, "version", m.version)
-		if cap(s.fileBuf) > 1<<20 {
-			s.fileBuf = nil
-		}
 		return
 	}
 	s.fileErr(errFileChanged)
@@ -990,9 +1008,9 @@ func (s *session) fileStat(args [][]byte) {
 		return
 	}
 	defer f.close()
-	path := strings.TrimSuffix(dir, "/")
+	path, perr := files.Clean(string(args[0])) // fails for "/", "/a/", "/a/.": directories
 	k := s.fileKeys(path)
-	if path != "" && !strings.HasSuffix(string(args[0]), "/") {
+	if perr == nil {
 		m, _, err := f.open(k, 0, -1, "")
 		if err == nil {
 			s.record("path", path, "type", "file", "version", m.version, "size", m.size, "sha1", m.sha1,
@@ -1234,13 +1252,14 @@ func (s *session) fileGrep(args [][]byte) {
 		return
 	}
 	defer f.close()
-	prefix := dir
-	if g != nil {
+	prefix := dir // the walk covers PATH, or the glob's narrower prefix
+	if g != nil && strings.HasPrefix(g.Prefix(), dir) {
 		prefix = g.Prefix()
 	}
 	var paths []string
 	var hits []grepHit
 	var ferr error
+	size := 0
 	flush := func() bool {
 		for _, p := range paths {
 			h, err := f.grepFile(s.fileKeys(p), p, lit, maxn-int64(len(hits)))
@@ -1249,15 +1268,18 @@ func (s *session) fileGrep(args [][]byte) {
 				return false
 			}
 			hits = append(hits, h...)
-			if int64(len(hits)) >= maxn {
-				return false
+			for _, x := range h {
+				size += len(x.path) + len(x.text) + 64
+			}
+			if int64(len(hits)) >= maxn || size > s.srv.opts.MaxOutputBytes/2 {
+				return false // enough: MAXCOUNT, or as much as one reply may carry
 			}
 		}
 		paths = paths[:0]
 		return true
 	}
 	err := f.walk(s.fileKeys(dir), prefix, func(p string) (string, bool) {
-		if g == nil || g.Match(p) {
+		if strings.HasPrefix(p, dir) && (g == nil || g.Match(p)) {
 			paths = append(paths, p)
 		}
 		if len(paths) >= fileIndexPage {
@@ -1265,7 +1287,7 @@ func (s *session) fileGrep(args [][]byte) {
 		}
 		return "", false
 	})
-	if err == nil && ferr == nil && int64(len(hits)) < maxn {
+	if err == nil && ferr == nil && int64(len(hits)) < maxn && size <= s.srv.opts.MaxOutputBytes/2 {
 		flush()
 	}
 	if err == nil {
@@ -1374,8 +1396,7 @@ func (s *session) fileDel(args [][]byte) {
 		return
 	}
 	defer f.close()
-	path := strings.TrimSuffix(dir, "/")
-	if path != "" && !bytes.HasSuffix(args[0], []byte{'/'}) {
+	if path, perr := files.Clean(string(args[0])); perr == nil {
 		n, err := f.del([]string{path}, o.ifv, o.token)
 		if err != nil {
 			s.fileErr(err)

@@ -4,6 +4,7 @@ import (
 	"crypto/rand"
 	"crypto/sha1"
 	"encoding/hex"
+	"errors"
 	"hash"
 	"strconv"
 	"strings"
@@ -46,6 +47,8 @@ type upload struct {
 	text    utf8Check
 	expires time.Time
 	failed  string // set when a part failed half-way: the upload is unusable
+	closed  bool   // committed or aborted
+	touched int64  // storage chunks written so far, the failed part's included
 	// lastPart is the checksum of the last part stored, so a client whose
 	// reply was lost may send it again.
 	lastPart [sha1.Size]byte
@@ -140,6 +143,9 @@ func (s *session) fileChunk(args [][]byte) {
 	up.mu.Lock()
 	defer up.mu.Unlock()
 	switch {
+	case up.closed:
+		s.out = appendError(s.out, errNoUpload(args[0]))
+		return
 	case up.failed != "":
 		s.out = appendError(s.out, "ERR this upload failed earlier ("+up.failed+"); start again with FILE.BEGIN")
 		return
@@ -173,11 +179,21 @@ func (s *session) fileChunk(args [][]byte) {
 		key := up.k.meta + ":v" + up.gen + ":chunk:" + strconv.FormatInt(c, 10)
 		p := piece{lo: off, hi: end}
 		p.pre[0] = len(f.req)
-		f.req = appendBulkHeader(append(f.req, "*3\r\n$6\r\nAPPEND\r\n"...), len(key))
+		// A chunk's first piece creates it with the upload's TTL (SET PX,
+		// atomically); later pieces APPEND, which keeps the TTL.
+		if (up.size+off)%up.cs == 0 {
+			f.req = appendBulkHeader(append(f.req, "*5\r\n$3\r\nSET\r\n"...), len(key))
+		} else {
+			f.req = appendBulkHeader(append(f.req, "*3\r\n$6\r\nAPPEND\r\n"...), len(key))
+		}
 		f.req = appendBulkHeader(append(append(f.req, key...), '\r', '\n'), int(end-off))
 		p.pre[1], p.post[0] = len(f.req), len(f.req)
 		f.req = append(f.req, '\r', '\n')
-		f.req = upstream.AppendCommand(f.req, "PEXPIRE", key, ttl)
+		if (up.size+off)%up.cs == 0 {
+			f.req = appendBulkHeader(append(f.req, "$2\r\nPX\r\n"...), len(ttl))
+			f.req = append(append(f.req, ttl...), '\r', '\n')
+		}
+		up.touched = max(up.touched, c+1)
 		p.post[1] = len(f.req)
 		ps = append(ps, p)
 		off = end
@@ -185,7 +201,7 @@ func (s *session) fileChunk(args [][]byte) {
 	for _, p := range ps {
 		f.part = append(f.part, f.req[p.pre[0]:p.pre[1]], data[p.lo:p.hi], f.req[p.post[0]:p.post[1]])
 	}
-	cmds := 2 * len(ps)
+	cmds := len(ps)
 	if cmds > 0 {
 		r, err := f.send(cmds, f.part...)
 		if err == nil {
@@ -255,11 +271,17 @@ func (s *session) fileCommit(args [][]byte) {
 	}
 	up.mu.Lock()
 	defer up.mu.Unlock()
+	if up.closed {
+		s.out = appendError(s.out, errNoUpload(args[0]))
+		return
+	}
 	f, ok := s.fstore(false)
 	if !ok {
+		s.srv.uploads.add(up) // nothing was sent: the client may commit again
 		return
 	}
 	defer f.close()
+	up.closed = true
 	c := content{size: up.size, sha1: hex.EncodeToString(up.sum.Sum(nil)), encoding: "utf-8"}
 	if !up.text.Valid() {
 		c.encoding = "binary"
@@ -287,6 +309,10 @@ func (s *session) fileCommit(args [][]byte) {
 		return
 	}
 	v, err := f.commit(up.k, up.path, up.ifv, up.token, "file.write", "FILE.COMMIT", up.gen, &c, int(up.cs))
+	if errors.Is(err, upstream.ErrNotSent) || errors.Is(err, upstream.ErrUnavailable) {
+		up.closed = false
+		s.srv.uploads.add(up) // TRYAGAIN: the commit never reached Redis
+	}
 	if err != nil {
 		s.fileErr(err)
 		return
@@ -296,8 +322,7 @@ func (s *session) fileCommit(args [][]byte) {
 
 // dropStaged deletes an upload's staged chunks.
 func (s *session) dropStaged(f *fstore, up *upload) {
-	n := (up.size + up.cs - 1) / up.cs
-	for c := int64(0); c < n; c++ {
+	for c := int64(0); c < up.touched; c++ {
 		f.cmd("DEL", up.k.meta+":v"+up.gen+":chunk:"+strconv.FormatInt(c, 10))
 	}
 }
@@ -311,6 +336,7 @@ func (s *session) fileAbort(args [][]byte) {
 	}
 	up.mu.Lock()
 	defer up.mu.Unlock()
+	up.closed = true
 	if f, ok := s.fstore(false); ok {
 		s.dropStaged(f, up)
 		f.close()
