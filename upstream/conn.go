@@ -6,6 +6,8 @@ import (
 	"runtime"
 	"sync"
 	"time"
+
+	"github.com/agentproxy/agentproxy/internal/rawio"
 )
 
 // Errors a Call can end with. Callers map them to wire codes: ErrNotSent
@@ -109,7 +111,7 @@ type Conn struct {
 // newConn wraps an established connection and starts its reader. onClose
 // runs once, from the reader goroutine, after the connection has failed.
 func newConn(nc net.Conn, readTimeout, writeTimeout time.Duration, leftover []byte, onClose func(*Conn, error)) *Conn {
-	c := &Conn{nc: nc, readTimeout: readTimeout, writeTimeout: writeTimeout, onClose: onClose,
+	c := &Conn{nc: rawio.Wrap(nc), readTimeout: readTimeout, writeTimeout: writeTimeout, onClose: onClose,
 		rbuf: make([]byte, 32<<10)}
 	n := copy(c.rbuf, leftover)
 	go c.readLoop(n)
