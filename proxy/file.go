@@ -2,9 +2,11 @@ package proxy
 
 import (
 	"bytes"
+	"crypto/rand"
 	"crypto/sha1"
 	"encoding/hex"
 	"errors"
+	"slices"
 	"strconv"
 	"strings"
 	"unicode/utf8"
@@ -25,6 +27,7 @@ import (
 
 const (
 	fileReadBatch  = 4 << 20 // bytes of chunks per read call
+	fileHeadBytes  = 1 << 20 // bytes of chunks read with the metadata by READ and GREP
 	fileRetries    = 8       // re-reads when a file changes under a reader or editor
 	fileIndexPage  = 512
 	fileDefLimit   = 2000
@@ -33,8 +36,6 @@ const (
 	fileMaxMatches = 100_000
 	fileDelBatch   = 64
 )
-
-var fileReadBatchS = strconv.Itoa(fileReadBatch)
 
 var (
 	errNoFile      = errors.New("no such file")
@@ -327,11 +328,12 @@ type fileMeta struct {
 }
 
 // open reads a file's metadata and its chunks first..last (inclusive; none
-// when last < first) in one script call, optionally pinned to gen. The
-// chunks alias the call's buffer: valid until the next call.
-func (f *fstore) open(k fileKeys, first, last int64, gen string) (*fileMeta, [][]byte, error) {
+// when last < first; at most budget bytes of them) in one script call, so
+// the metadata and those chunks are of one version. The chunks alias the
+// call's buffer: valid until the next call.
+func (f *fstore) open(k fileKeys, first, last int64, budget int) (*fileMeta, [][]byte, error) {
 	r, err := f.script(lua.Get("file_read"), []string{k.meta},
-		[]string{strconv.FormatInt(first, 10), strconv.FormatInt(last, 10), gen, fileReadBatchS})
+		[]string{strconv.FormatInt(first, 10), strconv.FormatInt(last, 10), "", strconv.Itoa(budget)})
 	if err != nil {
 		if re, ok := err.(replyError); ok && strings.HasSuffix(string(re), "CHANGED") {
 			return nil, nil, errFileChanged
@@ -408,36 +410,104 @@ func splitArray(b []byte) ([][]byte, bool) {
 func (m *fileMeta) batch() int64 { return max(1, fileReadBatch/m.chunkSize) }
 
 // each streams chunks from..to of the generation m describes to fn, a
-// batch per call; errFileChanged when a writer replaced it meanwhile.
+// batch of pipelined GETs per round trip. A generation's chunks never
+// change once committed and are deleted only when a newer version
+// replaces them, so every chunk found belongs to m's version; a missing
+// one means a writer replaced the file meanwhile (errFileChanged).
 func (f *fstore) each(k fileKeys, m *fileMeta, from, to int64, fn func(n int64, b []byte) error) error {
 	for from <= to {
 		last := min(to, from+m.batch()-1)
-		_, chunks, err := f.open(k, from, last, m.gen)
+		f.req = f.req[:0]
+		for n := from; n <= last; n++ {
+			f.req = k.appendChunkGET(f.req, m.gen, n)
+		}
+		f.call.Out = slices.Grow(f.call.Out[:0], int((last-from+1)*(m.chunkSize+32)))
+		r, err := f.send(int(last-from+1), f.req)
 		if err != nil {
-			if errors.Is(err, errNoFile) {
-				return errFileChanged
-			}
 			return err
 		}
-		if len(chunks) == 0 || int64(len(chunks)) > last-from+1 {
-			return errFileChanged
-		}
-		last = from + int64(len(chunks)) - 1 // the script may return fewer (its byte budget)
-		for i, c := range chunks {
-			if err := fn(from+int64(i), c); err != nil {
+		for n := from; n <= last; n++ {
+			b, rest, kind := nextBulk(r)
+			switch kind {
+			case '$':
+			case '-':
+				return replyError(b)
+			case 'n':
+				return errFileChanged
+			default:
+				return replyError("ERR unexpected reply reading a file chunk")
+			}
+			if err := fn(n, b); err != nil {
 				return err
 			}
+			r = rest
 		}
 		from = last + 1
 	}
 	return nil
 }
 
+// stream is each for a read that began with open: chunks head holds
+// (from chunk headFrom on) are used first, the rest fetched.
+func (f *fstore) stream(k fileKeys, m *fileMeta, head [][]byte, headFrom, from, to int64, fn func(n int64, b []byte) error) error {
+	for from <= to && from >= headFrom && from-headFrom < int64(len(head)) {
+		if err := fn(from, head[from-headFrom]); err != nil {
+			return err
+		}
+		from++
+	}
+	if from > to {
+		return nil
+	}
+	return f.each(k, m, from, to, fn)
+}
+
+// appendChunkGET appends GET <chunk key of gen, n> without allocating.
+func (k fileKeys) appendChunkGET(b []byte, gen string, n int64) []byte {
+	digits := 1
+	for x := n; x >= 10; x /= 10 {
+		digits++
+	}
+	b = append(b, "*2\r\n$3\r\nGET\r\n$"...)
+	b = strconv.AppendInt(b, int64(len(k.meta)+2+len(gen)+7+digits), 10)
+	b = append(append(append(append(b, '\r', '\n'), k.meta...), ":v"...), gen...)
+	b = strconv.AppendInt(append(b, ":chunk:"...), n, 10)
+	return append(b, '\r', '\n')
+}
+
+// nextBulk takes one reply off r: a bulk string ('$', its bytes), a nil
+// ('n'), an error ('-', its text), or anything else (0).
+func nextBulk(r []byte) (b, rest []byte, kind byte) {
+	i := bytes.IndexByte(r, '\n')
+	if i < 2 {
+		return nil, nil, 0
+	}
+	switch r[0] {
+	case '-':
+		return r[1 : i-1], r[i+1:], '-'
+	case '_':
+		return nil, r[i+1:], 'n'
+	case '$':
+		l, err := strconv.Atoi(string(r[1 : i-1]))
+		if err != nil {
+			return nil, nil, 0
+		}
+		if l < 0 {
+			return nil, r[i+1:], 'n'
+		}
+		if len(r) < i+1+l+2 {
+			return nil, nil, 0
+		}
+		return r[i+1 : i+1+l], r[i+1+l+2:], '$'
+	}
+	return nil, nil, 0
+}
+
 // readAll appends the whole current content of a file to dst and returns
 // its metadata.
 func (f *fstore) readAll(k fileKeys, dst []byte, limit int) (*fileMeta, []byte, error) {
 	for range fileRetries {
-		m, chunks, err := f.open(k, 0, fileReadBatch, "")
+		m, chunks, err := f.open(k, 0, 1<<40, fileReadBatch)
 		if err != nil {
 			return nil, dst, err
 		}
@@ -524,11 +594,26 @@ func (f *fstore) commit(k fileKeys, path, ifv, token, event, cmd, gen string, c 
 	args := []string{path, f.s.ident.Workspace, k.resource, eventsMaxLen, f.s.channel(), f.s.actor(), token, ifv,
 		event, cmd, gen, strconv.FormatInt(c.size, 10), c.sha1, strconv.FormatInt(c.lines, 10), c.encoding,
 		strconv.FormatInt(nchunks, 10), strconv.Itoa(cs), c.nl}
-	var blobs [][]byte
-	if gen == "" {
-		blobs = c.chunks
+	keys := []string{k.meta, k.index, k.gen, k.log, k.lock, k.fence}
+	var r []byte
+	var err error
+	if gen == "" && len(c.chunks) > 1 {
+		// Several chunks: stage them with plain SETs under a fresh random
+		// generation (with the upload TTL, in case the commit never runs),
+		// then commit them, all in one pipelined write. Redis stores the
+		// bulk strings directly; passing them through Lua would copy every
+		// byte twice more.
+		var rnd [8]byte
+		rand.Read(rnd[:])
+		args[10] = hex.EncodeToString(rnd[:])
+		r, err = f.stageAndCommit(k, args[10], c.chunks, keys, args)
+	} else {
+		var blobs [][]byte
+		if gen == "" {
+			blobs = c.chunks
+		}
+		r, err = f.script(lua.Get("file_commit"), keys, args, blobs...)
 	}
-	r, err := f.script(lua.Get("file_commit"), []string{k.meta, k.index, k.gen, k.log, k.lock, k.fence}, args, blobs...)
 	if err != nil {
 		return 0, err
 	}
@@ -537,6 +622,52 @@ func (f *fstore) commit(k fileKeys, path, ifv, token, event, cmd, gen string, c 
 		return 0, replyError("ERR unexpected reply from the file commit")
 	}
 	return int64(v), nil
+}
+
+// stageAndCommit sends SET <chunk key> <chunk> PX <upload ttl> for each
+// chunk and the commit script behind them as one write, and returns the
+// script's reply (the SETs' replies are not needed: the script checks
+// every staged chunk is there).
+func (f *fstore) stageAndCommit(k fileKeys, gen string, chunks [][]byte, keys, args []string) ([]byte, error) {
+	ttl := strconv.FormatInt(f.s.srv.opts.FileUploadTTL.Milliseconds(), 10)
+	f.hdrs = f.hdrs[:0]
+	spans := make([][2]int, 0, 2*len(chunks))
+	for n := range chunks {
+		start := len(f.hdrs)
+		key := k.meta + ":v" + gen + ":chunk:" + strconv.Itoa(n)
+		f.hdrs = appendBulkHeader(append(f.hdrs, "*5\r\n$3\r\nSET\r\n"...), len(key))
+		f.hdrs = appendBulkHeader(append(append(f.hdrs, key...), '\r', '\n'), len(chunks[n]))
+		mid := len(f.hdrs)
+		f.hdrs = appendBulkHeader(append(f.hdrs, "\r\n$2\r\nPX\r\n"...), len(ttl))
+		f.hdrs = append(append(f.hdrs, ttl...), '\r', '\n')
+		spans = append(spans, [2]int{start, mid}, [2]int{mid, len(f.hdrs)})
+	}
+	sc := lua.Get("file_commit")
+	f.req = sc.AppendCall(f.req[:0], false, keys, args, 0)
+	f.part = f.part[:0]
+	for n := range chunks {
+		a, b := spans[2*n], spans[2*n+1]
+		f.part = append(f.part, f.hdrs[a[0]:a[1]], chunks[n], f.hdrs[b[0]:b[1]])
+	}
+	f.part = append(f.part, f.req)
+	r, err := f.send(len(chunks)+1, f.part...)
+	if err != nil {
+		return nil, err
+	}
+	for range chunks {
+		_, n, err := parseRESP(r)
+		if err != nil {
+			return nil, replyError("ERR unexpected reply staging a file")
+		}
+		r = r[n:]
+	}
+	if lua.IsNoScript(r) {
+		return f.script(sc, keys, args) // the chunks are staged: run the commit alone
+	}
+	if len(r) > 0 && r[0] == '-' {
+		return nil, replyError(r[1 : len(r)-2])
+	}
+	return r, nil
 }
 
 func (s *session) writeReply(path string, version int64, c *content, extra ...any) {
@@ -686,7 +817,7 @@ func (s *session) fileGet(args [][]byte) {
 	defer f.close()
 	k := s.fileKeys(path)
 	for range fileRetries {
-		m, chunks, err := f.open(k, 0, fileReadBatch, "")
+		m, chunks, err := f.open(k, 0, 1<<40, fileReadBatch)
 		if errors.Is(err, errNoFile) {
 			s.appendNil()
 			return
@@ -701,6 +832,7 @@ func (s *session) fileGet(args [][]byte) {
 			return
 		}
 		mark := len(s.out)
+		s.out = slices.Grow(s.out, int(m.size)+32)
 		s.out = append(strconv.AppendInt(append(s.out, '$'), m.size, 10), '\r', '\n')
 		body := len(s.out)
 		for _, c := range chunks {
@@ -746,8 +878,16 @@ func (s *session) fileGetRange(args [][]byte) {
 	}
 	defer f.close()
 	k := s.fileKeys(path)
+	// Guess the chunks from the configured chunk size, so a range of a
+	// file written with it comes with the metadata, in one call.
+	var guess [2]int64
+	if cs := int64(s.srv.opts.FileChunkSize); start >= 0 && end >= start {
+		guess = [2]int64{start / cs, end / cs}
+	} else {
+		guess = [2]int64{0, -1}
+	}
 	for range fileRetries {
-		m, _, err := f.open(k, 0, -1, "")
+		m, head, err := f.open(k, guess[0], guess[1], fileReadBatch)
 		if errors.Is(err, errNoFile) {
 			s.appendNil()
 			return
@@ -775,7 +915,7 @@ func (s *session) fileGetRange(args [][]byte) {
 		mark := len(s.out)
 		s.out = append(strconv.AppendInt(append(s.out, '$'), hi-lo+1, 10), '\r', '\n')
 		cs := m.chunkSize
-		err = f.each(k, m, lo/cs, hi/cs, func(n int64, b []byte) error {
+		err = f.stream(k, m, head, guess[0], lo/cs, hi/cs, func(n int64, b []byte) error {
 			a, z := max(lo-n*cs, 0), min(hi-n*cs+1, int64(len(b)))
 			if a < z {
 				s.out = append(s.out, b[a:z]...)
@@ -847,7 +987,7 @@ func (s *session) fileRead(args [][]byte) {
 	k := s.fileKeys(path)
 	room := s.srv.opts.MaxOutputBytes / 2 // the reply must fit the client's output limit
 	for range fileRetries {
-		m, first, err := f.open(k, 0, 0, "")
+		m, head, err := f.open(k, 0, 1<<40, fileHeadBytes)
 		if errors.Is(err, errNoFile) {
 			s.appendNil()
 			return
@@ -918,12 +1058,7 @@ func (s *session) fileRead(args [][]byte) {
 			}
 			return nil
 		}
-		if startChunk == 0 && len(first) > 0 {
-			take(0, first[0])
-			err = f.each(k, m, 1, endChunk, take)
-		} else {
-			err = f.each(k, m, startChunk, endChunk, take)
-		}
+		err = f.stream(k, m, head, 0, startChunk, endChunk, take)
 		s.fileBuf = buf[:0]
 		if errors.Is(err, errFileChanged) {
 			continue
@@ -1011,7 +1146,7 @@ func (s *session) fileStat(args [][]byte) {
 	path, perr := files.Clean(string(args[0])) // fails for "/", "/a/", "/a/.": directories
 	k := s.fileKeys(path)
 	if perr == nil {
-		m, _, err := f.open(k, 0, -1, "")
+		m, _, err := f.open(k, 0, -1, 0)
 		if err == nil {
 			s.record("path", path, "type", "file", "version", m.version, "size", m.size, "sha1", m.sha1,
 				"lines", m.lines, "encoding", m.encoding, "chunks", m.chunks, "chunk_size", m.chunkSize,
@@ -1313,7 +1448,7 @@ type grepHit struct {
 // file replaced while it is read is searched again from the start.
 func (f *fstore) grepFile(k fileKeys, path string, lit []byte, maxn int64) ([]grepHit, error) {
 	for range fileRetries {
-		m, _, err := f.open(k, 0, -1, "")
+		m, head, err := f.open(k, 0, 1<<40, fileHeadBytes)
 		if err != nil {
 			return nil, err
 		}
@@ -1348,7 +1483,7 @@ func (f *fstore) grepFile(k fileKeys, path string, lit []byte, maxn int64) ([]gr
 			}
 			line += int64(bytes.Count(b[done:], []byte{'\n'}))
 		}
-		err = f.each(k, m, 0, m.chunks-1, func(_ int64, b []byte) error {
+		err = f.stream(k, m, head, 0, 0, m.chunks-1, func(_ int64, b []byte) error {
 			if int64(len(hits)) >= maxn {
 				return nil
 			}

@@ -62,6 +62,7 @@ type reader struct {
 	pArgc int   // expected argument count, 0 when no command is partial
 	pPos  int   // parse position relative to r
 	pMark []int // argument start/end pairs relative to r
+	want  int   // bytes from r the partial command is known to need
 	err   error // a protocol error to report after the commands before it
 }
 
@@ -110,11 +111,15 @@ func (r *reader) fill() error {
 			// Double, but not past what one request may need: the buffer
 			// stays within max_request_bytes plus a read.
 			size := 2 * len(r.buf)
-			if limit := max(r.maxRequest+96, maxInline) + readChunk; size > limit {
+			limit := max(r.maxRequest+96, maxInline) + readChunk
+			if size > limit {
 				size = limit
 			}
 			if size < r.w+readChunk {
 				size = r.w + readChunk
+			}
+			if size < r.want+readChunk && r.r == 0 {
+				size = min(r.want+readChunk, limit) // a large bulk: one allocation
 			}
 			nb := make([]byte, size)
 			copy(nb, r.buf[:r.w])
@@ -232,6 +237,7 @@ func (r *reader) parseMultibulk() (bool, error) {
 			return false, errTooBigRequest
 		}
 		if len(b) < start+n+2 {
+			r.want = start + n + 2 // grow once to what this argument needs
 			return false, r.checkSize()
 		}
 		if b[start+n] != '\r' || b[start+n+1] != '\n' {
@@ -246,7 +252,7 @@ func (r *reader) parseMultibulk() (bool, error) {
 	}
 	r.cmds = append(r.cmds, command{Args: r.argv[first:len(r.argv):len(r.argv)], Raw: b[:r.pPos:r.pPos], off: r.r})
 	r.r += r.pPos
-	r.pArgc, r.pPos = 0, 0
+	r.pArgc, r.pPos, r.want = 0, 0, 0
 	return true, nil
 }
 

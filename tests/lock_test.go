@@ -383,7 +383,7 @@ func TestLockBadArguments(t *testing.T) {
 		}
 		lkWantPrefix(t, "resource with CRLF", c.Do("LOCK.ACQUIRE", "a\r\nb", "1000"), "-ERR resource names")
 		lkWantPrefix(t, "empty resource", c.Do("LOCK.ACQUIRE", "", "1000"), "-ERR resource names")
-		lkWantPrefix(t, "long resource", c.Do("LOCK.ACQUIRE", strings.Repeat("r", 513), "1000"), "-ERR resource names")
+		lkWantPrefix(t, "long resource", c.Do("LOCK.ACQUIRE", strings.Repeat("r", 1101), "1000"), "-ERR resource names")
 		// Nothing written for the refused commands.
 		for _, k := range []string{"deepagents:{default}:lock:bad", lkFence + "bad"} {
 			if got := c.DoS("EXISTS", k); got != ":0\r\n" {

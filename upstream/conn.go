@@ -3,7 +3,8 @@ package upstream
 import (
 	"errors"
 	"net"
-	"runtime"
+	"os"
+	"slices"
 	"sync"
 	"time"
 
@@ -96,6 +97,8 @@ type Conn struct {
 	spare    []byte
 	flushing bool
 	queue    []*Call // calls awaiting replies, oldest at head
+	written  int     // queued calls already written (the oldest ones)
+	unsent   int     // queued calls still in wbuf
 	head     int
 	closed   bool
 	closeErr error
@@ -148,25 +151,46 @@ func (c *Conn) Send(call *Call, payload ...[]byte) error {
 		c.armDeadlineLocked(call)
 	}
 	c.queue = append(c.queue, call)
+	if len(payload) > 1 {
+		total := 0
+		for _, p := range payload {
+			total += len(p)
+		}
+		c.wbuf = slices.Grow(c.wbuf, total) // one allocation for a large gathered payload
+	}
 	for _, p := range payload {
 		c.wbuf = append(c.wbuf, p...)
 	}
-	if c.flushing {
+	c.unsent++
+	if c.flushing || (c.written > 0 && holdBatches) {
+		// A flush is in progress, or batches written earlier still await
+		// their replies: this one goes with the next write, which the
+		// reader starts as soon as the last of those replies begins to
+		// arrive. Under load every write carries the requests of all the
+		// clients that came meanwhile (twemproxy gets the same from its
+		// event loop); an idle connection writes at once.
 		c.mu.Unlock()
 		return nil
 	}
+	c.flushLocked()
+	c.mu.Unlock()
+	return nil
+}
+
+// holdBatches enables the write window above (AGENTPROXY_HOLD=0 turns it
+// off, for comparisons).
+var holdBatches = os.Getenv("AGENTPROXY_HOLD") != "0"
+
+// flushLocked writes the buffered requests; c.mu is held on entry and on
+// return but not across the write. It keeps writing while new requests
+// arrive and nothing written awaits a reply.
+func (c *Conn) flushLocked() {
 	c.flushing = true
-	if len(c.queue)-c.head > 1 {
-		// Others are in flight: let the clients woken with us append
-		// their commands first, so one write carries many (twemproxy
-		// gets this from its event loop). Idle, nobody waits for it.
-		c.mu.Unlock()
-		runtime.Gosched()
-		c.mu.Lock()
-	}
 	for len(c.wbuf) > 0 && !c.closed {
 		buf := c.wbuf
 		c.wbuf = c.spare[:0]
+		c.written += c.unsent
+		c.unsent = 0
 		c.mu.Unlock()
 		if c.writeTimeout > 0 {
 			c.nc.SetWriteDeadline(time.Now().Add(c.writeTimeout))
@@ -183,12 +207,14 @@ func (c *Conn) Send(call *Call, payload ...[]byte) error {
 			// The reader sees the closed socket and fails every queued
 			// call, this one included, with ErrReplyLost.
 			c.fail(err)
-			return nil
+			c.mu.Lock()
+			return
+		}
+		if c.written > 0 && holdBatches {
+			break // the reader writes the rest when replies come
 		}
 	}
 	c.flushing = false
-	c.mu.Unlock()
-	return nil
 }
 
 // armDeadlineLocked makes the read deadline cover call, the oldest one in
@@ -242,6 +268,10 @@ func (c *Conn) pop() *Call {
 	call := c.queue[c.head]
 	c.queue[c.head] = nil
 	c.head++
+	if c.written--; c.written == 0 && len(c.wbuf) > 0 && !c.flushing {
+		// The last written batch is answering: send what queued behind it.
+		c.flushLocked()
+	}
 	if c.head == len(c.queue) {
 		c.queue, c.head = c.queue[:0], 0
 	}
@@ -371,7 +401,9 @@ fail:
 		c.closeErr = err
 	}
 	queue := c.queue[c.head:]
-	c.queue, c.head = nil, 0
+	sent := min(max(c.written, 0), len(queue))
+	c.queue, c.head, c.written, c.unsent = nil, 0, 0, 0
+	c.wbuf = c.wbuf[:0]
 	c.mu.Unlock()
 	if !wasClosed {
 		c.nc.Close()
@@ -384,8 +416,12 @@ fail:
 	if cur != nil {
 		cur.finish(cause)
 	}
-	for _, call := range queue {
-		call.finish(cause)
+	for i, call := range queue {
+		if i < sent {
+			call.finish(cause)
+		} else {
+			call.finish(ErrNotSent) // held behind a batch, never written
+		}
 	}
 	if c.onClose != nil {
 		c.onClose(c, err)

@@ -15,6 +15,7 @@ import (
 	"io"
 	"net"
 	"os"
+	"sync"
 	"syscall"
 	"unsafe"
 )
@@ -24,6 +25,10 @@ type Conn struct {
 	net.Conn
 	rc syscall.RawConn
 
+	// rmu and wmu make concurrent Reads (and Writes) safe, as they are on
+	// a net.Conn: the callbacks share the fields below.
+	rmu     sync.Mutex
+	wmu     sync.Mutex
 	rbuf    []byte
 	rn      int
 	rerr    syscall.Errno
@@ -95,6 +100,8 @@ func (c *Conn) Read(b []byte) (int, error) {
 	if len(b) == 0 {
 		return 0, nil
 	}
+	c.rmu.Lock()
+	defer c.rmu.Unlock()
 	c.rbuf, c.rn, c.rerr = b, 0, 0
 	err := c.rc.Read(c.readFn)
 	c.rbuf = nil
@@ -114,6 +121,8 @@ func (c *Conn) Write(b []byte) (int, error) {
 	if len(b) == 0 {
 		return 0, nil
 	}
+	c.wmu.Lock()
+	defer c.wmu.Unlock()
 	c.wbuf, c.wn, c.werr = b, 0, 0
 	err := c.rc.Write(c.writeFn)
 	c.wbuf = nil
