@@ -155,7 +155,7 @@ func Default() Config {
 		},
 		Upstream: Upstream{
 			URL:              "embedded",
-			Conns:            2,
+			Conns:            1,
 			DialTimeout:      D(2 * time.Second),
 			ReadTimeout:      D(5 * time.Second),
 			WriteTimeout:     D(5 * time.Second),

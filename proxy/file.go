@@ -252,6 +252,19 @@ func (s *session) fstore(dedicated bool) (*fstore, bool) {
 	return f, true
 }
 
+// heavy moves the rest of this command to a dedicated connection: large
+// transfers (chunk streams, multi-megabyte writes) must not queue in front
+// of other clients' replies on the shared one. It keeps the shared
+// connection when no dedicated one can be had.
+func (f *fstore) heavy() {
+	if f.ded {
+		return
+	}
+	if c, err := f.s.srv.pool.Dedicated(2); err == nil {
+		f.conn, f.ded = c, true
+	}
+}
+
 func (f *fstore) close() {
 	if f.ded {
 		f.s.srv.pool.Release(f.conn, 2, !f.bad)
@@ -415,6 +428,9 @@ func (m *fileMeta) batch() int64 { return max(1, fileReadBatch/m.chunkSize) }
 // replaces them, so every chunk found belongs to m's version; a missing
 // one means a writer replaced the file meanwhile (errFileChanged).
 func (f *fstore) each(k fileKeys, m *fileMeta, from, to int64, fn func(n int64, b []byte) error) error {
+	if from <= to {
+		f.heavy()
+	}
 	for from <= to {
 		last := min(to, from+m.batch()-1)
 		f.req = f.req[:0]
@@ -595,6 +611,9 @@ func (f *fstore) commit(k fileKeys, path, ifv, token, event, cmd, gen string, c 
 		event, cmd, gen, strconv.FormatInt(c.size, 10), c.sha1, strconv.FormatInt(c.lines, 10), c.encoding,
 		strconv.FormatInt(nchunks, 10), strconv.Itoa(cs), c.nl}
 	keys := []string{k.meta, k.index, k.gen, k.log, k.lock, k.fence}
+	if c.size > fileHeadBytes && gen == "" {
+		f.heavy()
+	}
 	var r []byte
 	var err error
 	if gen == "" && len(c.chunks) > 1 {

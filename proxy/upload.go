@@ -159,7 +159,7 @@ func (s *session) fileChunk(args [][]byte) {
 		s.out = appendError(s.out, "ERR the upload would exceed files.max_file_bytes ("+strconv.FormatInt(s.srv.opts.FileMaxBytes, 10)+")")
 		return
 	}
-	f, ok := s.fstore(false)
+	f, ok := s.fstore(len(data) > fileHeadBytes)
 	if !ok {
 		return
 	}

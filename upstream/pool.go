@@ -43,7 +43,7 @@ type Options struct {
 // unix:///path/to/socket[?db=n] into Options with default timeouts.
 func ParseURL(raw string) (Options, error) {
 	o := Options{Network: "tcp", DialTimeout: 2 * time.Second, ReadTimeout: 5 * time.Second,
-		WriteTimeout: 5 * time.Second, Conns: 2, MaxIdleDedicated: 16, BackoffMax: time.Second}
+		WriteTimeout: 5 * time.Second, Conns: 1, MaxIdleDedicated: 16, BackoffMax: time.Second}
 	u, err := url.Parse(raw)
 	if err != nil {
 		return o, fmt.Errorf("upstream url %q: %w", raw, err)
