@@ -21,6 +21,11 @@ const (
 	Outside       = "outside_grammar"   // not <prefix>:{<ws>}:<kind>...
 	UnknownKind   = "unknown_kind"      // grammar shape, kind not configured
 	UnknownWS     = "unknown_workspace" // workspace not configured (only with Workspaces set)
+	// OrphanChunk is a file chunk (files:<path>:v<gen>:chunk:<n>) that no
+	// version uses and that will not expire: left by an interrupted
+	// delete or a bug. Staged upload chunks carry a TTL and are not
+	// findings.
+	OrphanChunk = "orphaned_file_chunk"
 	examplesLimit = 20
 )
 
@@ -46,6 +51,48 @@ type Report struct {
 	Examples   map[string][]string
 	Workspaces map[string]int // keys per workspace (well-formed keys only)
 	Took       time.Duration
+}
+
+// chunkOf splits a chunk key into its file's metadata key and generation.
+func chunkOf(k string) (meta, gen string, ok bool) {
+	i := strings.LastIndex(k, ":chunk:")
+	if i < 0 {
+		return "", "", false
+	}
+	j := strings.LastIndex(k[:i], ":v")
+	if j < 0 {
+		return "", "", false
+	}
+	return k[:j], k[j+2 : i], true
+}
+
+// orphans checks chunk keys against their file's current generation, in
+// one pipelined round trip: a chunk of another generation without a TTL is
+// a finding.
+func (r *Report) orphans(ctx context.Context, c *redis.Client, chunks []string) error {
+	if len(chunks) == 0 {
+		return nil
+	}
+	pipe := c.Pipeline()
+	gens := make([]*redis.StringCmd, len(chunks))
+	ttls := make([]*redis.DurationCmd, len(chunks))
+	for i, k := range chunks {
+		meta, _, _ := chunkOf(k)
+		gens[i] = pipe.HGet(ctx, meta, "gen")
+		ttls[i] = pipe.PTTL(ctx, k)
+	}
+	if _, err := pipe.Exec(ctx); err != nil && err != redis.Nil {
+		return err
+	}
+	for i, k := range chunks {
+		_, gen, _ := chunkOf(k)
+		cur, _ := gens[i].Result()
+		ttl, err := ttls[i].Result()
+		if err == nil && ttl < 0 && cur != gen {
+			r.add(OrphanChunk, k)
+		}
+	}
+	return nil
 }
 
 // Total is the number of findings.
@@ -82,9 +129,15 @@ func Run(ctx context.Context, rdb redis.UniversalClient, o Options) (*Report, er
 			if err != nil {
 				return err
 			}
+			var chunks []string
 			for _, k := range keys {
 				r.Scanned++
 				ws, kind, ok := o.Grammar.ParseKey(k)
+				if ok && kind == "files" {
+					if _, _, isChunk := chunkOf(k); isChunk {
+						chunks = append(chunks, k)
+					}
+				}
 				switch {
 				case ws == "":
 					r.add(Outside, k)
@@ -95,6 +148,9 @@ func Run(ctx context.Context, rdb redis.UniversalClient, o Options) (*Report, er
 				default:
 					r.Workspaces[ws]++
 				}
+			}
+			if err := r.orphans(ctx, c, chunks); err != nil {
+				return err
 			}
 			if o.Progress != nil && r.Scanned >= next {
 				fmt.Fprintf(o.Progress, "lint: %d keys scanned, %d findings, %s\n", r.Scanned, r.Total(), time.Since(start).Round(time.Millisecond))

@@ -9,6 +9,7 @@ import (
 	"strconv"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/redis/go-redis/v9"
 
@@ -22,20 +23,26 @@ func TestLintFindsPlantedKeys(t *testing.T) {
 	ctx := context.Background()
 	rdb := redis.NewClient(&redis.Options{Addr: r.Addr})
 	defer rdb.Close()
-	good := []string{"deepagents:{acme}:kv:a", "deepagents:{acme}:todos", "deepagents:{beta}:files:/x.md"}
+	good := []string{"deepagents:{acme}:kv:a", "deepagents:{acme}:todos", "deepagents:{beta}:files:/x.md",
+		"deepagents:{beta}:files:/x.md:v7:chunk:0"}
+	staged := "deepagents:{beta}:files:/x.md:v9:chunk:0" // an upload in progress: has a TTL
 	bad := map[string]string{
-		"todos":                     lint.Outside,
-		"deepagents:acme:kv:x":      lint.Outside,
-		"deepagents:{acme}kv:x":     lint.Outside,
-		"deepagents:{a b}:kv:x":     lint.Outside,
-		"deepagents:{acme}:nosuch":  lint.UnknownKind,
-		"deepagents:{acme}:":        lint.UnknownKind,
-		"deepagents:{ghost}:kv:x":   lint.UnknownWS,
-		"otherprefix:{acme}:kv:one": lint.Outside,
+		"todos":                                    lint.Outside,
+		"deepagents:acme:kv:x":                     lint.Outside,
+		"deepagents:{acme}kv:x":                    lint.Outside,
+		"deepagents:{a b}:kv:x":                    lint.Outside,
+		"deepagents:{acme}:nosuch":                 lint.UnknownKind,
+		"deepagents:{acme}:":                       lint.UnknownKind,
+		"deepagents:{ghost}:kv:x":                  lint.UnknownWS,
+		"otherprefix:{acme}:kv:one":                lint.Outside,
+		"deepagents:{beta}:files:/x.md:v6:chunk:0": lint.OrphanChunk, // an old generation left behind
 	}
 	for _, k := range good {
 		rdb.Set(ctx, k, "v", 0)
 	}
+	rdb.Del(ctx, "deepagents:{beta}:files:/x.md")
+	rdb.HSet(ctx, "deepagents:{beta}:files:/x.md", "gen", "7", "version", "3")
+	rdb.Set(ctx, staged, "v", time.Hour)
 	for k := range bad {
 		rdb.Set(ctx, k, "v", 0)
 	}
@@ -71,7 +78,7 @@ func TestLintFindsPlantedKeys(t *testing.T) {
 			t.Errorf("%q not listed under %s: %v", k, cat, rep.Examples[cat])
 		}
 	}
-	if rep.Scanned != len(good)+len(bad)+3000 {
+	if rep.Scanned != len(good)+len(bad)+1+3000 {
 		t.Errorf("scanned %d keys", rep.Scanned)
 	}
 	if !strings.Contains(progress.String(), "keys scanned") {

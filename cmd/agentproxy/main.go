@@ -33,7 +33,8 @@ Usage:
   agentproxy                      serve with defaults (embedded store on 127.0.0.1:6380)
   agentproxy serve [flags]        serve (flags below)
   agentproxy check-config FILE    validate a config file; exit 1 listing every problem
-  agentproxy lint --upstream URL  scan a keyspace for keys outside the grammar; exit 1 on findings
+  agentproxy lint --upstream URL  scan a keyspace for keys outside the grammar and orphaned
+                                  file chunks; exit 1 on findings
   agentproxy migrate-dir --from DIR [--workspace WS]  upload a directory tree into FILE.* via a proxy
   agentproxy export-dir --to DIR [--workspace WS]     write FILE.* files out into a directory tree
   agentproxy version              print the version
