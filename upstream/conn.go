@@ -96,9 +96,10 @@ type Conn struct {
 	wbuf     []byte
 	spare    []byte
 	flushing bool
-	queue    []*Call // calls awaiting replies, oldest at head
-	written  int     // queued calls already written (the oldest ones)
-	unsent   int     // queued calls still in wbuf
+	queue    []*Call       // calls awaiting replies, oldest at head
+	written  int           // queued calls already written (the oldest ones)
+	kick     chan struct{} // wakes writeLoop; nil until first needed
+	unsent   int           // queued calls still in wbuf
 	head     int
 	closed   bool
 	closeErr error
@@ -180,6 +181,16 @@ func (c *Conn) Send(call *Call, payload ...[]byte) error {
 // holdBatches enables the write window above (AGENTPROXY_HOLD=0 turns it
 // off, for comparisons).
 var holdBatches = os.Getenv("AGENTPROXY_HOLD") != "0"
+
+// writeLoop writes what queued behind answered batches, each time the
+// reader kicks it, until the connection fails.
+func (c *Conn) writeLoop(kick chan struct{}) {
+	for range kick {
+		c.mu.Lock()
+		c.flushLocked()
+		c.mu.Unlock()
+	}
+}
 
 // flushLocked writes the buffered requests; c.mu is held on entry and on
 // return but not across the write. It keeps writing while new requests
@@ -268,12 +279,49 @@ func (c *Conn) pop() *Call {
 	call := c.queue[c.head]
 	c.queue[c.head] = nil
 	c.head++
-	if c.written--; c.written == 0 && len(c.wbuf) > 0 && !c.flushing {
-		// The last written batch is answering: send what queued behind it.
-		c.flushLocked()
-	}
 	if c.head == len(c.queue) {
 		c.queue, c.head = c.queue[:0], 0
+	}
+	if c.written--; c.written == 0 && len(c.wbuf) > 0 && !c.flushing && !c.closed {
+		// The last written batch is answering: send what queued behind
+		// it. This reader writes only what the socket takes at once; the
+		// rest goes to the writer goroutine, since a write may block until
+		// the server reads, and a server that blocks writing its replies
+		// (miniredis does) would be waiting for this reader.
+		c.flushing = true
+		if tw, ok := c.nc.(interface{ TryWrite([]byte) (int, error) }); ok {
+			buf := c.wbuf
+			c.wbuf = c.spare[:0]
+			c.written += c.unsent
+			c.unsent = 0
+			c.mu.Unlock()
+			n, err := tw.TryWrite(buf)
+			c.mu.Lock()
+			if err != nil {
+				c.flushing = false
+				c.mu.Unlock()
+				c.fail(err)
+				c.mu.Lock()
+				return call
+			}
+			if n == len(buf) {
+				if cap(buf) <= 1<<20 {
+					c.spare = buf[:0]
+				}
+				c.flushing = false
+				return call
+			}
+			// Put the unwritten rest back in front of what queued meanwhile.
+			c.wbuf = append(buf[n:len(buf):len(buf)], c.wbuf...)
+		}
+		if c.kick == nil {
+			c.kick = make(chan struct{}, 1)
+			go c.writeLoop(c.kick)
+		}
+		select {
+		case c.kick <- struct{}{}:
+		default:
+		}
 	}
 	return call
 }
@@ -404,6 +452,10 @@ fail:
 	sent := min(max(c.written, 0), len(queue))
 	c.queue, c.head, c.written, c.unsent = nil, 0, 0, 0
 	c.wbuf = c.wbuf[:0]
+	if c.kick != nil {
+		close(c.kick)
+		c.kick = nil
+	}
 	c.mu.Unlock()
 	if !wasClosed {
 		c.nc.Close()

@@ -36,6 +36,7 @@ type Conn struct {
 	wbuf    []byte
 	wn      int
 	werr    syscall.Errno
+	wtry    bool // TryWrite: give up at EAGAIN instead of waiting
 	writeFn func(fd uintptr) bool
 }
 
@@ -86,7 +87,7 @@ func (c *Conn) doWrite(fd uintptr) bool {
 			c.wn += int(n)
 		case syscall.EINTR:
 		case syscall.EAGAIN:
-			return false
+			return c.wtry
 		default:
 			c.werr = e
 			return true
@@ -117,13 +118,19 @@ func (c *Conn) Read(b []byte) (int, error) {
 }
 
 // Write writes all of b like net.Conn.Write.
-func (c *Conn) Write(b []byte) (int, error) {
+func (c *Conn) Write(b []byte) (int, error) { return c.write(b, false) }
+
+// TryWrite writes what the socket takes without waiting: it returns
+// fewer than len(b) bytes, and no error, when the socket buffer is full.
+func (c *Conn) TryWrite(b []byte) (int, error) { return c.write(b, true) }
+
+func (c *Conn) write(b []byte, try bool) (int, error) {
 	if len(b) == 0 {
 		return 0, nil
 	}
 	c.wmu.Lock()
 	defer c.wmu.Unlock()
-	c.wbuf, c.wn, c.werr = b, 0, 0
+	c.wbuf, c.wn, c.werr, c.wtry = b, 0, 0, try
 	err := c.rc.Write(c.writeFn)
 	c.wbuf = nil
 	if err == nil && c.werr != 0 {
