@@ -18,14 +18,14 @@ import (
 
 // Finding categories.
 const (
-	Outside       = "outside_grammar"   // not <prefix>:{<ws>}:<kind>...
-	UnknownKind   = "unknown_kind"      // grammar shape, kind not configured
-	UnknownWS     = "unknown_workspace" // workspace not configured (only with Workspaces set)
+	Outside     = "outside_grammar"   // not <prefix>:{<ws>}:<kind>...
+	UnknownKind = "unknown_kind"      // grammar shape, kind not configured
+	UnknownWS   = "unknown_workspace" // workspace not configured (only with Workspaces set)
 	// OrphanChunk is a file chunk (files:<path>:v<gen>:chunk:<n>) that no
 	// version uses and that will not expire: left by an interrupted
 	// delete or a bug. Staged upload chunks carry a TTL and are not
 	// findings.
-	OrphanChunk = "orphaned_file_chunk"
+	OrphanChunk   = "orphaned_file_chunk"
 	examplesLimit = 20
 )
 
