@@ -13,7 +13,7 @@ import (
 const MaxPath = 1024
 
 // Clean validates and normalises a file path. The path must be absolute,
-// at most MaxPath bytes long (measured before cleaning), free of NUL, CR
+// at most MaxPath bytes long once cleaned, free of NUL, CR
 // and LF, and have no ".." segment. Repeated "/" and "." segments are
 // removed ("//a/./b" is "/a/b"). A path whose last segment is empty or "."
 // ("/a/", "/a/.") names a directory and is an error, as is the root "/".
@@ -50,10 +50,20 @@ func CleanDir(p string) (string, error) {
 // without empty, "." and trailing segments ("/" when nothing is left).
 // It returns p itself, without allocating, when p is already clean.
 func clean(p string) (string, error) {
+	out, err := cleanRaw(p)
+	if err == nil && len(out) > MaxPath {
+		return "", fmt.Errorf("path %s is too long (%d bytes, at most %d)", quote(p), len(out), MaxPath)
+	}
+	return out, err
+}
+
+// cleanRaw is clean without the final length check; the input is bounded
+// at a few times MaxPath so that cleaning stays cheap.
+func cleanRaw(p string) (string, error) {
 	switch {
 	case p == "":
 		return "", fmt.Errorf(`path "" is empty`)
-	case len(p) > MaxPath:
+	case len(p) > 4*MaxPath:
 		return "", fmt.Errorf("path %s is too long (%d bytes, at most %d)", quote(p), len(p), MaxPath)
 	case strings.IndexByte(p, 0) >= 0:
 		return "", fmt.Errorf("path %s contains a NUL byte", quote(p))

@@ -31,7 +31,8 @@ func TestClean(t *testing.T) {
 		{"/\xff", "/\xff", ""}, // bytes are not checked for UTF-8
 		{long, long, ""},
 		{"/" + strings.Repeat("a", MaxPath), "", "too long"},
-		{"//" + strings.Repeat("a", MaxPath-1), "", "too long"}, // measured before cleaning
+		{"//" + strings.Repeat("a", MaxPath-1), "/" + strings.Repeat("a", MaxPath-1), ""}, // measured after cleaning
+		{"/" + strings.Repeat("a/", MaxPath), "", "too long"},
 		{"", "", "empty"},
 		{"a.txt", "", `path "a.txt" is not absolute (start it with /)`},
 		{"./a", "", "not absolute"},
@@ -67,11 +68,11 @@ func TestClean(t *testing.T) {
 }
 
 func TestCleanErrorQuote(t *testing.T) {
-	_, err := Clean(strings.Repeat("x", 2000))
+	_, err := Clean("/" + strings.Repeat("x", 1999))
 	if err == nil {
 		t.Fatal("no error")
 	}
-	want := `path "` + strings.Repeat("x", 64) + `"... is too long (2000 bytes, at most 1024)`
+	want := `path "/` + strings.Repeat("x", 63) + `"... is too long (2000 bytes, at most 1024)`
 	if err.Error() != want {
 		t.Errorf("got %q, want %q", err, want)
 	}
