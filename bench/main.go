@@ -188,7 +188,7 @@ func explain(ctx context.Context, err error) string {
 func parseFlags() config {
 	var c config
 	flag.BoolVar(&c.quick, "quick", false, "smoke run: 1 round, small request counts")
-	flag.IntVar(&c.rounds, "rounds", 3, "interleaved rounds; the report shows medians")
+	flag.IntVar(&c.rounds, "rounds", 7, "interleaved rounds; the report shows medians (7: medians of 3 swing ±15 % on a small shared machine)")
 	flag.StringVar(&c.proxyBin, "proxy-bin", "", "agentproxy binary to use instead of building ./cmd/agentproxy")
 	flag.StringVar(&c.extraArgs, "extra-proxy-args", "", "extra arguments for 'agentproxy serve', space separated (e.g. \"--keyspace-mode off\")")
 	flag.IntVar(&c.procs, "proxy-procs", 1, "GOMAXPROCS for agentproxy (0: Go's default, every core); 1 matches twemproxy's single thread\nand leaves the other cores to redis-server and redis-benchmark")
