@@ -899,14 +899,14 @@ func (s *session) fileGetRange(args [][]byte) {
 	k := s.fileKeys(path)
 	// Guess the chunks from the configured chunk size, so a range of a
 	// file written with it comes with the metadata, in one call.
-	var guess [2]int64
+	// Offsets from the end: take the file's head, which is the whole of
+	// a small file.
+	guess, budget := [2]int64{0, 1 << 40}, fileHeadBytes
 	if cs := int64(s.srv.opts.FileChunkSize); start >= 0 && end >= start {
-		guess = [2]int64{start / cs, end / cs}
-	} else {
-		guess = [2]int64{0, -1}
+		guess, budget = [2]int64{start / cs, end / cs}, fileReadBatch
 	}
 	for range fileRetries {
-		m, head, err := f.open(k, guess[0], guess[1], fileReadBatch)
+		m, head, err := f.open(k, guess[0], guess[1], budget)
 		if errors.Is(err, errNoFile) {
 			s.appendNil()
 			return
