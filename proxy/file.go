@@ -823,6 +823,42 @@ func (s *session) fileEdit(args [][]byte) {
 	})
 }
 
+// retryRead runs a read attempt again while the file is replaced under it
+// (errFileChanged), at most fileRetries times, and answers other errors.
+func (s *session) retryRead(attempt func() error) {
+	for range fileRetries {
+		err := attempt()
+		if errors.Is(err, errFileChanged) {
+			continue
+		}
+		if err != nil {
+			s.fileErr(err)
+		}
+		return
+	}
+	s.fileErr(errFileChanged)
+}
+
+// bulkOf appends a bulk string of n bytes that fill appends to out; when
+// fill fails or writes another length, out is restored and the error
+// returned (errFileChanged for a length that moved).
+func (s *session) bulkOf(n int64, fill func() error) error {
+	mark := len(s.out)
+	s.out = slices.Grow(s.out, int(n)+32)
+	s.out = append(strconv.AppendInt(append(s.out, '$'), n, 10), '\r', '\n')
+	body := len(s.out)
+	err := fill()
+	if err == nil && int64(len(s.out)-body) != n {
+		err = errFileChanged
+	}
+	if err != nil {
+		s.out = s.out[:mark]
+		return err
+	}
+	s.out = append(s.out, '\r', '\n')
+	return nil
+}
+
 // fileGet: FILE.GET <path> → the whole file.
 func (s *session) fileGet(args [][]byte) {
 	path, ok := s.filePath(args[0])
@@ -835,48 +871,26 @@ func (s *session) fileGet(args [][]byte) {
 	}
 	defer f.close()
 	k := s.fileKeys(path)
-	for range fileRetries {
-		m, chunks, err := f.open(k, 0, 1<<40, fileReadBatch)
+	s.retryRead(func() error {
+		m, head, err := f.open(k, 0, 1<<40, fileReadBatch)
 		if errors.Is(err, errNoFile) {
 			s.appendNil()
-			return
+			return nil
 		}
 		if err != nil {
-			s.fileErr(err)
-			return
+			return err
 		}
 		if m.size > int64(s.srv.opts.MaxOutputBytes) {
-			s.fileErr(replyError("ERR " + path + " is " + strconv.FormatInt(m.size, 10) +
-				" bytes, more than the proxy returns at once (listen.max_output_bytes); read it with FILE.GETRANGE"))
-			return
+			return replyError("ERR " + path + " is " + strconv.FormatInt(m.size, 10) +
+				" bytes, more than the proxy returns at once (listen.max_output_bytes); read it with FILE.GETRANGE")
 		}
-		mark := len(s.out)
-		s.out = slices.Grow(s.out, int(m.size)+32)
-		s.out = append(strconv.AppendInt(append(s.out, '$'), m.size, 10), '\r', '\n')
-		body := len(s.out)
-		for _, c := range chunks {
-			s.out = append(s.out, c...)
-		}
-		err = f.each(k, m, int64(len(chunks)), m.chunks-1, func(_ int64, b []byte) error {
-			s.out = append(s.out, b...)
-			return nil
+		return s.bulkOf(m.size, func() error {
+			return f.stream(k, m, head, 0, 0, m.chunks-1, func(_ int64, b []byte) error {
+				s.out = append(s.out, b...)
+				return nil
+			})
 		})
-		if err == nil && int64(len(s.out)-body) != m.size {
-			err = errFileChanged
-		}
-		if errors.Is(err, errFileChanged) {
-			s.out = s.out[:mark]
-			continue
-		}
-		if err != nil {
-			s.out = s.out[:mark]
-			s.fileErr(err)
-			return
-		}
-		s.out = append(s.out, '\r', '\n')
-		return
-	}
-	s.fileErr(errFileChanged)
+	})
 }
 
 // fileGetRange: FILE.GETRANGE <path> <start> <end>, GETRANGE's rules.
@@ -898,22 +912,21 @@ func (s *session) fileGetRange(args [][]byte) {
 	defer f.close()
 	k := s.fileKeys(path)
 	// Guess the chunks from the configured chunk size, so a range of a
-	// file written with it comes with the metadata, in one call.
-	// Offsets from the end: take the file's head, which is the whole of
-	// a small file.
+	// file written with it comes with the metadata, in one call. Offsets
+	// from the end: take the file's head, which is the whole of a small
+	// file.
 	guess, budget := [2]int64{0, 1 << 40}, fileHeadBytes
 	if cs := int64(s.srv.opts.FileChunkSize); start >= 0 && end >= start {
 		guess, budget = [2]int64{start / cs, end / cs}, fileReadBatch
 	}
-	for range fileRetries {
+	s.retryRead(func() error {
 		m, head, err := f.open(k, guess[0], guess[1], budget)
 		if errors.Is(err, errNoFile) {
 			s.appendNil()
-			return
+			return nil
 		}
 		if err != nil {
-			s.fileErr(err)
-			return
+			return err
 		}
 		lo, hi := start, end // GETRANGE's rules, as Redis 7 applies them
 		if lo < 0 {
@@ -925,35 +938,22 @@ func (s *session) fileGetRange(args [][]byte) {
 		hi = min(hi, m.size-1)
 		if start < 0 && end < 0 && start > end || lo > hi || m.size == 0 {
 			s.out = append(s.out, "$0\r\n\r\n"...)
-			return
+			return nil
 		}
 		if hi-lo+1 > int64(s.srv.opts.MaxOutputBytes) {
-			s.fileErr(replyError("ERR the range is larger than the proxy returns at once (listen.max_output_bytes)"))
-			return
+			return replyError("ERR the range is larger than the proxy returns at once (listen.max_output_bytes)")
 		}
-		mark := len(s.out)
-		s.out = append(strconv.AppendInt(append(s.out, '$'), hi-lo+1, 10), '\r', '\n')
 		cs := m.chunkSize
-		err = f.stream(k, m, head, guess[0], lo/cs, hi/cs, func(n int64, b []byte) error {
-			a, z := max(lo-n*cs, 0), min(hi-n*cs+1, int64(len(b)))
-			if a < z {
-				s.out = append(s.out, b[a:z]...)
-			}
-			return nil
+		return s.bulkOf(hi-lo+1, func() error {
+			return f.stream(k, m, head, guess[0], lo/cs, hi/cs, func(n int64, b []byte) error {
+				a, z := max(lo-n*cs, 0), min(hi-n*cs+1, int64(len(b)))
+				if a < z {
+					s.out = append(s.out, b[a:z]...)
+				}
+				return nil
+			})
 		})
-		if errors.Is(err, errFileChanged) {
-			s.out = s.out[:mark]
-			continue
-		}
-		if err != nil {
-			s.out = s.out[:mark]
-			s.fileErr(err)
-			return
-		}
-		s.out = append(s.out, '\r', '\n')
-		return
-	}
-	s.fileErr(errFileChanged)
+	})
 }
 
 // newlines parses a metadata nl list (newlines per chunk).
@@ -1005,20 +1005,18 @@ func (s *session) fileRead(args [][]byte) {
 	defer s.shrinkFileBuf()
 	k := s.fileKeys(path)
 	room := s.srv.opts.MaxOutputBytes / 2 // the reply must fit the client's output limit
-	for range fileRetries {
+	s.retryRead(func() error {
 		m, head, err := f.open(k, 0, 1<<40, fileHeadBytes)
 		if errors.Is(err, errNoFile) {
 			s.appendNil()
-			return
+			return nil
 		}
 		if err != nil {
-			s.fileErr(err)
-			return
+			return err
 		}
 		if offset > 0 && offset >= m.lines {
-			s.out = appendError(s.out, "ERR offset "+strconv.FormatInt(offset, 10)+" is past the end of "+path+
-				" ("+strconv.FormatInt(m.lines, 10)+" lines)")
-			return
+			return replyError("ERR offset " + strconv.FormatInt(offset, 10) + " is past the end of " + path +
+				" (" + strconv.FormatInt(m.lines, 10) + " lines)")
 		}
 		endLine := min(offset+limit, m.lines)
 		// The content runs from just after newline number offset (or the
@@ -1079,17 +1077,12 @@ func (s *session) fileRead(args [][]byte) {
 		}
 		err = f.stream(k, m, head, 0, startChunk, endChunk, take)
 		s.fileBuf = buf[:0]
-		if errors.Is(err, errFileChanged) {
-			continue
-		}
 		if errors.Is(err, errTooBig) {
-			s.out = appendError(s.out, "ERR line "+strconv.FormatInt(offset+1, 10)+" of "+path+
+			return replyError("ERR line " + strconv.FormatInt(offset+1, 10) + " of " + path +
 				" is longer than the proxy returns at once (listen.max_output_bytes); read it with FILE.GETRANGE")
-			return
 		}
 		if err != nil {
-			s.fileErr(err)
-			return
+			return err
 		}
 		next := endLine
 		if endLine >= m.lines {
@@ -1101,9 +1094,8 @@ func (s *session) fileRead(args [][]byte) {
 		}
 		s.record("path", path, "content", buf, "total_lines", m.lines, "start_line", startLine,
 			"end_line", endLine, "next_offset", next, "version", m.version)
-		return
-	}
-	s.fileErr(errFileChanged)
+		return nil
+	})
 }
 
 // isDir reports whether any file lies under dir (ending in '/').
