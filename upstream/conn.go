@@ -99,6 +99,7 @@ type Conn struct {
 	queue    []*Call       // calls awaiting replies, oldest at head
 	written  int           // queued calls already written (the oldest ones)
 	kick     chan struct{} // wakes writeLoop; nil until first needed
+	wdl      bool          // a write deadline is armed (touched only by the flushing owner)
 	unsent   int           // queued calls still in wbuf
 	head     int
 	closed   bool
@@ -182,6 +183,23 @@ func (c *Conn) Send(call *Call, payload ...[]byte) error {
 // off, for comparisons).
 var holdBatches = os.Getenv("AGENTPROXY_HOLD") != "0"
 
+// writeFailedLocked closes the connection after a failed write of moved
+// calls of which n bytes went out. It marks the connection closed before
+// giving up the flush, so no later write can follow a torn request.
+func (c *Conn) writeFailedLocked(err error, n, moved int) {
+	if n == 0 {
+		c.written -= moved
+		c.unsent += moved
+	}
+	if !c.closed {
+		c.closed, c.closeErr = true, err
+	}
+	c.flushing = false
+	c.mu.Unlock()
+	c.nc.Close()
+	c.mu.Lock()
+}
+
 // writeLoop writes what queued behind answered batches, each time the
 // reader kicks it, until the connection fails.
 func (c *Conn) writeLoop(kick chan struct{}) {
@@ -200,25 +218,25 @@ func (c *Conn) flushLocked() {
 	for len(c.wbuf) > 0 && !c.closed {
 		buf := c.wbuf
 		c.wbuf = c.spare[:0]
-		c.written += c.unsent
+		moved := c.unsent
+		c.written += moved
 		c.unsent = 0
 		c.mu.Unlock()
 		if c.writeTimeout > 0 {
 			c.nc.SetWriteDeadline(time.Now().Add(c.writeTimeout))
+			c.wdl = true
 		}
-		_, err := c.nc.Write(buf)
+		n, err := c.nc.Write(buf)
 		c.mu.Lock()
 		if cap(buf) > 1<<20 {
 			buf = nil // do not keep a huge buffer around
 		}
 		c.spare = buf[:0]
 		if err != nil {
-			c.flushing = false
-			c.mu.Unlock()
 			// The reader sees the closed socket and fails every queued
-			// call, this one included, with ErrReplyLost.
-			c.fail(err)
-			c.mu.Lock()
+			// call: ErrReplyLost for those written, ErrNotSent for the
+			// rest (all of this write's when none of it went out).
+			c.writeFailedLocked(err, n, moved)
 			return
 		}
 		if c.written > 0 && holdBatches {
@@ -261,8 +279,13 @@ func (c *Conn) idleTimeout(err error) bool {
 	}
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	if c.closed || c.head < len(c.queue) {
+	if c.closed {
 		return false
+	}
+	if c.head < len(c.queue) {
+		// A call came after the idle deadline fired and re-armed it:
+		// keep reading, unless the armed deadline has passed too.
+		return c.deadline.IsZero() || time.Now().Before(c.deadline)
 	}
 	c.nc.SetReadDeadline(time.Time{})
 	c.deadline = time.Time{}
@@ -292,21 +315,29 @@ func (c *Conn) pop() *Call {
 		if tw, ok := c.nc.(interface{ TryWrite([]byte) (int, error) }); ok {
 			buf := c.wbuf
 			c.wbuf = c.spare[:0]
-			c.written += c.unsent
+			moved := c.unsent
+			c.written += moved
 			c.unsent = 0
 			c.mu.Unlock()
+			if c.wdl {
+				// A write deadline armed by an earlier flush may have
+				// passed; TryWrite never waits, so it needs none.
+				c.nc.SetWriteDeadline(time.Time{})
+				c.wdl = false
+			}
 			n, err := tw.TryWrite(buf)
 			c.mu.Lock()
 			if err != nil {
-				c.flushing = false
-				c.mu.Unlock()
-				c.fail(err)
-				c.mu.Lock()
+				c.writeFailedLocked(err, n, moved)
 				return call
 			}
 			if n == len(buf) {
+				// buf becomes the spare buffer, or none when large: wbuf
+				// was the old spare and must not share its array.
 				if cap(buf) <= 1<<20 {
 					c.spare = buf[:0]
+				} else {
+					c.spare = nil
 				}
 				c.flushing = false
 				return call

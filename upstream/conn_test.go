@@ -21,15 +21,18 @@ type echoServer struct {
 	ln       net.Listener
 	mu       sync.Mutex
 	commands int
+	// firstDelay holds back the reply to the first command of each
+	// connection, so that the client queues requests behind it.
+	firstDelay time.Duration
 }
 
-func startEcho(t *testing.T) *echoServer {
+func startEcho(t *testing.T, firstDelay time.Duration) *echoServer {
 	t.Helper()
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
 	}
-	s := &echoServer{ln: ln}
+	s := &echoServer{ln: ln, firstDelay: firstDelay}
 	t.Cleanup(func() { ln.Close() })
 	go func() {
 		for {
@@ -74,7 +77,11 @@ func (s *echoServer) serve(nc net.Conn) {
 		}
 		s.mu.Lock()
 		s.commands++
+		first := s.commands == 1
 		s.mu.Unlock()
+		if first && s.firstDelay > 0 {
+			time.Sleep(s.firstDelay)
+		}
 		out := append([]byte("$"+strconv.Itoa(n)+"\r\n"), arg...)
 		if _, err := nc.Write(out); err != nil {
 			return
@@ -104,7 +111,7 @@ func dialConn(t *testing.T, addr string) *Conn {
 // replies begin; if the reader itself blocked writing them, neither side
 // would read and the calls would time out.
 func TestConnWindowLargeBothWays(t *testing.T) {
-	s := startEcho(t)
+	s := startEcho(t, 0)
 	c := dialConn(t, s.ln.Addr().String())
 	const clients, rounds = 8, 6
 	var wg sync.WaitGroup
@@ -200,6 +207,130 @@ func TestConnWindowHeldCallsNotSent(t *testing.T) {
 		h.Wait()
 		if !errors.Is(h.Err, ErrNotSent) {
 			t.Fatalf("held call %d: %v, want ErrNotSent", i, h.Err)
+		}
+	}
+}
+
+// sendEcho sends ECHO arg on c and returns the call (not waited for).
+func sendEcho(t *testing.T, c *Conn, arg []byte) *Call {
+	t.Helper()
+	call := NewCall()
+	call.N = 1
+	if err := c.Send(call, echoCmd(arg)); err != nil {
+		t.Fatal(err)
+	}
+	return call
+}
+
+func echoReply(arg []byte) []byte {
+	return append(append([]byte("$"+strconv.Itoa(len(arg))+"\r\n"), arg...), '\r', '\n')
+}
+
+// TestConnWindowLargeHeldBatch: a batch of more than 1 MiB held behind a
+// slow reply and then written whole by the reader must not leave the
+// write buffer sharing its array with the spare one (later requests would
+// be overwritten while in flight and replies would reach the wrong
+// callers; the race detector cannot see it through raw system calls).
+func TestConnWindowLargeHeldBatch(t *testing.T) {
+	s := startEcho(t, 50*time.Millisecond)
+	c := dialConn(t, s.ln.Addr().String())
+	a := sendEcho(t, c, []byte("first"))
+	big := bytes.Repeat([]byte{'z'}, 1100<<10)
+	b := sendEcho(t, c, big) // held behind the first
+	a.Wait()
+	b.Wait()
+	if a.Err != nil || b.Err != nil || !bytes.Equal(b.Out, echoReply(big)) {
+		t.Fatalf("held large call: %v %v", a.Err, b.Err)
+	}
+	c.mu.Lock()
+	shared := cap(c.spare) > 0 && cap(c.wbuf) > 0 && &c.spare[:1][0] == &c.wbuf[:1][0]
+	c.mu.Unlock()
+	if shared {
+		t.Fatal("the write buffer shares its array with the spare buffer")
+	}
+	var wg sync.WaitGroup
+	errs := make(chan error, 16)
+	for g := range 16 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			call := NewCall()
+			for i := range 300 {
+				arg := []byte(strconv.Itoa(g) + "-" + strconv.Itoa(i) + "-" + string(bytes.Repeat([]byte{byte('a' + g)}, i%97)))
+				call.Out, call.N = call.Out[:0], 1
+				if err := c.Send(call, echoCmd(arg)); err != nil {
+					errs <- err
+					return
+				}
+				call.Wait()
+				if call.Err != nil {
+					errs <- call.Err
+					return
+				}
+				if !bytes.Equal(call.Out, echoReply(arg)) {
+					errs <- errors.New("reply " + strconv.Quote(string(call.Out[:min(40, len(call.Out))])) + " for " + strconv.Quote(string(arg[:min(20, len(arg))])))
+					return
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		t.Fatal(err)
+	}
+}
+
+// TestConnWindowSlowReplyStaleWriteDeadline: a reply slower than the
+// write timeout must not make the reader's write of the requests queued
+// behind it fail on the deadline armed by the earlier write.
+func TestConnWindowSlowReplyStaleWriteDeadline(t *testing.T) {
+	s := startEcho(t, 300*time.Millisecond)
+	nc, err := net.Dial("tcp", s.ln.Addr().String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	c := newConn(nc, 2*time.Second, 100*time.Millisecond, nil, nil)
+	t.Cleanup(c.Close)
+	a := sendEcho(t, c, []byte("slow"))
+	b := sendEcho(t, c, []byte("held"))
+	a.Wait()
+	b.Wait()
+	if a.Err != nil || b.Err != nil {
+		t.Fatalf("slow call: %v; call held behind it: %v", a.Err, b.Err)
+	}
+	if !bytes.Equal(b.Out, echoReply([]byte("held"))) {
+		t.Fatalf("held call got %q", b.Out)
+	}
+}
+
+// TestConnIdleDeadlineRace: the idle read deadline fires while a new call
+// is being sent; the reader must see that the call re-armed it and keep
+// reading instead of failing the call at once.
+func TestConnIdleDeadlineRace(t *testing.T) {
+	s := startEcho(t, 0)
+	nc, err := net.Dial("tcp", s.ln.Addr().String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	c := newConn(nc, 20*time.Millisecond, time.Second, nil, nil)
+	t.Cleanup(c.Close)
+	for i := range 5 {
+		a := sendEcho(t, c, []byte("x"))
+		a.Wait()
+		if a.Err != nil {
+			t.Fatal(a.Err)
+		}
+		// Hold the lock across the idle deadline, as a descheduled reader
+		// would be, then send: the reader wakes with a timeout and finds
+		// a call queued behind a freshly armed deadline.
+		c.mu.Lock()
+		time.Sleep(40 * time.Millisecond)
+		c.mu.Unlock()
+		b := sendEcho(t, c, []byte("y"))
+		b.Wait()
+		if b.Err != nil {
+			t.Fatalf("round %d: a call sent as the idle deadline fired failed: %v", i, b.Err)
 		}
 	}
 }
