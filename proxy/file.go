@@ -41,6 +41,8 @@ var (
 	errNoFile      = errors.New("no such file")
 	errFileChanged = errors.New("file changed while being read")
 	errTooBig      = errors.New("too big for one reply")
+	// errStop ends a chunk stream early: the reader has what it needs.
+	errStop = errors.New("stop streaming")
 )
 
 // replyError is an error reply from Redis or a script, passed on verbatim.
@@ -454,6 +456,9 @@ func (f *fstore) each(k fileKeys, m *fileMeta, from, to int64, fn func(n int64, 
 				return replyError("ERR unexpected reply reading a file chunk")
 			}
 			if err := fn(n, b); err != nil {
+				if err == errStop {
+					return nil
+				}
 				return err
 			}
 			r = rest
@@ -468,6 +473,9 @@ func (f *fstore) each(k fileKeys, m *fileMeta, from, to int64, fn func(n int64, 
 func (f *fstore) stream(k fileKeys, m *fileMeta, head [][]byte, headFrom, from, to int64, fn func(n int64, b []byte) error) error {
 	for from <= to && from >= headFrom && from-headFrom < int64(len(head)) {
 		if err := fn(from, head[from-headFrom]); err != nil {
+			if err == errStop {
+				return nil
+			}
 			return err
 		}
 		from++
@@ -596,6 +604,10 @@ func describe(b []byte, cs int) content {
 // IFVERSION, clash checks, chunks, metadata, index, event). gen is "" for
 // inline content, else the generation an upload staged.
 func (f *fstore) commit(k fileKeys, path, ifv, token, event, cmd, gen string, c *content, cs int) (int64, error) {
+	keep := "" // a refused upload commit keeps its staged chunks while a lock holds it off
+	if gen != "" {
+		keep = "keep"
+	}
 	if c.size > f.s.srv.opts.FileMaxBytes {
 		return 0, replyError("ERR " + path + " would be " + strconv.FormatInt(c.size, 10) +
 			" bytes, more than files.max_file_bytes (" + strconv.FormatInt(f.s.srv.opts.FileMaxBytes, 10) + ")")
@@ -609,7 +621,7 @@ func (f *fstore) commit(k fileKeys, path, ifv, token, event, cmd, gen string, c 
 	}
 	args := []string{path, f.s.ident.Workspace, k.resource, eventsMaxLen, f.s.channel(), f.s.actor(), token, ifv,
 		event, cmd, gen, strconv.FormatInt(c.size, 10), c.sha1, strconv.FormatInt(c.lines, 10), c.encoding,
-		strconv.FormatInt(nchunks, 10), strconv.Itoa(cs), c.nl}
+		strconv.FormatInt(nchunks, 10), strconv.Itoa(cs), c.nl, keep}
 	keys := []string{k.meta, k.index, k.gen, k.log, k.lock, k.fence}
 	if c.size > fileHeadBytes && gen == "" {
 		f.heavy()
@@ -673,17 +685,28 @@ func (f *fstore) stageAndCommit(k fileKeys, gen string, chunks [][]byte, keys, a
 	if err != nil {
 		return nil, err
 	}
+	var setErr error
 	for range chunks {
-		_, n, err := parseRESP(r)
+		v, n, err := parseRESP(r)
 		if err != nil {
 			return nil, replyError("ERR unexpected reply staging a file")
+		}
+		if v.typ == '-' && setErr == nil {
+			setErr = replyError(v.str) // e.g. OOM: the reason the commit will refuse
 		}
 		r = r[n:]
 	}
 	if lua.IsNoScript(r) {
-		return f.script(sc, keys, args) // the chunks are staged: run the commit alone
+		r, err = f.script(sc, keys, args) // the chunks are staged: run the commit alone
+		if err != nil && setErr != nil {
+			return nil, setErr
+		}
+		return r, err
 	}
 	if len(r) > 0 && r[0] == '-' {
+		if setErr != nil {
+			return nil, setErr
+		}
 		return nil, replyError(r[1 : len(r)-2])
 	}
 	return r, nil
@@ -1035,13 +1058,10 @@ func (s *session) fileRead(args [][]byte) {
 			seen += n
 		}
 		buf := s.fileBuf[:0]
+		lineStart := 0  // where the line being taken starts in buf
 		count := before // newlines passed so far
 		started := offset == 0
-		done := false
 		take := func(n int64, b []byte) error {
-			if done {
-				return nil
-			}
 			for len(b) > 0 {
 				if !started {
 					i := bytes.IndexByte(b, '\n')
@@ -1058,19 +1078,20 @@ func (s *session) fileRead(args [][]byte) {
 					if count == offset {
 						return errTooBig
 					}
-					endLine, done = count, true // stop after the last whole line that fits
-					return nil
+					// Stop after the last whole line that fits.
+					buf, endLine = buf[:lineStart], count
+					return errStop
 				}
 				if i < 0 {
 					buf = append(buf, b...)
 					return nil
 				}
 				buf = append(buf, b[:i+1]...)
+				lineStart = len(buf)
 				b = b[i+1:]
 				count++
 				if count == endLine {
-					done = true
-					return nil
+					return errStop
 				}
 			}
 			return nil
@@ -1496,7 +1517,7 @@ func (f *fstore) grepFile(k fileKeys, path string, lit []byte, maxn int64) ([]gr
 		}
 		err = f.stream(k, m, head, 0, 0, m.chunks-1, func(_ int64, b []byte) error {
 			if int64(len(hits)) >= maxn {
-				return nil
+				return errStop
 			}
 			if len(carry) > 0 {
 				i := bytes.IndexByte(b, '\n')

@@ -171,13 +171,15 @@ func (s *session) fileChunk(args [][]byte) {
 	type piece struct {
 		pre, post [2]int
 		lo, hi    int64
+		chunk     int64
+		set       bool // the chunk's first piece: SET PX, else APPEND
 	}
 	var ps []piece
 	for off := int64(0); off < int64(len(data)); {
 		c := (up.size + off) / up.cs
 		end := min(int64(len(data)), off+(c+1)*up.cs-(up.size+off))
 		key := up.k.meta + ":v" + up.gen + ":chunk:" + strconv.FormatInt(c, 10)
-		p := piece{lo: off, hi: end}
+		p := piece{lo: off, hi: end, chunk: c, set: (up.size+off)%up.cs == 0}
 		p.pre[0] = len(f.req)
 		// A chunk's first piece creates it with the upload's TTL (SET PX,
 		// atomically); later pieces APPEND, which keeps the TTL.
@@ -204,19 +206,29 @@ func (s *session) fileChunk(args [][]byte) {
 	cmds := len(ps)
 	if cmds > 0 {
 		r, err := f.send(cmds, f.part...)
-		if err == nil {
-			for len(r) > 0 && err == nil {
-				v, m, perr := parseRESP(r)
-				if perr != nil {
-					err = replyError("ERR unexpected reply storing a part")
-				} else if v.typ == '-' {
-					err = replyError(v.str)
-				}
-				r = r[m:]
+		// Check every piece landed where it belongs: a chunk that expired
+		// or was evicted between parts would be recreated by APPEND
+		// holding only the later bytes.
+		for _, p := range ps {
+			if err != nil {
+				break
 			}
+			v, m, perr := parseRESP(r)
+			want := strconv.FormatInt(up.size+p.hi-p.chunk*up.cs, 10)
+			switch {
+			case perr != nil:
+				err = replyError("ERR unexpected reply storing a part")
+			case v.typ == '-':
+				err = replyError(v.str)
+			case p.set && v.typ != '+', !p.set && (v.typ != ':' || v.str != want):
+				err = replyError("ERR staged chunk " + strconv.FormatInt(p.chunk, 10) + " of the upload was lost (expired or evicted)")
+			}
+			r = r[m:]
 		}
 		if err != nil {
-			up.failed = "a part was not stored: " + callError(err)
+			if !errors.Is(err, upstream.ErrNotSent) && !errors.Is(err, upstream.ErrUnavailable) {
+				up.failed = "a part was not stored: " + err.Error()
+			}
 			s.fileErr(err)
 			return
 		}
@@ -309,9 +321,13 @@ func (s *session) fileCommit(args [][]byte) {
 		return
 	}
 	v, err := f.commit(up.k, up.path, up.ifv, up.token, "file.write", "FILE.COMMIT", up.gen, &c, int(up.cs))
-	if errors.Is(err, upstream.ErrNotSent) || errors.Is(err, upstream.ErrUnavailable) {
+	var re replyError
+	if errors.Is(err, upstream.ErrNotSent) || errors.Is(err, upstream.ErrUnavailable) ||
+		errors.As(err, &re) && strings.HasPrefix(string(re), "LOCKED") {
+		// TRYAGAIN (the commit never reached Redis), or a lock holds it
+		// off (the script kept the staged chunks): commit again later.
 		up.closed = false
-		s.srv.uploads.add(up) // TRYAGAIN: the commit never reached Redis
+		s.srv.uploads.add(up)
 	}
 	if err != nil {
 		s.fileErr(err)

@@ -6,7 +6,9 @@
 --       9 event type, 10 command, 11 gen ('' = take a new one: the content
 --       follows inline; else the chunks are staged under that gen with a TTL),
 --       12 size, 13 sha1, 14 lines, 15 encoding, 16 chunks, 17 chunk_size,
---       18 newlines per chunk, 19... the chunks (inline only).
+--       18 newlines per chunk, 19 'keep' to keep staged chunks when the
+--       lock refuses the commit (an upload may commit again later),
+--       20... the chunks (inline only).
 -- Chunk keys are KEYS[1] .. ':v' .. gen .. ':chunk:' .. n: they share the
 -- metadata key's hash tag. Returns the new version. A refused commit of
 -- staged chunks deletes them.
@@ -22,7 +24,10 @@ local function refuse(err)
   return err
 end
 local refused = fence(KEYS[5], KEYS[6], ARGV[7], ARGV[3])
-if refused then return refuse(refused) end
+if refused then
+  if ARGV[19] == 'keep' and string.sub(refused['err'], 1, 6) == 'LOCKED' then return refused end
+  return refuse(refused)
+end
 local cur = tonumber(redis.call('HGET', meta, 'version') or '0')
 if ARGV[8] ~= '' then
   local want = tonumber(ARGV[8])
@@ -51,16 +56,22 @@ if cur == 0 then
 end
 local gen = ARGV[11]
 if staged then
+  -- Every staged chunk must be whole (an expired or evicted one would
+  -- otherwise publish a file with a hole).
+  local cs, size = tonumber(ARGV[17]), tonumber(ARGV[12])
   for n = 0, nchunks - 1 do
-    if redis.call('PERSIST', meta .. ':v' .. gen .. ':chunk:' .. n) == 0 and
-       redis.call('EXISTS', meta .. ':v' .. gen .. ':chunk:' .. n) == 0 then
-      return refuse(redis.error_reply("ERR upload of " .. path .. " lost chunk " .. n .. " (expired?); upload it again"))
+    if redis.call('STRLEN', meta .. ':v' .. gen .. ':chunk:' .. n) ~= math.min(cs, size - n * cs) then
+      return refuse(redis.error_reply("ERR the staged content of " .. path .. " is incomplete at chunk " .. n ..
+        " (expired or evicted); write or upload it again"))
     end
+  end
+  for n = 0, nchunks - 1 do
+    redis.call('PERSIST', meta .. ':v' .. gen .. ':chunk:' .. n)
   end
 else
   gen = tostring(redis.call('INCR', KEYS[3]))
   for n = 0, nchunks - 1 do
-    redis.call('SET', meta .. ':v' .. gen .. ':chunk:' .. n, ARGV[19 + n])
+    redis.call('SET', meta .. ':v' .. gen .. ':chunk:' .. n, ARGV[20 + n])
   end
 end
 local old = redis.call('HMGET', meta, 'gen', 'chunks', 'created_at')
