@@ -6,9 +6,11 @@ import (
 	"crypto/sha1"
 	"encoding/hex"
 	"errors"
+	mrand "math/rand/v2"
 	"slices"
 	"strconv"
 	"strings"
+	"time"
 	"unicode/utf8"
 
 	"github.com/tidwall/redcon"
@@ -263,7 +265,7 @@ func (f *fstore) heavy() {
 		return
 	}
 	if c, err := f.s.srv.pool.Dedicated(2); err == nil {
-		f.conn, f.ded = c, true
+		f.conn, f.ded, f.bad = c, true, false
 	}
 }
 
@@ -755,7 +757,7 @@ func (s *session) fileRewrite(path string, o writeOpts, event, cmd string,
 	defer f.close()
 	k := s.fileKeys(path)
 	cs := s.srv.opts.FileChunkSize
-	for range fileRetries {
+	for try := range fileRetries {
 		m, old, err := f.readAll(k, s.fileBuf[:0], int(min(s.srv.opts.FileMaxBytes, 1<<40)))
 		s.fileBuf = old[:0]
 		if err != nil && !errors.Is(err, errNoFile) {
@@ -779,7 +781,10 @@ func (s *session) fileRewrite(path string, o writeOpts, event, cmd string,
 		v, err := f.commit(k, path, cur, o.token, event, cmd, "", &c, cs)
 		var re replyError
 		if errors.As(err, &re) && strings.HasPrefix(string(re), "CONFLICT") && o.ifv == "" {
-			continue // someone wrote in between: read again
+			// Someone wrote in between: read again, after a short random
+			// pause so that writers racing on one file spread out.
+			time.Sleep(time.Duration(1+mrand.IntN(1<<(min(try, 5)))) * time.Millisecond)
+			continue
 		}
 		if err != nil {
 			s.fileErr(err)

@@ -338,9 +338,14 @@ func (s *session) fileCommit(args [][]byte) {
 
 // dropStaged deletes an upload's staged chunks.
 func (s *session) dropStaged(f *fstore, up *upload) {
-	for c := int64(0); c < up.touched; c++ {
-		f.cmd("DEL", up.k.meta+":v"+up.gen+":chunk:"+strconv.FormatInt(c, 10))
+	if up.touched == 0 {
+		return
 	}
+	f.req = f.req[:0]
+	for c := int64(0); c < up.touched; c++ {
+		f.req = upstream.AppendCommand(f.req, "DEL", up.k.meta+":v"+up.gen+":chunk:"+strconv.FormatInt(c, 10))
+	}
+	f.send(int(up.touched), f.req) // one round trip; what is missed expires with the upload TTL
 }
 
 // fileAbort: FILE.ABORT <id>.
