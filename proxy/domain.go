@@ -32,6 +32,10 @@ func (s *session) domain(c *command, info *keyspace.Command) {
 		return
 	}
 	args := c.Args[1:]
+	if strings.HasPrefix(info.Name, "file.") {
+		s.file(info.Name, args)
+		return
+	}
 	switch info.Name {
 	case "lock.acquire":
 		s.lockAcquire(args)
@@ -57,9 +61,6 @@ func (s *session) domain(c *command, info *keyspace.Command) {
 		s.todo(info.Name, args)
 	case "ws.info":
 		s.wsInfo()
-	case "file.write", "file.append", "file.edit", "file.del", "file.begin", "file.chunk", "file.commit",
-		"file.abort", "file.read", "file.get", "file.getrange", "file.stat", "file.ls", "file.glob", "file.grep":
-		s.file(info.Name, args)
 	default:
 		s.out = appendError(s.out, "ERR '"+info.Name+"' is not implemented yet")
 	}

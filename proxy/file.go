@@ -85,6 +85,8 @@ func (s *session) file(name string, args [][]byte) {
 		s.fileCommit(args)
 	case "file.abort":
 		s.fileAbort(args)
+	default:
+		s.out = appendError(s.out, "ERR '"+name+"' is not implemented yet")
 	}
 }
 

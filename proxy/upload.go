@@ -83,6 +83,23 @@ func (u *uploads) get(id, ws string, take bool) *upload {
 	return up
 }
 
+// lockUpload finds the upload id of this session's workspace and locks it
+// (take also removes it from the table); nil, with the error answered,
+// when there is none or it was committed or aborted meanwhile. The caller
+// unlocks it.
+func (s *session) lockUpload(id []byte, take bool) *upload {
+	up := s.srv.uploads.get(string(id), s.ident.Workspace, take)
+	if up != nil {
+		up.mu.Lock()
+		if !up.closed {
+			return up
+		}
+		up.mu.Unlock()
+	}
+	s.out = appendError(s.out, errNoUpload(id))
+	return nil
+}
+
 func errNoUpload(id []byte) string {
 	return "ERR no upload '" + quoteArg(id) + "' in this workspace (finished, aborted or expired: start again with FILE.BEGIN)"
 }
@@ -129,23 +146,18 @@ func (s *session) fileBegin(args [][]byte) {
 
 // fileChunk: FILE.CHUNK <id> <n> <bytes> → bytes received so far.
 func (s *session) fileChunk(args [][]byte) {
-	up := s.srv.uploads.get(string(args[0]), s.ident.Workspace, false)
-	if up == nil {
-		s.out = appendError(s.out, errNoUpload(args[0]))
-		return
-	}
 	n, err := strconv.ParseInt(string(args[1]), 10, 64)
 	if err != nil || n < 0 {
 		s.out = appendError(s.out, "ERR the part number must be a whole number from 0, got '"+quoteArg(args[1])+"'")
 		return
 	}
 	data := args[2]
-	up.mu.Lock()
+	up := s.lockUpload(args[0], false)
+	if up == nil {
+		return
+	}
 	defer up.mu.Unlock()
 	switch {
-	case up.closed:
-		s.out = appendError(s.out, errNoUpload(args[0]))
-		return
 	case up.failed != "":
 		s.out = appendError(s.out, "ERR this upload failed earlier ("+up.failed+"); start again with FILE.BEGIN")
 		return
@@ -276,17 +288,11 @@ func (s *session) fileCommit(args [][]byte) {
 		s.out = appendError(s.out, "ERR syntax error: FILE.COMMIT <id> [SHA1 hex]")
 		return
 	}
-	up := s.srv.uploads.get(string(args[0]), s.ident.Workspace, true)
+	up := s.lockUpload(args[0], true)
 	if up == nil {
-		s.out = appendError(s.out, errNoUpload(args[0]))
 		return
 	}
-	up.mu.Lock()
 	defer up.mu.Unlock()
-	if up.closed {
-		s.out = appendError(s.out, errNoUpload(args[0]))
-		return
-	}
 	f, ok := s.fstore(false)
 	if !ok {
 		s.srv.uploads.add(up) // nothing was sent: the client may commit again
@@ -350,12 +356,10 @@ func (s *session) dropStaged(f *fstore, up *upload) {
 
 // fileAbort: FILE.ABORT <id>.
 func (s *session) fileAbort(args [][]byte) {
-	up := s.srv.uploads.get(string(args[0]), s.ident.Workspace, true)
+	up := s.lockUpload(args[0], true)
 	if up == nil {
-		s.out = appendError(s.out, errNoUpload(args[0]))
 		return
 	}
-	up.mu.Lock()
 	defer up.mu.Unlock()
 	up.closed = true
 	if f, ok := s.fstore(false); ok {

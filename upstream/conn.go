@@ -96,11 +96,11 @@ type Conn struct {
 	wbuf     []byte
 	spare    []byte
 	flushing bool
-	queue    []*Call       // calls awaiting replies, oldest at head
-	written  int           // queued calls already written (the oldest ones)
-	kick     chan struct{} // wakes writeLoop; nil until first needed
-	wdl      bool          // a write deadline is armed (touched only by the flushing owner)
-	unsent   int           // queued calls still in wbuf
+	queue    []*Call                                    // calls awaiting replies, oldest at head
+	written  int                                        // queued calls already written (the oldest ones); the rest are in wbuf
+	tw       interface{ TryWrite([]byte) (int, error) } // nc's non-blocking write, when it has one
+	kick     chan struct{}                              // wakes writeLoop; nil until first needed
+	wdl      bool                                       // a write deadline is armed (touched only by the flushing owner)
 	head     int
 	closed   bool
 	closeErr error
@@ -118,6 +118,7 @@ type Conn struct {
 func newConn(nc net.Conn, readTimeout, writeTimeout time.Duration, leftover []byte, onClose func(*Conn, error)) *Conn {
 	c := &Conn{nc: rawio.Wrap(nc), readTimeout: readTimeout, writeTimeout: writeTimeout, onClose: onClose,
 		rbuf: make([]byte, 32<<10)}
+	c.tw, _ = c.nc.(interface{ TryWrite([]byte) (int, error) })
 	n := copy(c.rbuf, leftover)
 	go c.readLoop(n)
 	return c
@@ -163,7 +164,6 @@ func (c *Conn) Send(call *Call, payload ...[]byte) error {
 	for _, p := range payload {
 		c.wbuf = append(c.wbuf, p...)
 	}
-	c.unsent++
 	if c.flushing || (c.written > 0 && holdBatches) {
 		// A flush is in progress, or batches written earlier still await
 		// their replies: this one goes with the next write, which the
@@ -183,13 +183,21 @@ func (c *Conn) Send(call *Call, payload ...[]byte) error {
 // off, for comparisons).
 var holdBatches = os.Getenv("AGENTPROXY_HOLD") != "0"
 
+// takeUnsentLocked counts the queued calls not yet written (the newest
+// ones, whose bytes are in wbuf) as written, for the write about to carry
+// them, and returns how many they are.
+func (c *Conn) takeUnsentLocked() int {
+	n := len(c.queue) - c.head - c.written
+	c.written += n
+	return n
+}
+
 // writeFailedLocked closes the connection after a failed write of moved
 // calls of which n bytes went out. It marks the connection closed before
 // giving up the flush, so no later write can follow a torn request.
 func (c *Conn) writeFailedLocked(err error, n, moved int) {
 	if n == 0 {
-		c.written -= moved
-		c.unsent += moved
+		c.written -= moved // nothing went out: they are still unsent
 	}
 	if !c.closed {
 		c.closed, c.closeErr = true, err
@@ -218,9 +226,7 @@ func (c *Conn) flushLocked() {
 	for len(c.wbuf) > 0 && !c.closed {
 		buf := c.wbuf
 		c.wbuf = c.spare[:0]
-		moved := c.unsent
-		c.written += moved
-		c.unsent = 0
+		moved := c.takeUnsentLocked()
 		c.mu.Unlock()
 		if c.writeTimeout > 0 {
 			c.nc.SetWriteDeadline(time.Now().Add(c.writeTimeout))
@@ -312,12 +318,10 @@ func (c *Conn) pop() *Call {
 		// the server reads, and a server that blocks writing its replies
 		// (miniredis does) would be waiting for this reader.
 		c.flushing = true
-		if tw, ok := c.nc.(interface{ TryWrite([]byte) (int, error) }); ok {
+		if c.tw != nil {
 			buf := c.wbuf
 			c.wbuf = c.spare[:0]
-			moved := c.unsent
-			c.written += moved
-			c.unsent = 0
+			moved := c.takeUnsentLocked()
 			c.mu.Unlock()
 			if c.wdl {
 				// A write deadline armed by an earlier flush may have
@@ -325,7 +329,7 @@ func (c *Conn) pop() *Call {
 				c.nc.SetWriteDeadline(time.Time{})
 				c.wdl = false
 			}
-			n, err := tw.TryWrite(buf)
+			n, err := c.tw.TryWrite(buf)
 			c.mu.Lock()
 			if err != nil {
 				c.writeFailedLocked(err, n, moved)
@@ -481,7 +485,7 @@ fail:
 	}
 	queue := c.queue[c.head:]
 	sent := min(max(c.written, 0), len(queue))
-	c.queue, c.head, c.written, c.unsent = nil, 0, 0, 0
+	c.queue, c.head, c.written = nil, 0, 0
 	c.wbuf = c.wbuf[:0]
 	if c.kick != nil {
 		close(c.kick)

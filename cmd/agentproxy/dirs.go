@@ -258,6 +258,49 @@ func (p *progress) note(format string, a ...any) {
 	fmt.Fprintf(p.w, "%s: "+format+"\n", append([]any{p.name}, a...)...)
 }
 
+// account records one file's outcome. When the failure may mean the proxy
+// went away (checkProxy, and not an error the server answered), it asks
+// the proxy and returns its error if it is gone.
+func (p *progress) account(ctx context.Context, rdb *redis.Client, what string, n int64, err error, checkProxy bool) error {
+	if err == nil {
+		p.done++
+		p.bytes += n
+		p.tick(false)
+		return nil
+	}
+	p.failed++
+	p.note("FAILED %s: %v", what, err)
+	if checkProxy && !isServerError(err) && ctx.Err() == nil {
+		if perr := alive(rdb); perr != nil {
+			return perr
+		}
+	}
+	p.tick(false)
+	return nil
+}
+
+// lost ends a run whose proxy went away: summary, message, exit 2.
+func (p *progress) lost(name, addr string, err error, stdout, stderr io.Writer) int {
+	p.summary(stdout)
+	fmt.Fprintf(stderr, "agentproxy %s: lost the proxy at %s: %v\n", name, addr, err)
+	return 2
+}
+
+// finish prints the summary and gives the exit code: 1 when interrupted
+// or any file failed, else 0.
+func (p *progress) finish(ctx context.Context, name string, stdout, stderr io.Writer) int {
+	p.tick(true)
+	p.summary(stdout)
+	if ctx.Err() != nil {
+		fmt.Fprintf(stderr, "agentproxy %s: interrupted\n", name)
+		return 1
+	}
+	if p.failed > 0 {
+		return 1
+	}
+	return 0
+}
+
 func (p *progress) summary(stdout io.Writer) {
 	fmt.Fprintf(stdout, "%s: files %d, bytes %d (%s), skipped %d, failed %d, elapsed %s\n", p.name,
 		p.done, p.bytes, human(p.bytes), p.skipped, p.failed, time.Since(p.start).Round(time.Millisecond))
@@ -391,32 +434,11 @@ func migrateDir(args []string, stdout, stderr io.Writer) int {
 		}
 		remote := path.Join(o.prefix, f.rel)
 		n, err := uploadFile(ctx, rdb, root, f.rel, remote, buf, p)
-		if err != nil {
-			p.failed++
-			p.note("FAILED %s -> %s: %v", f.rel, remote, err)
-			if !isServerError(err) && ctx.Err() == nil {
-				if perr := alive(rdb); perr != nil {
-					p.summary(stdout)
-					fmt.Fprintf(stderr, "agentproxy %s: lost the proxy at %s: %v\n", name, o.addr, perr)
-					return 2
-				}
-			}
-		} else {
-			p.done++
-			p.bytes += n
+		if perr := p.account(ctx, rdb, f.rel+" -> "+remote, n, err, true); perr != nil {
+			return p.lost(name, o.addr, perr, stdout, stderr)
 		}
-		p.tick(false)
 	}
-	p.tick(true)
-	p.summary(stdout)
-	if ctx.Err() != nil {
-		fmt.Fprintf(stderr, "agentproxy %s: interrupted\n", name)
-		return 1
-	}
-	if p.failed > 0 {
-		return 1
-	}
-	return 0
+	return p.finish(ctx, name, stdout, stderr)
 }
 
 // uploadFile copies one local file to remote: FILE.WRITE when it fits in one
@@ -589,35 +611,15 @@ func exportDir(args []string, stdout, stderr io.Writer) int {
 			case <-ctx.Done():
 			}
 		}
-		if err != nil {
-			p.failed++
-			if errors.Is(err, errChanged) {
-				err = fmt.Errorf("%w; gave up after %d retries", err, exportRetries)
-			}
-			p.note("FAILED %s: %v", remote, err)
-			if !isServerError(err) && !errors.Is(err, errChanged) && !errors.Is(err, errVanished) && ctx.Err() == nil {
-				if perr := alive(rdb); perr != nil {
-					p.summary(stdout)
-					fmt.Fprintf(stderr, "agentproxy %s: lost the proxy at %s: %v\n", name, o.addr, perr)
-					return 2
-				}
-			}
-		} else {
-			p.done++
-			p.bytes += n
+		if errors.Is(err, errChanged) {
+			err = fmt.Errorf("%w; gave up after %d retries", err, exportRetries)
 		}
-		p.tick(false)
+		checkProxy := !errors.Is(err, errChanged) && !errors.Is(err, errVanished)
+		if perr := p.account(ctx, rdb, remote, n, err, checkProxy); perr != nil {
+			return p.lost(name, o.addr, perr, stdout, stderr)
+		}
 	}
-	p.tick(true)
-	p.summary(stdout)
-	if ctx.Err() != nil {
-		fmt.Fprintf(stderr, "agentproxy %s: interrupted\n", name)
-		return 1
-	}
-	if p.failed > 0 {
-		return 1
-	}
-	return 0
+	return p.finish(ctx, name, stdout, stderr)
 }
 
 // localRel turns a remote path under base (a directory ending in /) into a
