@@ -47,7 +47,7 @@ var getkeysInvocations = []string{
 	"MIGRATE 127.0.0.1 6379 '' 0 5000 AUTH2 user pw KEYS k1",
 	"MIGRATE 127.0.0.1 6379 '' 0 5000", "MIGRATE 127.0.0.1 6379 '' 0 5000 AUTH KEYS",
 	"SORT k", "SORT k LIMIT 0 10 ALPHA DESC", "SORT k STORE dst", "SORT k BY w_* GET o_* GET # STORE dst",
-	"SORT k BY nosort GET # LIMIT 0 5", "SORT k STORE d1 STORE d2", "SORT_RO k", "SORT_RO k BY w_* GET o_* ALPHA",
+	"SORT k BY nosort GET # LIMIT 0 5", "SORT_RO k", "SORT_RO k BY w_* GET o_* ALPHA",
 	// lists
 	"BLMOVE src dst LEFT RIGHT 0", "BLMPOP 0 2 k1 k2 LEFT COUNT 2", "BLMPOP 1.5 1 k1 RIGHT",
 	"BLPOP k1 k2 0", "BRPOP k1 0", "BRPOPLPUSH src dst 0", "LINDEX k 0", "LINSERT k BEFORE p v", "LLEN k",

@@ -7,10 +7,16 @@ import "errors"
 // too; the proxy refuses them before they are sent.
 var ErrKeys = errors.New("cannot find the keys of this command")
 
+// ErrAmbiguous means a keyword that introduces keys (STORE, STREAMS) occurs
+// more than once, so which key the command writes depends on whose parser
+// reads it; the proxy refuses such forms for agents.
+var ErrAmbiguous = errors.New("a keyword that introduces keys occurs more than once")
+
 // Access lists what one command touches, as indexes into its arguments.
 // It is reused across commands so extraction does not allocate.
 type Access struct {
 	Keys     []int // key names
+	Written  []int // the keys among Keys that the command may modify
 	Channels []int // pub/sub channels (exact names)
 	Patterns []int // glob patterns over keys or channels that must stay inside a workspace
 	Writes   bool  // some key is written
@@ -18,7 +24,17 @@ type Access struct {
 
 // Reset empties a for reuse.
 func (a *Access) Reset() {
-	a.Keys, a.Channels, a.Patterns, a.Writes = a.Keys[:0], a.Channels[:0], a.Patterns[:0], false
+	a.Keys, a.Written, a.Channels, a.Patterns, a.Writes = a.Keys[:0], a.Written[:0], a.Channels[:0], a.Patterns[:0], false
+}
+
+// IsWritten reports whether the key at argument index i may be modified.
+func (a *Access) IsWritten(i int) bool {
+	for _, w := range a.Written {
+		if w == i {
+			return true
+		}
+	}
+	return false
 }
 
 // ArityOK reports whether len(args) fits the command's arity (negative:
@@ -83,22 +99,31 @@ func Extract(c *Command, args [][]byte, a *Access) error {
 		return nil
 	}
 	argc := len(args)
+	specs := 0
 	for k := range c.Keys {
 		ks := &c.Keys[k]
 		if ks.Flags&KNotKey != 0 {
 			continue
 		}
+		specs++
 		first := 0
 		switch ks.Begin {
 		case BeginIndex:
 			first = ks.Index
 		case BeginKeyword:
-			first = findKeyword(args, ks.Keyword, ks.StartFrom)
+			var n int
+			first, n = findKeyword(args, ks.Keyword, ks.StartFrom)
+			if n > 1 {
+				// Redis's key spec takes the first occurrence, but the
+				// command's own parser may take the last (GEORADIUS ...
+				// STORE a STORE b writes b): the form is ambiguous.
+				return ErrAmbiguous
+			}
 			if first < 0 {
 				continue // optional keyword absent: no keys from this spec
 			}
 		default:
-			continue
+			return ErrKeys
 		}
 		last, step := 0, 1
 		switch ks.Find {
@@ -107,7 +132,7 @@ func Extract(c *Command, args [][]byte, a *Access) error {
 			switch {
 			case ks.LastKey >= 0:
 				last = first + ks.LastKey
-			case ks.Limit <= 1:
+			case ks.Limit == 0:
 				last = argc + ks.LastKey
 			default:
 				last = first + ((argc-first)/ks.Limit + ks.LastKey)
@@ -118,52 +143,72 @@ func Extract(c *Command, args [][]byte, a *Access) error {
 				return ErrKeys
 			}
 			n, ok := parseCount(args[idx])
-			if !ok || n < 0 || n > argc {
+			if !ok || n > argc {
 				return ErrKeys
 			}
 			first += ks.FirstKey
 			last = first + n - 1
 			step = ks.KeyStep
+			if n == 0 && c.Redis&RNoMandatoryKeys != 0 {
+				continue // EVAL script 0: no keys, as Redis allows
+			}
 		default:
-			continue
+			return ErrKeys
 		}
 		if step <= 0 {
 			step = 1
 		}
-		if last < first {
-			continue // zero keys (numkeys 0)
-		}
-		if last >= argc {
+		// As in Redis's getKeysUsingKeySpecs: a range out of bounds (numkeys
+		// 0, or larger than the arguments) is a form Redis cannot resolve.
+		if last >= argc || last < first || first >= argc {
 			return ErrKeys
 		}
+		write := ks.Flags&(KRW|KOW|KRM|KUpdate|KInsert|KDelete) != 0
 		for i := first; i <= last; i += step {
 			a.Keys = append(a.Keys, i)
+			if write {
+				a.Written = append(a.Written, i)
+			}
 		}
-		if ks.Flags&(KRW|KOW|KRM|KUpdate|KInsert|KDelete) != 0 {
+		if write {
 			a.Writes = true
 		}
+	}
+	if specs > 0 && len(a.Keys) == 0 && c.Redis&RNoMandatoryKeys == 0 {
+		// A command that takes keys called without any (XREAD without
+		// STREAMS): Redis rejects it, and the proxy cannot check it.
+		return ErrKeys
 	}
 	return nil
 }
 
-// findKeyword returns the index after kw, searching forward from startFrom
-// (or backward from argc+startFrom when negative), or -1.
-func findKeyword(args [][]byte, kw string, startFrom int) int {
+// findKeyword returns the index after kw and how often kw occurs, searching
+// as Redis does: forward from startFrom up to the next-to-last argument, or
+// backward from argc+startFrom down to 1 when startFrom is negative. The
+// index is -1 when kw does not occur.
+func findKeyword(args [][]byte, kw string, startFrom int) (int, int) {
 	argc := len(args)
-	if startFrom >= 0 {
-		for i := startFrom; i < argc; i++ {
+	first, n := -1, 0
+	if startFrom > 0 {
+		for i := startFrom; i < argc-1; i++ {
 			if EqFold(args[i], kw) {
-				return i + 1
+				if n == 0 {
+					first = i + 1
+				}
+				n++
 			}
 		}
-		return -1
+		return first, n
 	}
 	for i := argc + startFrom; i >= 1; i-- {
-		if EqFold(args[i], kw) {
-			return i + 1
+		if i < argc && EqFold(args[i], kw) {
+			if n == 0 {
+				first = i + 1
+			}
+			n++
 		}
 	}
-	return -1
+	return first, n
 }
 
 // extractSort follows Redis's sortGetKeys: the sorted key, the STORE
@@ -174,7 +219,7 @@ func extractSort(args [][]byte, a *Access) error {
 		return ErrKeys
 	}
 	a.Keys = append(a.Keys, 1)
-	store := -1
+	store, stores := -1, 0
 	for i := 2; i < len(args); i++ {
 		switch {
 		case EqFold(args[i], "limit"):
@@ -188,15 +233,20 @@ func extractSort(args [][]byte, a *Access) error {
 				}
 			}
 			i++
-		case EqFold(args[i], "store"):
-			if i+1 < len(args) {
-				store = i + 1
-			}
-			i++
+		case EqFold(args[i], "store") && i+1 < len(args):
+			// Redis's sortGetKeys does not skip STORE's argument (so
+			// "STORE store x" names x) while SORT itself does: count
+			// every STORE the way sortGetKeys sees them.
+			store = i + 1
+			stores++
 		}
+	}
+	if stores > 1 {
+		return ErrAmbiguous
 	}
 	if store >= 0 {
 		a.Keys = append(a.Keys, store)
+		a.Written = append(a.Written, store)
 		a.Writes = true
 	}
 	return nil
@@ -209,25 +259,36 @@ func extractMigrate(args [][]byte, a *Access) error {
 		return ErrKeys
 	}
 	a.Writes = true
-	if len(args[3]) > 0 {
-		a.Keys = append(a.Keys, 3)
-		return nil
-	}
-	for i := 6; i < len(args); i++ {
-		if EqFold(args[i], "keys") {
-			for j := i + 1; j < len(args); j++ {
-				a.Keys = append(a.Keys, j)
+	// Redis's key spec looks for KEYS backward from the next-to-last
+	// argument; only when it is there does migrateGetKeys scan forward
+	// from 6, skipping the values of AUTH and AUTH2.
+	keys := -1
+	if kw, _ := findKeyword(args, "keys", -2); kw >= 0 {
+		for i := 6; i < len(args); i++ {
+			if EqFold(args[i], "keys") {
+				keys = i + 1
+				break
 			}
-			return nil
-		}
-		if EqFold(args[i], "auth") {
-			i++
-		} else if EqFold(args[i], "auth2") {
-			i += 2
+			if EqFold(args[i], "auth") {
+				i++
+			} else if EqFold(args[i], "auth2") {
+				i += 2
+			}
 		}
 	}
-	// No KEYS: Redis migrates (and deletes) the key with the empty name.
-	a.Keys = append(a.Keys, 3)
+	switch {
+	case keys >= 0 && (len(args[3]) > 0 || keys == len(args)):
+		return ErrKeys // KEYS with a key name at 3, or with no key after it
+	case keys >= 0:
+		for j := keys; j < len(args); j++ {
+			a.Keys = append(a.Keys, j)
+		}
+	default:
+		// The key at 3; without KEYS an empty name at 3 is migrated
+		// (and deleted) too.
+		a.Keys = append(a.Keys, 3)
+	}
+	a.Written = append(a.Written, a.Keys...) // migrated keys are deleted here
 	return nil
 }
 

@@ -76,7 +76,7 @@ func TestExtract(t *testing.T) {
 		// SORT: STORE is a key (the last one wins), BY and GET are patterns.
 		{line: "SORT k", keys: []int{1}},
 		{line: "SORT k STORE d", keys: []int{1, 3}, writes: true},
-		{line: "SORT k STORE d1 STORE d2", keys: []int{1, 5}, writes: true},
+		{line: "SORT k LIMIT 0 1 STORE d1", keys: []int{1, 6}, writes: true},
 		{line: "SORT k BY w_* GET o_* GET # STORE d", keys: []int{1, 9}, pats: []int{3, 5}, writes: true},
 		{line: "SORT k BY nosort", keys: []int{1}},
 		{line: "sort k by NOSORT get #", keys: []int{1}},
@@ -132,10 +132,24 @@ func TestExtract(t *testing.T) {
 // TestExtractBadNumkeys: arguments that do not let the keys be found are
 // an error, never a guess and never a panic.
 func TestExtractBadNumkeys(t *testing.T) {
+	// A keyword that introduces keys, given twice: Redis's key spec and the
+	// command's own parser disagree about which one counts.
+	for _, line := range []string{
+		"GEORADIUS k 15 37 500 km STORE own STORE foreign", "GEORADIUS k 15 37 500 km store a STORE b",
+		"GEORADIUSBYMEMBER k m 5 km STOREDIST a STOREDIST b", "XREAD STREAMS a STREAMS b 0 0",
+		"XREADGROUP GROUP g c STREAMS a streams 0 0", "SORT k STORE d1 STORE d2", "SORT k STORE store d",
+	} {
+		if _, _, _, err := extract(t, line); !errors.Is(err, keyspace.ErrAmbiguous) {
+			t.Errorf("%s: err %v, want ErrAmbiguous", line, err)
+		}
+	}
 	for _, line := range []string{
 		"EVAL s 3 a b", "EVAL s x a", "EVAL s -1 a", "EVAL s '' a", "EVAL s 99999999999999999999 a",
 		"ZUNIONSTORE d 5 a b", "ZINTER 3 a b", "LMPOP 4 a b LEFT", "BLMPOP 0 9 a LEFT",
-		"FCALL f 2 a", "SINTERCARD 4 a b", "GEORADIUS k 1 2 3 km STORE", "SORT", "MIGRATE h 1 k 0",
+		"FCALL f 2 a", "SINTERCARD 4 a b", "SORT", "MIGRATE h 1 k 0",
+		// Forms Redis's key specs cannot resolve: numkeys 0 where keys are
+		// mandatory, a keyword-less XREAD.
+		"ZUNIONSTORE d 0 a", "LMPOP 0 a LEFT", "SINTERCARD 0 a", "XREAD COUNT 1", "XREAD STREAMS",
 	} {
 		_, _, _, err := extract(t, line)
 		if !errors.Is(err, keyspace.ErrKeys) {
@@ -175,11 +189,21 @@ func TestResolveAndLookup(t *testing.T) {
 		{"subscribe", keyspace.PubSub, true}, {"monitor", keyspace.Tunnel, true}, {"flushall", keyspace.Admin, true},
 		{"set", keyspace.Write, true}, {"get", keyspace.Write, false}, {"eval", keyspace.Script, true},
 		{"ping", keyspace.Local, true}, {"workspace", keyspace.Proxy, true}, {"sync", keyspace.Unsupported, true},
-		{"keys", keyspace.Admin, false}, {"config", keyspace.Admin, true},
+		{"keys", keyspace.Admin, false}, {"config", keyspace.Admin, false},
 	}
 	for _, f := range flags {
 		if got := keyspace.Lookup([]byte(f.name)).Has(f.f); got != f.want {
 			t.Errorf("%s.Has(%d) = %v, want %v", f.name, f.f, got, f.want)
+		}
+	}
+	// Decisions: a family is decided by its subcommands.
+	for line, want := range map[string]keyspace.Agents{
+		"CONFIG GET x": keyspace.AgentsAdmin, "KEYS x": keyspace.AgentsDangerous, "RESTORE k 0 p": keyspace.AgentsDangerous,
+		"CLIENT NO-EVICT on": keyspace.AgentsAdmin, "ASKING": keyspace.AgentsNever, "GET k": keyspace.AgentsKeys,
+		"EVAL s 0": keyspace.AgentsScript, "INFO": keyspace.AgentsProxy, "SCRIPT DEBUG yes": keyspace.AgentsNever,
+	} {
+		if got := keyspace.Resolve(toBytes(tokens(line))).Agents; got != want {
+			t.Errorf("%s: decision %s, want %s", line, got, want)
 		}
 	}
 	var nilCmd *keyspace.Command

@@ -35,6 +35,10 @@ const (
 	Script
 	// Proxy commands exist only in agentproxy (WORKSPACE, domain commands).
 	Proxy
+	// Bypass commands end what occupies Redis (SCRIPT KILL, CLIENT
+	// UNPAUSE): they go on a connection of their own, never behind the
+	// commands they are meant to release.
+	Bypass
 )
 
 // Command is one entry of the command table: Redis's description plus the
@@ -42,41 +46,15 @@ const (
 type Command struct {
 	Spec
 	Flags Flag
-	subs  map[string]*Command
+	// Agents is the decision for users who are not admins, and Why its
+	// reason (decisions.go).
+	Agents Agents
+	Why    string
+	subs   map[string]*Command
 }
 
 // Has reports whether c has all flags in f.
 func (c *Command) Has(f Flag) bool { return c != nil && c.Flags&f == f }
-
-// overlay is what the proxy adds to Redis's description.
-var overlay = map[string]Flag{
-	"ping": Local, "echo": Local, "quit": Local, "hello": Local, "auth": Local,
-	"select": Local, "reset": Local, "client": Local, "command": Local,
-	"multi": Transaction, "watch": Transaction,
-	"blpop": Blocking, "brpop": Blocking, "brpoplpush": Blocking, "blmove": Blocking,
-	"blmpop": Blocking, "bzpopmin": Blocking, "bzpopmax": Blocking, "bzmpop": Blocking,
-	"wait": Blocking, "waitaof": Blocking,
-	"xread": BlockingIfArg, "xreadgroup": BlockingIfArg,
-	"subscribe": PubSub, "psubscribe": PubSub, "ssubscribe": PubSub,
-	"monitor": Tunnel,
-	"sync":    Unsupported, "psync": Unsupported, "replconf": Unsupported,
-	// Keyless or global commands that reach beyond one workspace (SPEC §4).
-	"randomkey": Admin, "dbsize": Admin, "flushdb": Admin, "flushall": Admin, "swapdb": Admin,
-	"move": Admin, "migrate": Admin, "config": Admin, "debug": Admin, "shutdown": Admin, "acl": Admin,
-	"module": Admin, "replicaof": Admin, "slaveof": Admin, "script|flush": Admin, "script|kill": Admin,
-	"function|load": Admin, "function|delete": Admin, "function|flush": Admin, "function|restore": Admin,
-	"function|kill": Admin, "cluster|addslots": Admin, "cluster|addslotsrange": Admin,
-	"cluster|delslots": Admin, "cluster|delslotsrange": Admin, "cluster|failover": Admin,
-	"cluster|forget": Admin, "cluster|meet": Admin, "cluster|replicate": Admin, "cluster|reset": Admin,
-	"cluster|setslot": Admin, "cluster|flushslots": Admin, "cluster|set-config-epoch": Admin,
-	// GETKEYSINSLOT lists a slot's keys whatever their workspace (KEYS * on Cluster).
-	"cluster|getkeysinslot": Admin, "cluster|countkeysinslot": Admin,
-	"cluster|bumpepoch": Admin, "cluster|saveconfig": Admin, "client|kill": Admin,
-	"client|pause": Admin, "client|unpause": Admin, "client|list": Admin, "client|unblock": Admin,
-	"client|no-evict": Admin,
-	"eval":            Script, "evalsha": Script, "eval_ro": Script, "evalsha_ro": Script,
-	"fcall": Script, "fcall_ro": Script, "script|load": Script,
-}
 
 // ProxyCommands are the commands agentproxy adds to Redis's.
 var proxyCommands = []Spec{
@@ -117,7 +95,7 @@ var proxyCommands = []Spec{
 var byName = func() map[string]*Command {
 	m := make(map[string]*Command, len(generated)+len(proxyCommands))
 	for i := range proxyCommands {
-		c := &Command{Spec: proxyCommands[i], Flags: Proxy}
+		c := &Command{Spec: proxyCommands[i], Flags: Proxy, Agents: AgentsProxy, Why: "an agentproxy command"}
 		if c.Name == "workspace" {
 			c.Flags |= Local
 		}
@@ -128,18 +106,23 @@ var byName = func() map[string]*Command {
 	}
 	for i := range generated {
 		s := generated[i]
-		c := &Command{Spec: s, Flags: overlay[s.Name]}
+		c := &Command{Spec: s, Agents: AgentsNever, Why: "not in the decision table", Flags: Unsupported}
+		if r := decisionOf[s.Name]; r != nil {
+			c.Flags, c.Agents, c.Why = r.flags, r.agents, r.why
+		}
+		switch c.Agents {
+		case AgentsAdmin:
+			c.Flags |= Admin
+		case AgentsScript:
+			c.Flags |= Script
+		case AgentsNever:
+			c.Flags |= Unsupported
+		}
 		if s.Redis&RWrite != 0 {
 			c.Flags |= Write
 		}
-		if s.Redis&RAdmin != 0 {
-			c.Flags |= Admin
-		}
 		if parent, sub, ok := cut(s.Name); ok {
 			p := m[parent]
-			// A family the overlay reserves to admins (CONFIG, ACL,
-			// MODULE) is admin only down to HELP and WHOAMI.
-			c.Flags |= overlay[parent] & Admin
 			if p.subs == nil {
 				p.subs = map[string]*Command{}
 			}

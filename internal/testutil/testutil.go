@@ -192,6 +192,21 @@ func Dial(t testing.TB, addr string) *Conn {
 	return c
 }
 
+// DialFree connects a raw client that the test does not close by itself
+// (for helpers that outlive one subtest or fuzz iteration); close it.
+func DialFree(t testing.TB, addr string) *Conn {
+	t.Helper()
+	nc, err := net.DialTimeout("tcp", addr, 5*time.Second)
+	if err != nil {
+		t.Fatalf("dial %s: %v", addr, err)
+	}
+	return &Conn{t: t, nc: nc}
+}
+
+// SetT makes the connection report failures to t (a fuzz iteration's t,
+// say, which the connection outlives).
+func (c *Conn) SetT(t testing.TB) { c.t = t }
+
 // NetConn exposes the socket.
 func (c *Conn) NetConn() net.Conn { return c.nc }
 
