@@ -233,12 +233,14 @@ func expandHome(p string) string {
 // BuildPolicy compiles the access policy of a configuration.
 func BuildPolicy(cfg config.Config) (*policy.Policy, error) {
 	pc := policy.Config{
-		Prefix:       cfg.Keyspace.Prefix,
-		Kinds:        append(append([]string{}, keyspace.DefaultKinds...), cfg.Keyspace.ExtraKinds...),
-		Mode:         cfg.Keyspace.Mode,
-		AllowScripts: cfg.Keyspace.AllowScripts,
-		DefaultWS:    cfg.Keyspace.DefaultWorkspace,
-		DefaultRole:  cfg.Keyspace.DefaultRole,
+		Prefix:        cfg.Keyspace.Prefix,
+		Kinds:         append(append([]string{}, keyspace.DefaultKinds...), cfg.Keyspace.ExtraKinds...),
+		Mode:          cfg.Keyspace.Mode,
+		AllowScripts:  cfg.Keyspace.AllowScripts,
+		AllowCommands: cfg.Keyspace.AllowCommands,
+		Owners:        cfg.Keyspace.Owners,
+		DefaultWS:     cfg.Keyspace.DefaultWorkspace,
+		DefaultRole:   cfg.Keyspace.DefaultRole,
 	}
 	for _, u := range cfg.Users {
 		pc.Users = append(pc.Users, policy.UserConfig{Name: u.Name, PasswordSHA256: u.PasswordSHA256, Role: u.Role, Workspaces: u.Workspaces})

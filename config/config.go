@@ -18,6 +18,7 @@ import (
 
 	"github.com/BurntSushi/toml"
 
+	"github.com/agentproxy/agentproxy/keyspace"
 	"github.com/agentproxy/agentproxy/upstream"
 )
 
@@ -86,6 +87,10 @@ type Listen struct {
 	ShutdownTimeout    Duration `toml:"shutdown_timeout"`
 	// RequireAuth makes loopback clients authenticate too.
 	RequireAuth bool `toml:"require_auth"`
+	// MemoryBudget bounds the bytes the proxy holds for incomplete requests
+	// and undelivered replies, across all clients; 0 sizes it to the
+	// machine (a quarter of the memory limit, from 64 MiB to 4 GiB).
+	MemoryBudget int64 `toml:"memory_budget"`
 }
 
 // Upstream is the Redis side.
@@ -113,6 +118,14 @@ type Keyspace struct {
 	DefaultRole      string   `toml:"default_role"`
 	ExtraKinds       []string `toml:"extra_kinds"`
 	AllowScripts     bool     `toml:"allow_scripts"`
+	// AllowCommands names Redis @dangerous commands agents may use after
+	// all (sort, sort_ro, keys, restore); they are refused by default.
+	AllowCommands []string `toml:"allow_commands"`
+	// Owners says who writes each kind with raw commands: "domain" (only
+	// the domain commands, and admins) or "agents" (free-form). Kinds not
+	// named keep their default: every domain kind is "domain", kv and the
+	// extra kinds "agents".
+	Owners map[string]string `toml:"owners"`
 }
 
 // Log configures zap.
@@ -166,7 +179,8 @@ func Default() Config {
 			DataFile:         DefaultDataFile(),
 			SnapshotInterval: D(time.Minute),
 		},
-		Keyspace: Keyspace{Prefix: "deepagents", Mode: "enforce", DefaultWorkspace: "default", DefaultRole: "agent"},
+		Keyspace: Keyspace{Prefix: "deepagents", Mode: "enforce", DefaultWorkspace: "default", DefaultRole: "agent",
+			Owners: keyspace.DefaultOwners()},
 		Auth:     Auth{MaxFailures: 10, FailureWindow: D(time.Minute)},
 		Features: Features{Cache: true, Todos: true, Files: true, Coord: true},
 		Files:    Files{ChunkSize: 256 << 10, MaxFileBytes: 1 << 30, UploadTTL: D(time.Hour)},
@@ -202,6 +216,13 @@ func Load(path string) (Config, error) {
 // Parse decodes TOML text over base. name labels errors.
 func Parse(base Config, text, name string) (Config, error) {
 	cfg := base
+	// Decoding fills maps in place: give the copy its own.
+	if base.Keyspace.Owners != nil {
+		cfg.Keyspace.Owners = make(map[string]string, len(base.Keyspace.Owners))
+		for k, v := range base.Keyspace.Owners {
+			cfg.Keyspace.Owners[k] = v
+		}
+	}
 	md, err := toml.Decode(text, &cfg)
 	if err != nil {
 		return base, fmt.Errorf("%s: %w", name, err)
@@ -262,6 +283,17 @@ func setField(f reflect.Value, v string) error {
 			return fmt.Errorf("%q is not a whole number", v)
 		}
 		f.SetInt(n)
+	case reflect.Slice:
+		if f.Type().Elem().Kind() != reflect.String {
+			return fmt.Errorf("cannot be set from the environment")
+		}
+		var items []string
+		for _, it := range strings.Split(v, ",") {
+			if it = strings.TrimSpace(it); it != "" {
+				items = append(items, it)
+			}
+		}
+		f.Set(reflect.ValueOf(items))
 	case reflect.Bool:
 		b, err := strconv.ParseBool(v)
 		if err != nil {
@@ -356,6 +388,29 @@ func (c *Config) Validate() error {
 			bad(fmt.Sprintf("keyspace.extra_kinds[%d]", i), "%q must be a non-empty word without ':', braces, glob characters or spaces", k)
 		}
 	}
+	if c.Listen.MemoryBudget < 0 || c.Listen.MemoryBudget > 0 && c.Listen.MemoryBudget < 1<<20 {
+		bad("listen.memory_budget", "must be 0 (sized to the machine) or at least 1 MiB, got %d", c.Listen.MemoryBudget)
+	}
+	kinds := map[string]bool{}
+	for _, k := range append(append([]string{}, keyspace.DefaultKinds...), c.Keyspace.ExtraKinds...) {
+		kinds[k] = true
+	}
+	for _, k := range sortedKeys(c.Keyspace.Owners) {
+		o := c.Keyspace.Owners[k]
+		switch {
+		case !kinds[k]:
+			bad("keyspace.owners."+k, "%q is not a kind (kinds: %s and keyspace.extra_kinds)", k, strings.Join(keyspace.DefaultKinds, ", "))
+		case o != "domain" && o != "agents":
+			bad("keyspace.owners."+k, "must be \"domain\" or \"agents\", got %q", o)
+		case o == "agents" && (k == "lock" || k == "fence"):
+			bad("keyspace.owners."+k, "must stay \"domain\": raw writes to locks or fence counters would break fencing")
+		}
+	}
+	for i, name := range c.Keyspace.AllowCommands {
+		if !keyspace.Confinable(name) {
+			bad(fmt.Sprintf("keyspace.allow_commands[%d]", i), "%q cannot be allowed for agents (only %s)", name, strings.Join(keyspace.ConfinableNames(), ", "))
+		}
+	}
 	if c.Auth.MaxFailures <= 0 {
 		bad("auth.max_failures", "must be positive, got %d", c.Auth.MaxFailures)
 	}
@@ -403,6 +458,15 @@ func (c *Config) Validate() error {
 		bad("log.format", "must be json or console, got %q", c.Log.Format)
 	}
 	return errors.Join(errs...)
+}
+
+func sortedKeys(m map[string]string) []string {
+	out := make([]string, 0, len(m))
+	for k := range m {
+		out = append(out, k)
+	}
+	sort.Strings(out)
+	return out
 }
 
 func isHex64(s string) bool {

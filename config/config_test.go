@@ -206,6 +206,19 @@ func TestValidateCases(t *testing.T) {
 		key  string // "" means valid
 	}{
 		{"redis url", func(c *Config) { c.Upstream.URL = "redis://localhost:6379/0" }, ""},
+		{"cache to agents", func(c *Config) { c.Keyspace.Owners["cache"] = "agents" }, ""},
+		{"extra kind owned", func(c *Config) {
+			c.Keyspace.ExtraKinds = []string{"plans"}
+			c.Keyspace.Owners["plans"] = "domain"
+		}, ""},
+		{"fence to agents", func(c *Config) { c.Keyspace.Owners["fence"] = "agents" }, "keyspace.owners.fence"},
+		{"lock to agents", func(c *Config) { c.Keyspace.Owners["lock"] = "agents" }, "keyspace.owners.lock"},
+		{"unknown kind owned", func(c *Config) { c.Keyspace.Owners["nope"] = "domain" }, "keyspace.owners.nope"},
+		{"bad owner", func(c *Config) { c.Keyspace.Owners["kv"] = "me" }, "keyspace.owners.kv"},
+		{"allow sort", func(c *Config) { c.Keyspace.AllowCommands = []string{"sort", "keys", "restore", "sort_ro"} }, ""},
+		{"allow flushall", func(c *Config) { c.Keyspace.AllowCommands = []string{"flushall"} }, "keyspace.allow_commands[0]"},
+		{"allow migrate", func(c *Config) { c.Keyspace.AllowCommands = []string{"sort", "migrate"} }, "keyspace.allow_commands[1]"},
+		{"tiny budget", func(c *Config) { c.Listen.MemoryBudget = 1000 }, "listen.memory_budget"},
 		{"rediss url", func(c *Config) { c.Upstream.URL = "rediss://u:p@redis.example:6380" }, ""},
 		{"unix url", func(c *Config) { c.Upstream.URL = "unix:///tmp/redis.sock?db=1" }, ""},
 		{"empty url", func(c *Config) { c.Upstream.URL = "" }, "upstream.url"},
@@ -311,6 +324,10 @@ func configKeys(t reflect.Type, prefix string) []string {
 			out = append(out, configKeys(ft, prefix+name+".")...)
 			continue
 		}
+		if ft.Kind() == reflect.Map {
+			out = append(out, prefix+name+".*") // a table of its own
+			continue
+		}
 		out = append(out, prefix+name)
 	}
 	return out
@@ -336,6 +353,9 @@ func TestExampleFile(t *testing.T) {
 	want.Embedded.DataFile = cfg.Embedded.DataFile
 	if len(cfg.Keyspace.ExtraKinds) == 0 {
 		cfg.Keyspace.ExtraKinds = nil // "extra_kinds = []" states the default
+	}
+	if len(cfg.Keyspace.AllowCommands) == 0 {
+		cfg.Keyspace.AllowCommands = nil
 	}
 	if len(cfg.Users) == 0 {
 		cfg.Users = nil
@@ -384,6 +404,16 @@ func TestExampleFile(t *testing.T) {
 	walk("", all)
 	var missing []string
 	for _, k := range configKeys(reflect.TypeOf(Config{}), "") {
+		if table, ok := strings.CutSuffix(k, ".*"); ok {
+			found := false
+			for p := range present {
+				found = found || strings.HasPrefix(p, table+".")
+			}
+			if !found {
+				missing = append(missing, table)
+			}
+			continue
+		}
 		if !present[k] {
 			missing = append(missing, k)
 		}

@@ -106,14 +106,17 @@ var rules = []rule{
 		"command|info command|list", agents: AgentsKeys, why: "describes the server or its commands, touches no data"},
 	{names: "cluster|help cluster|info cluster|keyslot cluster|links cluster|myid cluster|nodes cluster|shards " +
 		"cluster|slots", agents: AgentsKeys, why: "describes the cluster's topology, no keys"},
-	{names: "client|help config|help function|help latency|help memory|help module|help object|help pubsub|help " +
+	{names: "client|help function|help latency|help memory|help object|help pubsub|help " +
 		"script|help slowlog|help xgroup|help xinfo|help", agents: AgentsKeys, why: "prints help"},
 	{names: "script|exists", agents: AgentsKeys, why: "tells whether scripts are cached, changes nothing"},
 
 	// Containers called without a subcommand (arity error) or with one the
 	// table does not know: for agents the latter is refused with Redis's
 	// own "unknown subcommand" (a newer Redis may know it and do anything).
-	{names: "acl cluster config function latency memory module object pubsub script slowlog xgroup xinfo",
+	{names: "acl config module", agents: AgentsAdmin,
+		why: "Redis's users, configuration and modules are for admins, down to HELP"},
+	{names: "config|help module|help", agents: AgentsAdmin, why: "help of an admin-only family"},
+	{names: "cluster function latency memory object pubsub script slowlog xgroup xinfo",
 		agents: AgentsKeys, why: "a command family; its subcommands decide"},
 	{names: "client", flags: Local, agents: AgentsKeys,
 		why: "a command family; the proxy answers the subcommands about the client's own connection"},
@@ -171,7 +174,7 @@ var rules = []rule{
 	{names: "keys", agents: AgentsDangerous,
 		why: "walks the whole keyspace in one call and stalls the server for everyone; use SCAN"},
 	{names: "sort sort_ro", agents: AgentsDangerous,
-		why: "BY and GET read keys built from element values; with allow_commands their patterns must stay in one kind of the workspace"},
+		why: "reads keys built from element values (BY, GET); once allowed, its patterns must name a kind of the workspace before the first *"},
 	{names: "restore", agents: AgentsDangerous,
 		why: "loads a serialized value; a crafted payload can crash the server for everyone"},
 
@@ -181,15 +184,33 @@ var rules = []rule{
 	{names: "script|load", agents: AgentsScript, why: "adds to the script cache every client shares"},
 
 	// Never, for anyone.
-	{names: "sync psync replconf", flags: Unsupported, agents: AgentsNever, why: "replication protocol"},
+	{names: "sync psync replconf", flags: Unsupported, agents: AgentsNever, why: "speaks the replication protocol"},
 	{names: "restore-asking", flags: Unsupported, agents: AgentsNever,
-		why: "cluster-internal (slot migration); restores a serialized value"},
+		why: "is cluster-internal (slot migration) and restores a serialized value"},
 	{names: "asking readonly readwrite", flags: Unsupported, agents: AgentsNever,
 		why: "sets state on the connection it runs on, which other clients share; the proxy handles cluster redirections itself"},
 	{names: "script|debug", flags: Unsupported, agents: AgentsNever,
 		why: "puts the connection into a debugging session that other clients' commands would enter"},
 	{names: "client|reply", flags: Unsupported, agents: AgentsNever,
-		why: "every command gets its reply through the multiplexer; silencing replies would hand them to other clients"},
+		why: "would silence replies, and every command gets its reply through the multiplexer in order"},
+}
+
+// Confinable reports whether name (a command or "parent|sub") is one of the
+// @dangerous commands keyspace.allow_commands may hand to agents.
+func Confinable(name string) bool {
+	r := decisionOf[name]
+	return r != nil && r.agents == AgentsDangerous
+}
+
+// ConfinableNames lists them.
+func ConfinableNames() []string {
+	var out []string
+	for _, r := range rules {
+		if r.agents == AgentsDangerous {
+			out = append(out, strings.Fields(r.names)...)
+		}
+	}
+	return out
 }
 
 // decisionOf maps every command name to its rule.

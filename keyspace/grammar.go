@@ -5,6 +5,16 @@ import "bytes"
 // DefaultKinds are the key kinds of SPEC §4.
 var DefaultKinds = []string{"todos", "todo", "files", "cache", "events", "lock", "fence", "kv"}
 
+// DefaultOwners says who writes each default kind with raw commands: the
+// domain commands keep their state in every kind but kv ("domain": only
+// they, and admins, write it; "agents": free-form).
+func DefaultOwners() map[string]string {
+	return map[string]string{
+		"todos": "domain", "todo": "domain", "files": "domain", "cache": "domain",
+		"events": "domain", "lock": "domain", "fence": "domain", "kv": "agents",
+	}
+}
+
 // Problem is what is wrong with a key, channel or pattern.
 type Problem uint8
 
@@ -21,15 +31,20 @@ const (
 // Grammar is the key grammar <prefix>:{<workspace>}:<kind>[:<rest>].
 type Grammar struct {
 	Prefix string
-	kinds  map[string]bool
+	kinds  map[string]int // kind -> index in names
+	names  []string
 	list   string // kinds for messages, comma separated
 }
 
 // NewGrammar returns the grammar for prefix and kinds.
 func NewGrammar(prefix string, kinds []string) *Grammar {
-	g := &Grammar{Prefix: prefix, kinds: map[string]bool{}}
+	g := &Grammar{Prefix: prefix, kinds: map[string]int{}}
 	for i, k := range kinds {
-		g.kinds[k] = true
+		if _, dup := g.kinds[k]; dup {
+			continue
+		}
+		g.kinds[k] = len(g.names)
+		g.names = append(g.names, k)
 		if i > 0 {
 			g.list += ", "
 		}
@@ -58,17 +73,37 @@ func (g *Grammar) hasWSPrefix(b []byte, ws string) bool {
 
 // Key checks that key belongs to workspace ws and has a known kind.
 func (g *Grammar) Key(key []byte, ws string) Problem {
+	p, _ := g.KeyKind(key, ws)
+	return p
+}
+
+// KeyKind is Key that also returns the index of the key's kind (in the
+// order the kinds were given; -1 unless the problem is OK), without
+// allocating.
+func (g *Grammar) KeyKind(key []byte, ws string) (Problem, int) {
 	if !g.hasWSPrefix(key, ws) {
-		return Outside
+		return Outside, -1
 	}
 	rest := key[len(g.Prefix)+4+len(ws):]
 	if i := bytes.IndexByte(rest, ':'); i >= 0 {
 		rest = rest[:i]
 	}
-	if !g.kinds[string(rest)] {
-		return BadKind
+	k, ok := g.kinds[string(rest)]
+	if !ok {
+		return BadKind, -1
 	}
-	return OK
+	return OK, k
+}
+
+// KindNames lists the kinds in index order.
+func (g *Grammar) KindNames() []string { return g.names }
+
+// KindIndex is the index of a kind, or -1.
+func (g *Grammar) KindIndex(kind string) int {
+	if k, ok := g.kinds[kind]; ok {
+		return k
+	}
+	return -1
 }
 
 // KindOf returns the kind of a well-formed key of ws, or "".
@@ -93,6 +128,40 @@ func (g *Grammar) Channel(ch []byte, ws string) Problem {
 		return OK
 	}
 	return BadKind
+}
+
+// IsEventsChannel reports whether ch is exactly the workspace's event
+// channel <prefix>:{ws}:events (the domain's feed).
+func (g *Grammar) IsEventsChannel(ch []byte, ws string) bool {
+	return g.hasWSPrefix(ch, ws) && string(ch[len(g.Prefix)+4+len(ws):]) == "events"
+}
+
+// SortPatternKind is the kind a SORT BY/GET pattern of ws builds keys of,
+// or -1 when the kind is not spelt out literally before the first '*'
+// (the element value replaces it, so "<ws>:*" could build keys of any kind).
+func (g *Grammar) SortPatternKind(p []byte, ws string) int {
+	if !g.hasWSPrefix(p, ws) {
+		return -1
+	}
+	rest := p[len(g.Prefix)+4+len(ws):]
+	star := bytes.IndexByte(rest, '*')
+	colon := bytes.IndexByte(rest, ':')
+	kind := rest
+	switch {
+	case colon >= 0 && (star < 0 || colon < star):
+		kind = rest[:colon]
+	case star >= 0:
+		return -1
+	default:
+		if i := bytes.Index(rest, []byte("->")); i >= 0 {
+			kind = rest[:i]
+		}
+	}
+	k, ok := g.kinds[string(kind)]
+	if !ok {
+		return -1
+	}
+	return k
 }
 
 // Pattern checks that a glob pattern can only match names inside ws: its
@@ -134,7 +203,8 @@ func (g *Grammar) ParseKey(key string) (ws, kind string, ok bool) {
 			break
 		}
 	}
-	return ws, kind, g.kinds[kind]
+	_, known := g.kinds[kind]
+	return ws, kind, known
 }
 
 // ValidWorkspace reports whether ws matches [A-Za-z0-9_.-]{1,64}.

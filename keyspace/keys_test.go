@@ -189,7 +189,7 @@ func TestResolveAndLookup(t *testing.T) {
 		{"subscribe", keyspace.PubSub, true}, {"monitor", keyspace.Tunnel, true}, {"flushall", keyspace.Admin, true},
 		{"set", keyspace.Write, true}, {"get", keyspace.Write, false}, {"eval", keyspace.Script, true},
 		{"ping", keyspace.Local, true}, {"workspace", keyspace.Proxy, true}, {"sync", keyspace.Unsupported, true},
-		{"keys", keyspace.Admin, false}, {"config", keyspace.Admin, false},
+		{"keys", keyspace.Admin, false}, {"config", keyspace.Admin, true},
 	}
 	for _, f := range flags {
 		if got := keyspace.Lookup([]byte(f.name)).Has(f.f); got != f.want {

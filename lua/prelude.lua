@@ -7,10 +7,23 @@ local function now_ms()
   return tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
 end
 
+-- not_holder refuses a token presented by another user than the one the
+-- lock was issued to. A fencing token is a sequence number anyone in the
+-- workspace can learn (LOCK.INFO shows it), so on its own it proves
+-- nothing; the lock records its holder. Returns nil when actor holds it.
+local function not_holder(lockkey, actor, resource, token)
+  local holder = redis.call('HGET', lockkey, 'holder')
+  if holder and holder ~= '' and actor and actor ~= '' and holder ~= actor then
+    return redis.error_reply("LOCKED resource '" .. resource .. "' is held by user '" .. holder ..
+      "': token " .. token .. " was issued to it, not to '" .. actor .. "'")
+  end
+  return nil
+end
+
 -- fence checks a write to resource against its lock (SPEC §6). token is the
--- writer's fencing token, or '' when it has none. It returns nil when the
--- write may go ahead, else the error reply to return.
-local function fence(lockkey, fencekey, token, resource)
+-- writer's fencing token, or '' when it has none; actor is the writing
+-- user. It returns nil when the write may go ahead, else the error reply.
+local function fence(lockkey, fencekey, token, resource, actor)
   local held = redis.call('HGET', lockkey, 'token')
   if token == nil or token == '' then
     if held then
@@ -33,7 +46,7 @@ local function fence(lockkey, fencekey, token, resource)
   if tonumber(held) ~= t then
     return redis.error_reply("FENCED token " .. token .. " was never issued for '" .. resource .. "'")
   end
-  return nil
+  return not_holder(lockkey, actor, resource, token)
 end
 
 -- emit publishes an event envelope and appends it to the workspace log.

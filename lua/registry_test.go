@@ -152,7 +152,7 @@ func TestScriptCacheSHAsOnRedis(t *testing.T) {
 	// A lock round trip straight on Redis, with the proxy's argument layout.
 	acq := lua.Get("lock_acquire")
 	lk := []string{"deepagents:{w}:lock:r", "deepagents:{w}:fence:r", "deepagents:{w}:events:log"}
-	c.Write(acq.AppendEval(nil, lk, []string{"10000", "me", "w", "r", "100", "deepagents:{w}:events"}))
+	c.Write(acq.AppendEval(nil, lk, []string{"10000", "me", "w", "r", "100", "deepagents:{w}:events", "", "me"}))
 	if got := string(c.Read()); !strings.HasPrefix(got, "*6\r\n$5\r\ntoken\r\n:1\r\n") {
 		t.Fatalf("lock_acquire: %q", got)
 	}

@@ -126,10 +126,44 @@ type Policy struct {
 	Grammar      *keyspace.Grammar
 	Mode         Mode
 	AllowScripts bool
-	Users        map[string]*User
-	DefaultWS    string
-	DefaultRole  Role
+	// AllowCommands are the @dangerous commands config lets agents use.
+	AllowCommands map[string]bool
+	Users         map[string]*User
+	DefaultWS     string
+	DefaultRole   Role
+
+	kinds        []kindRule // by the grammar's kind index
+	eventsDomain bool       // the workspace's event channel is the domain's
 }
+
+// kindRule is who may write a kind with raw commands.
+type kindRule struct {
+	name   string
+	domain bool   // written only by the domain commands (and admins)
+	secret bool   // raw reads refused too: it holds a lock's holder and token
+	use    string // what to use instead, for messages
+}
+
+// Owner values of keyspace.owners.
+const (
+	OwnerDomain = "domain"
+	OwnerAgents = "agents"
+)
+
+// domainUse names the domain commands that write each domain kind.
+var domainUse = map[string]string{
+	"lock":   "LOCK.ACQUIRE, LOCK.EXTEND or LOCK.RELEASE (LOCK.INFO reads it)",
+	"fence":  "LOCK.ACQUIRE (fencing tokens come from this counter, which never goes backwards; LOCK.INFO reads it)",
+	"files":  "FILE.WRITE, FILE.EDIT, FILE.APPEND, FILE.DEL or FILE.BEGIN/CHUNK/COMMIT",
+	"todos":  "TODO.REPLACE, TODO.ADD, TODO.UPDATE, TODO.CLAIM or TODO.REMOVE",
+	"todo":   "TODO.REPLACE, TODO.ADD, TODO.UPDATE, TODO.CLAIM or TODO.REMOVE",
+	"events": "nothing: events come from writes (EVENTS.READ reads them; publish your own on <ws>:events:<name>)",
+	"cache":  "CACHE.SET",
+}
+
+// MustBeDomain are kinds whose raw writes would break the fencing
+// guarantees; config cannot hand them to agents.
+var MustBeDomain = []string{"lock", "fence"}
 
 // Verdict is the outcome of a check.
 type Verdict uint8
@@ -147,30 +181,54 @@ func (p *Policy) Check(id *Identity, c *keyspace.Command, args [][]byte, acc *ke
 	if id.Role == RoleAdmin {
 		return Allow, ""
 	}
-	if c.Has(keyspace.Admin) {
+	switch c.Agents {
+	case keyspace.AgentsNever:
+		return Refuse, Unsupported(c)
+	case keyspace.AgentsAdmin:
 		return Refuse, "NOPERM '" + c.Name + "' is for admin users only; user '" + id.Name() + "' has role " + id.Role.String()
-	}
-	if c.Has(keyspace.Script) && !p.AllowScripts {
-		return Refuse, "NOPERM '" + c.Name + "' is off for agents (a script can touch keys it did not declare); use the domain commands, or set keyspace.allow_scripts"
+	case keyspace.AgentsScript:
+		if !p.AllowScripts {
+			return Refuse, "NOPERM '" + c.Name + "' is off for agents (a script can touch keys it did not declare); use the domain commands, or set keyspace.allow_scripts"
+		}
 	}
 	if id.Role == RoleReadonly && (c.Has(keyspace.Write) || acc.Writes || c.Has(keyspace.Script) || c.Name == "publish" || c.Name == "spublish") {
 		return Refuse, "NOPERM user '" + id.Name() + "' is read-only; '" + c.Name + "' writes"
+	}
+	if c.Agents == keyspace.AgentsDangerous && !p.AllowCommands[c.Name] {
+		return Refuse, "NOPERM '" + c.Name + "' is refused for agents: it " + c.Why + "; an operator can allow it with keyspace.allow_commands"
+	}
+	if c.Container && len(args) > 1 {
+		// A subcommand the table does not know; a newer Redis may know it
+		// and do anything with it.
+		return Refuse, "ERR unknown subcommand '" + quote(args[1]) + "'. Try " + strings.ToUpper(c.Name) + " HELP."
 	}
 	if p.Mode == Off {
 		return Allow, ""
 	}
 	g, ws := p.Grammar, id.Workspace
 	for _, i := range acc.Keys {
-		switch g.Key(args[i], ws) {
+		prob, kind := g.KeyKind(args[i], ws)
+		switch prob {
 		case keyspace.Outside:
 			return p.violation("NOPERM key '" + quote(args[i]) + "' is outside workspace '" + ws + "'; keys must start with " + g.WorkspacePrefix(ws))
 		case keyspace.BadKind:
 			return p.violation("BADKEY key '" + quote(args[i]) + "' does not follow the key grammar: use " + g.WorkspacePrefix(ws) + "<kind>[:<rest>] with kind one of " + g.Kinds())
 		}
+		if kind < len(p.kinds) {
+			if r := &p.kinds[kind]; r.secret || r.domain && acc.IsWritten(i) {
+				return p.violation(r.refusal(args[i], acc.IsWritten(i)))
+			}
+		}
+	}
+	if c.Name == "copy" && hasArg(args, "db") {
+		return p.violation("NOPERM COPY ... DB writes another database, outside the connection's; copy inside the database")
 	}
 	for _, i := range acc.Channels {
 		if c.Name == "unsubscribe" || c.Name == "sunsubscribe" {
 			continue // leaving a channel is always allowed
+		}
+		if p.eventsDomain && (c.Name == "publish" || c.Name == "spublish") && g.IsEventsChannel(args[i], ws) {
+			return p.violation("NOPERM channel '" + quote(args[i]) + "' is the workspace's event feed, written only by the proxy (events come from writes); publish your own on " + g.WorkspacePrefix(ws) + "events:<name>")
 		}
 		switch g.Channel(args[i], ws) {
 		case keyspace.Outside:
@@ -194,8 +252,33 @@ func (p *Policy) Check(id *Identity, c *keyspace.Command, args [][]byte, acc *ke
 		if g.Pattern(args[i], ws) != keyspace.OK {
 			return p.violation("NOPERM pattern '" + quote(args[i]) + "' of '" + c.Name + "' reaches outside workspace '" + ws + "'; patterns must start with " + g.WorkspacePrefix(ws))
 		}
+		if c.Name == "sort" || c.Name == "sort_ro" {
+			// BY and GET read the keys they build: the kind must be
+			// spelt out before the first *, and readable.
+			kind := g.SortPatternKind(args[i], ws)
+			if kind < 0 {
+				return p.violation("NOPERM pattern '" + quote(args[i]) + "' of SORT may build keys of any kind; spell out the kind before the first *, as " + g.WorkspacePrefix(ws) + "kv:*")
+			}
+			if kind < len(p.kinds) && p.kinds[kind].secret {
+				return p.violation(p.kinds[kind].refusal(args[i], false))
+			}
+		}
 	}
 	return Allow, ""
+}
+
+// refusal is the message for a raw read or write of key under r.
+func (r *kindRule) refusal(key []byte, write bool) string {
+	if write {
+		return "NOPERM key '" + quote(key) + "' is written only by the domain commands (kind '" + r.name + "' is owned by the domain); use " + r.use
+	}
+	return "NOPERM key '" + quote(key) + "' holds a lock's holder and token, which only its holder may know; use LOCK.INFO"
+}
+
+// Unsupported is the refusal of a command no user may send through the
+// proxy.
+func Unsupported(c *keyspace.Command) string {
+	return "ERR '" + c.Name + "' is not supported through agentproxy: it " + c.Why
 }
 
 // hasArg reports whether an option word is among the arguments.
@@ -280,13 +363,17 @@ func WrongArity(name string) string {
 
 // Config is what New needs from the configuration.
 type Config struct {
-	Prefix       string
-	Kinds        []string
-	Mode         string
-	AllowScripts bool
-	DefaultWS    string
-	DefaultRole  string
-	Users        []UserConfig
+	Prefix        string
+	Kinds         []string
+	Mode          string
+	AllowScripts  bool
+	AllowCommands []string
+	// Owners maps kinds to OwnerDomain or OwnerAgents; kinds it does not
+	// name take DefaultOwners, else OwnerAgents.
+	Owners      map[string]string
+	DefaultWS   string
+	DefaultRole string
+	Users       []UserConfig
 }
 
 // UserConfig is one configured user.
@@ -303,7 +390,44 @@ func New(c Config) (*Policy, error) {
 		return nil, errors.New("keyspace.mode: must be enforce, warn or off")
 	}
 	p := &Policy{Grammar: keyspace.NewGrammar(c.Prefix, c.Kinds), Mode: mode, AllowScripts: c.AllowScripts,
-		Users: map[string]*User{}, DefaultWS: c.DefaultWS, DefaultRole: RoleAgent}
+		Users: map[string]*User{}, DefaultWS: c.DefaultWS, DefaultRole: RoleAgent, AllowCommands: map[string]bool{}}
+	for _, name := range c.AllowCommands {
+		cmd := keyspace.Resolve([][]byte{[]byte(name)})
+		if parent, sub, ok := strings.Cut(name, "|"); ok {
+			cmd = keyspace.Resolve([][]byte{[]byte(parent), []byte(sub)})
+		}
+		if cmd == nil || cmd.Agents != keyspace.AgentsDangerous {
+			return nil, errors.New("keyspace.allow_commands: " + name + " is not a command agents can be allowed (only " + strings.Join(keyspace.ConfinableNames(), ", ") + ")")
+		}
+		p.AllowCommands[cmd.Name] = true
+	}
+	for k, o := range c.Owners {
+		if p.Grammar.KindIndex(k) < 0 {
+			return nil, errors.New("keyspace.owners: " + k + " is not a kind")
+		}
+		if o != OwnerDomain && o != OwnerAgents {
+			return nil, errors.New("keyspace.owners." + k + ": must be domain or agents")
+		}
+	}
+	for _, k := range MustBeDomain {
+		if c.Owners[k] == OwnerAgents {
+			return nil, errors.New("keyspace.owners." + k + ": must stay domain (raw writes would break fencing)")
+		}
+	}
+	for _, k := range p.Grammar.KindNames() {
+		owner := c.Owners[k]
+		if owner == "" {
+			owner = keyspace.DefaultOwners()[k]
+		}
+		r := kindRule{name: k, domain: owner == OwnerDomain, secret: k == "lock" || k == "fence", use: domainUse[k]}
+		if r.use == "" {
+			r.use = "an admin connection (keyspace.owners." + k + " = \"domain\")"
+		}
+		p.kinds = append(p.kinds, r)
+	}
+	if i := p.Grammar.KindIndex("events"); i >= 0 {
+		p.eventsDomain = p.kinds[i].domain
+	}
 	if c.DefaultRole != "" {
 		if p.DefaultRole, ok = ParseRole(c.DefaultRole); !ok {
 			return nil, errors.New("keyspace.default_role: must be agent, readonly or admin")

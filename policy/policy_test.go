@@ -14,17 +14,18 @@ import (
 
 const (
 	own     = "deepagents:{a}:kv:x"
-	own2    = "deepagents:{a}:todos"
+	own2    = "deepagents:{a}:kv:y"
+	domain  = "deepagents:{a}:todos"
 	foreign = "deepagents:{b}:kv:x"
 	badKind = "deepagents:{a}:nope:x"
 	bare    = "todos"
 	ownCh   = "deepagents:{a}:events"
 )
 
-func newPolicy(t *testing.T, mode string, allowScripts bool) *policy.Policy {
+func newPolicy(t *testing.T, mode string, allowScripts bool, allow ...string) *policy.Policy {
 	t.Helper()
 	p, err := policy.New(policy.Config{Prefix: "deepagents", Kinds: keyspace.DefaultKinds, Mode: mode,
-		AllowScripts: allowScripts, DefaultWS: "a", DefaultRole: "agent"})
+		AllowScripts: allowScripts, DefaultWS: "a", DefaultRole: "agent", AllowCommands: allow})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -135,12 +136,40 @@ func TestCheckAgent(t *testing.T) {
 		{"XINFO STREAM " + foreign, policy.Refuse, "~NOPERM"},
 		{"XGROUP CREATE " + foreign + " g $", policy.Refuse, "~NOPERM"},
 		{"MIGRATE h 1 '' 0 10 KEYS " + own + " " + foreign, policy.Refuse, "~NOPERM"},
+		// @dangerous commands are refused unless keyspace.allow_commands.
+		{"SORT " + own, policy.Refuse, "~NOPERM 'sort' is refused for agents: it reads keys built from element values"},
+		{"KEYS deepagents:{a}:*", policy.Refuse, "~NOPERM 'keys' is refused for agents: it walks the whole keyspace"},
+		{"RESTORE " + own + " 0 payload", policy.Refuse, "~NOPERM 'restore' is refused for agents"},
+		// Kinds owned by the domain: raw writes refused, reads allowed,
+		// except a lock's record and counter.
+		{"SET " + domain + " v", policy.Refuse, "NOPERM key 'deepagents:{a}:todos' is written only by the domain commands (kind 'todos' is owned by the domain); use TODO.REPLACE, TODO.ADD, TODO.UPDATE, TODO.CLAIM or TODO.REMOVE"},
+		{"GET " + domain, policy.Allow, ""},
+		{"DEL deepagents:{a}:fence:r", policy.Refuse, "~NOPERM key 'deepagents:{a}:fence:r' is written only by the domain commands"},
+		{"GET deepagents:{a}:fence:r", policy.Refuse, "~NOPERM key 'deepagents:{a}:fence:r' holds a lock's holder and token"},
+		{"HGETALL deepagents:{a}:lock:r", policy.Refuse, "~NOPERM key 'deepagents:{a}:lock:r' holds a lock's"},
+		{"HSET deepagents:{a}:files:/x size 999", policy.Refuse, "~NOPERM key 'deepagents:{a}:files:/x' is written only by the domain commands (kind 'files'"},
+		{"XADD deepagents:{a}:events:log * event forged", policy.Refuse, "~NOPERM key 'deepagents:{a}:events:log' is written only"},
+		{"COPY " + own + " deepagents:{a}:cache:t:h", policy.Refuse, "~NOPERM key 'deepagents:{a}:cache:t:h' is written only"},
+		{"COPY deepagents:{a}:cache:t:h " + own, policy.Allow, ""},
+		{"COPY " + own + " " + own2 + " DB 1", policy.Refuse, "~NOPERM COPY ... DB writes another database"},
+		{"RENAME deepagents:{a}:files:/x " + own, policy.Refuse, "~NOPERM key 'deepagents:{a}:files:/x' is written only"},
+		{"SUNIONSTORE " + own + " deepagents:{a}:todo:1 " + own2, policy.Allow, ""},
+		{"PUBLISH " + ownCh + " forged", policy.Refuse, "~NOPERM channel 'deepagents:{a}:events' is the workspace's event feed"},
+		{"CLIENT NOSUCH x", policy.Refuse, "ERR unknown subcommand 'NOSUCH'. Try CLIENT HELP."},
+		{"ASKING", policy.Refuse, "~ERR 'asking' is not supported through agentproxy"},
+	})
+	runCases(t, newPolicy(t, "enforce", false, "sort", "sort_ro", "keys"), agent, []checkCase{
 		// SORT: the STORE destination is a key, BY and GET are patterns.
 		{"SORT " + own + " STORE " + foreign, policy.Refuse, "~NOPERM key"},
 		{"SORT " + own + " BY deepagents:{a}:kv:w_* GET deepagents:{a}:kv:o_* GET # STORE " + own2, policy.Allow, ""},
 		{"SORT " + own + " BY w_*", policy.Refuse, "NOPERM pattern 'w_*' of 'sort' reaches outside workspace 'a'; patterns must start with deepagents:{a}:"},
 		{"SORT " + own + " GET deepagents:{b}:kv:*", policy.Refuse, "~NOPERM pattern"},
 		{"SORT " + own + " BY nosort", policy.Allow, ""},
+		// A pattern's kind must be spelt out: the element replaces the *.
+		{"SORT " + own + " GET deepagents:{a}:*", policy.Refuse, "~NOPERM pattern 'deepagents:{a}:*' of SORT may build keys of any kind"},
+		{"SORT " + own + " GET deepagents:{a}:l*", policy.Refuse, "~NOPERM pattern 'deepagents:{a}:l*' of SORT"},
+		{"SORT " + own + " GET deepagents:{a}:lock:*", policy.Refuse, "~NOPERM key 'deepagents:{a}:lock:*' holds a lock's"},
+		{"SORT_RO " + own + " BY deepagents:{a}:kv:*->f", policy.Allow, ""},
 		// KEYS is not admin: its pattern must stay in the workspace.
 		{"KEYS deepagents:{a}:*", policy.Allow, ""},
 		{"KEYS deepagents:{a}:kv:*", policy.Allow, ""},
@@ -155,7 +184,7 @@ func TestCheckAgent(t *testing.T) {
 		{"SUBSCRIBE deepagents:{a}:kv", policy.Refuse, "BADKEY channel 'deepagents:{a}:kv' does not follow the grammar: use deepagents:{a}:events[:<rest>]"},
 		{"SUBSCRIBE deepagents:{a}:eventsx", policy.Refuse, "~BADKEY channel"},
 		{"SSUBSCRIBE deepagents:{b}:events", policy.Refuse, "~NOPERM channel"},
-		{"PUBLISH " + ownCh + " hi", policy.Allow, ""},
+		{"PUBLISH " + ownCh + ":sub hi", policy.Allow, ""},
 		{"PUBLISH deepagents:{b}:events hi", policy.Refuse, "~NOPERM channel"},
 		{"SPUBLISH deepagents:{b}:events hi", policy.Refuse, "~NOPERM channel"},
 		{"UNSUBSCRIBE deepagents:{b}:events", policy.Allow, ""},
@@ -203,7 +232,7 @@ func TestCheckReadonlyRefusesEveryWrite(t *testing.T) {
 				t.Errorf("readonly %s: %s, want Refuse", name, verdictName(v))
 				continue
 			}
-			if c.Has(keyspace.Admin) || c.Has(keyspace.Script) && !scripts {
+			if c.Has(keyspace.Admin) || c.Has(keyspace.Unsupported) || c.Has(keyspace.Script) && !scripts {
 				continue // refused for a stronger reason
 			}
 			want := "NOPERM user 'default' is read-only; '" + name + "' writes"
@@ -215,12 +244,12 @@ func TestCheckReadonlyRefusesEveryWrite(t *testing.T) {
 			t.Fatalf("only %d write commands in the table", writes)
 		}
 	}
+	runCases(t, newPolicy(t, "enforce", true, "sort_ro"), readonly, []checkCase{{"SORT_RO " + own, policy.Allow, ""}})
 	p := newPolicy(t, "enforce", true)
 	runCases(t, p, readonly, []checkCase{
 		{"GET " + own, policy.Allow, ""},
 		{"HGETALL " + own, policy.Allow, ""},
 		{"XRANGE " + own + " - +", policy.Allow, ""},
-		{"SORT_RO " + own, policy.Allow, ""},
 		{"SUBSCRIBE " + ownCh, policy.Allow, ""},
 		{"GET " + foreign, policy.Refuse, "~NOPERM key"},
 		{"SET " + own + " v", policy.Refuse, "NOPERM user 'default' is read-only; 'set' writes"},
@@ -260,7 +289,7 @@ func TestCheckAdminOnly(t *testing.T) {
 		"SCRIPT FLUSH", "SCRIPT KILL", "FUNCTION LOAD code", "FUNCTION DELETE lib", "FUNCTION FLUSH",
 		"FUNCTION RESTORE payload", "FUNCTION KILL", "CLUSTER ADDSLOTS 1", "CLUSTER RESET", "CLUSTER MEET h 1",
 		"CLUSTER FORGET id", "CLUSTER SETSLOT 1 STABLE", "CLUSTER FAILOVER", "CLUSTER GETKEYSINSLOT 1 10",
-		"CLIENT KILL ID 1", "CLIENT LIST", "CLIENT PAUSE 10", "CLIENT UNPAUSE", "MONITOR", "SAVE", "BGSAVE",
+		"CLIENT KILL ID 1", "CLIENT PAUSE 10", "CLIENT UNPAUSE", "MONITOR", "SAVE", "BGSAVE",
 		"BGREWRITEAOF", "SLOWLOG GET", "LATENCY RESET", "FAILOVER", "ACL WHOAMI", "ACL CAT", "CONFIG HELP",
 	}
 	for _, mode := range []string{"enforce", "warn", "off"} {
@@ -351,7 +380,7 @@ func TestCheckScripts(t *testing.T) {
 }
 
 func TestCheckModes(t *testing.T) {
-	warn := newPolicy(t, "warn", false)
+	warn := newPolicy(t, "warn", false, "keys")
 	runCases(t, warn, agent, []checkCase{
 		{"GET " + own, policy.Allow, ""},
 		{"GET " + foreign, policy.WarnOK, "~NOPERM key 'deepagents:{b}:kv:x' is outside workspace 'a'"},
@@ -366,7 +395,7 @@ func TestCheckModes(t *testing.T) {
 	off := newPolicy(t, "off", false)
 	runCases(t, off, agent, []checkCase{
 		{"GET " + foreign, policy.Allow, ""},
-		{"KEYS *", policy.Allow, ""},
+		{"KEYS *", policy.Refuse, "~NOPERM 'keys' is refused for agents"},
 		{"SUBSCRIBE anything", policy.Allow, ""},
 	})
 	runCases(t, off, readonly, []checkCase{{"SET " + foreign + " v", policy.Refuse, "~NOPERM user 'default' is read-only"}})

@@ -5,8 +5,6 @@ import (
 	"strings"
 	"time"
 
-	"github.com/tidwall/redcon"
-
 	"github.com/agentproxy/agentproxy/keyspace"
 	"github.com/agentproxy/agentproxy/lua"
 	"github.com/agentproxy/agentproxy/upstream"
@@ -200,7 +198,7 @@ func (s *session) lockAcquire(args [][]byte) {
 		}
 	}
 	keys := []string{s.key("lock", res), s.key("fence", res), s.key("events", "log")}
-	argv := []string{strconv.FormatInt(ttl, 10), owner, s.ident.Workspace, res, eventsMaxLen, s.channel(), ifv}
+	argv := []string{strconv.FormatInt(ttl, 10), owner, s.ident.Workspace, res, eventsMaxLen, s.channel(), ifv, s.actor()}
 	deadline := time.Now().Add(time.Duration(wait) * time.Millisecond)
 	backoff := lockRetryBase
 	for {
@@ -291,23 +289,14 @@ func (s *session) lockUse(args [][]byte) {
 		return
 	}
 	start := len(s.out)
-	s.script(lua.Get("lock_info"), []string{s.key("lock", res), s.key("fence", res)}, nil)
-	reply := s.out[start:]
-	s.out = s.out[:start]
-	want := "$5\r\ntoken\r\n:" + strconv.FormatInt(token, 10) + "\r\n"
-	if len(reply) == 0 || reply[0] == '-' {
-		s.out = append(s.out, reply...)
-		return
-	}
-	if !strings.Contains(string(reply), want) {
-		s.out = appendError(s.out, "FENCED token "+strconv.FormatInt(token, 10)+" does not hold resource '"+res+"' now; LOCK.ACQUIRE it first")
-		return
+	s.script(lua.Get("lock_use"), []string{s.key("lock", res)}, []string{strconv.FormatInt(token, 10), s.actor(), res})
+	if len(s.out) == start || s.out[start] != '+' {
+		return // the script's refusal (FENCED, LOCKED) or an upstream error
 	}
 	if s.locks == nil {
 		s.locks = map[string]int64{}
 	}
 	s.locks[res] = token
-	s.out = redcon.AppendOK(s.out)
 }
 
 // version validates an IFVERSION argument (0: create only).

@@ -2,7 +2,7 @@
 -- KEYS[1] cache entry (hash: value, version), KEYS[2] event log, KEYS[3] lock, KEYS[4] fence counter
 -- ARGV: value, ttl_ms, workspace, resource, log maxlen, channel, actor,
 --       token ('' = none), ifversion ('' = unconditional, 0 = create only)
-local refused = fence(KEYS[3], KEYS[4], ARGV[8], ARGV[4])
+local refused = fence(KEYS[3], KEYS[4], ARGV[8], ARGV[4], ARGV[7])
 if refused then return refused end
 local cur = tonumber(redis.call('HGET', KEYS[1], 'version') or '0')
 if ARGV[9] ~= '' then

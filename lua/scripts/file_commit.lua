@@ -23,7 +23,7 @@ local function refuse(err)
   end
   return err
 end
-local refused = fence(KEYS[5], KEYS[6], ARGV[7], ARGV[3])
+local refused = fence(KEYS[5], KEYS[6], ARGV[7], ARGV[3], ARGV[6])
 if refused then
   if ARGV[19] == 'keep' and string.sub(refused['err'], 1, 6) == 'LOCKED' then return refused end
   return refuse(refused)

@@ -13,7 +13,7 @@ if cur == 0 then
   redis.call('ZREM', KEYS[2], ARGV[1])
   return 0
 end
-local refused = fence(KEYS[4], KEYS[5], ARGV[7], ARGV[3])
+local refused = fence(KEYS[4], KEYS[5], ARGV[7], ARGV[3], ARGV[6])
 if refused then return refused end
 for n = 0, tonumber(m[3] or '0') - 1 do
   redis.call('DEL', meta .. ':v' .. m[2] .. ':chunk:' .. n)

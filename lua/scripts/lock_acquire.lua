@@ -1,7 +1,8 @@
 -- LOCK.ACQUIRE: take the lock on a resource and mint its fencing token.
 -- KEYS[1] lock hash, KEYS[2] fence counter (never expires), KEYS[3] event log
 -- ARGV: ttl_ms, owner, workspace, resource, log maxlen, channel,
---       ifversion ('' = unconditional; else the fence counter must equal it)
+--       ifversion ('' = unconditional; else the fence counter must equal it),
+--       holder (the user taking the lock; only it may write with the token)
 local ttl = tonumber(ARGV[1])
 if ARGV[7] and ARGV[7] ~= '' then
   local cur = tonumber(redis.call('GET', KEYS[2]) or '0')
@@ -18,6 +19,7 @@ if #redis.call('HKEYS', KEYS[1]) > 0 then
 end
 local token = redis.call('INCR', KEYS[2])
 redis.call('HSET', KEYS[1], 'owner', ARGV[2], 'token', token)
+if ARGV[8] and ARGV[8] ~= '' then redis.call('HSET', KEYS[1], 'holder', ARGV[8]) end
 redis.call('PEXPIRE', KEYS[1], ttl)
 local now = now_ms()
 emit(ARGV[6], KEYS[3], ARGV[5], {v = 1, type = 'lock.acquired', ws = ARGV[3], resource = ARGV[4], actor = ARGV[2],

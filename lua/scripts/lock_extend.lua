@@ -17,6 +17,8 @@ if tonumber(held) ~= token then
   return redis.error_reply("LOCKED resource '" .. ARGV[4] .. "' is held by '" .. tostring(owner) ..
     "' for " .. left .. " ms more; retry after it ends")
 end
+local refused = not_holder(KEYS[1], ARGV[7], ARGV[4], ARGV[1])
+if refused then return refused end
 local ttl = tonumber(ARGV[2])
 redis.call('PEXPIRE', KEYS[1], ttl)
 local now = now_ms()

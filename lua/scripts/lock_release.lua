@@ -11,6 +11,8 @@ if tonumber(held) ~= token then
   return redis.error_reply("LOCKED resource '" .. ARGV[3] .. "' is held by '" .. tostring(owner) ..
     "' with another token; only its holder can release it")
 end
+local refused = not_holder(KEYS[1], ARGV[6], ARGV[3], ARGV[1])
+if refused then return refused end
 redis.call('DEL', KEYS[1])
 local now = now_ms()
 emit(ARGV[5], KEYS[3], ARGV[4], {v = 1, type = 'lock.released', ws = ARGV[2], resource = ARGV[3], actor = ARGV[6],

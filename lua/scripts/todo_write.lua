@@ -47,7 +47,7 @@ local function guard()
       tostring(redis.call('HGET', KEYS[3], 'owner')) .. "' with another token for " ..
       redis.call('PTTL', KEYS[3]) .. ' ms more; retry after it ends')
   end
-  return nil
+  return not_holder(KEYS[3], ARGV[3], 'todos', token)
 end
 
 -- versioned checks IFVERSION against a current version (0: absent).
