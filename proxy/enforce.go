@@ -2,6 +2,7 @@ package proxy
 
 import (
 	"net"
+	"strconv"
 	"sync"
 	"time"
 
@@ -28,9 +29,23 @@ const (
 func (s *session) checkBatch(cmds []command) {
 	p := s.srv.policy.Load()
 	s.rewrite = s.rewrite[:0]
+	// Follow MULTI through the batch: what may be queued differs.
+	multi := s.inMulti
+	admin := s.ident.Role == policy.RoleAdmin
 	for i := range cmds {
 		c := &cmds[i]
 		c.deny = ""
+		if multi {
+			switch {
+			case eqFold(c.Args[0], "exec"), eqFold(c.Args[0], "discard"):
+				multi = false
+			case eqFold(c.Args[0], "quit"), eqFold(c.Args[0], "reset"):
+				multi = false
+				continue // answered at once, as Redis does
+			}
+		} else if eqFold(c.Args[0], "multi") && len(c.Args) == 1 {
+			multi = true
+		}
 		if !s.authed {
 			switch {
 			case eqFold(c.Args[0], "auth"), eqFold(c.Args[0], "hello"):
@@ -47,6 +62,18 @@ func (s *session) checkBatch(cmds []command) {
 				c.deny = policy.UnknownCommand(c.Args)
 			}
 			continue
+		}
+		if msg := connRefusal(info, c.Args); msg != "" {
+			c.deny = msg
+			s.srv.Stats.Refused.Add(1)
+			continue
+		}
+		if multi && !eqFold(c.Args[0], "multi") && !eqFold(c.Args[0], "exec") && !eqFold(c.Args[0], "discard") {
+			if msg := multiRefusal(info, admin); msg != "" {
+				c.deny = msg
+				s.srv.Stats.Refused.Add(1)
+				continue
+			}
 		}
 		if info.Has(keyspace.Local) {
 			// Answered by the session itself (PING, HELLO, WORKSPACE ...).
@@ -78,8 +105,8 @@ func (s *session) checkBatch(cmds []command) {
 			s.srv.Stats.Warned.Add(1)
 			s.srv.warnSampled(msg, s.ident.Name())
 		}
-		if info.Name == "scan" && s.ident.Role != policy.RoleAdmin && p.Mode == policy.Enforce {
-			s.confineScan(c, p.Grammar)
+		if info.Name == "scan" && s.ident.Role != policy.RoleAdmin && p.Mode != policy.Off {
+			s.confineScan(c, p.Grammar, p.Mode == policy.Enforce)
 		}
 	}
 }
@@ -97,42 +124,61 @@ func (s *session) checkLater(rest []command) {
 	}
 }
 
+// maxScanCount bounds SCAN's COUNT for agents: SCAN walks the whole
+// keyspace, every workspace's keys, and COUNT 1000000000 would make it
+// KEYS * in one call that stalls Redis for everyone.
+const maxScanCount = 1000
+
 // confineScan keeps SCAN inside the workspace: no MATCH gets MATCH <ws>*,
 // a MATCH starting with * is narrowed to <ws>*..., one already inside the
-// workspace is kept, and anything else is refused.
-func (s *session) confineScan(c *command, g *keyspace.Grammar) {
+// workspace is kept, and anything else is refused (confine false, warn
+// mode: patterns are left alone). A COUNT above maxScanCount is lowered.
+func (s *session) confineScan(c *command, g *keyspace.Grammar, confine bool) {
 	wsPrefix := g.WorkspacePrefix(s.ident.Workspace)
-	match := -1
+	match, count := -1, -1
 	for i := 2; i+1 < len(c.Args); i += 2 {
-		if eqFold(c.Args[i], "match") {
+		switch {
+		case eqFold(c.Args[i], "match"):
 			match = i + 1 // the last MATCH wins, as in Redis
+		case eqFold(c.Args[i], "count"):
+			if n, ok := parseInt(c.Args[i+1]); ok && n > maxScanCount {
+				count = i + 1
+			}
 		}
 	}
 	var pattern []byte
 	switch {
+	case !confine:
+		match = -2 // keep the arguments as they are
 	case match < 0:
 		pattern = append([]byte(wsPrefix), '*')
 	case g.Pattern(c.Args[match], s.ident.Workspace) == keyspace.OK:
-		return
+		match = -2
 	case len(c.Args[match]) > 0 && c.Args[match][0] == '*':
 		pattern = append([]byte(wsPrefix), c.Args[match]...)
 	default:
 		c.deny = "NOPERM SCAN MATCH '" + string(c.Args[match]) + "' reaches outside workspace '" + s.ident.Workspace + "'; start the pattern with " + wsPrefix + " or *"
 		return
 	}
+	if match == -2 && count < 0 {
+		return
+	}
 	start := len(s.rewrite)
 	n := len(c.Args)
-	if match < 0 {
+	if match == -1 {
 		n += 2
 	}
 	s.rewrite = redcon.AppendArray(s.rewrite, n)
 	for i, a := range c.Args {
-		if i == match {
+		switch i {
+		case match:
 			a = pattern
+		case count:
+			a = []byte(strconv.Itoa(maxScanCount))
 		}
 		s.rewrite = redcon.AppendBulk(s.rewrite, a)
 	}
-	if match < 0 {
+	if match == -1 {
 		s.rewrite = redcon.AppendBulkString(s.rewrite, "MATCH")
 		s.rewrite = redcon.AppendBulk(s.rewrite, pattern)
 	}

@@ -7,6 +7,7 @@ import (
 	"github.com/tidwall/redcon"
 
 	"github.com/agentproxy/agentproxy/keyspace"
+	"github.com/agentproxy/agentproxy/policy"
 )
 
 // local answers a command the proxy owns. It returns routeLocal when the
@@ -62,6 +63,14 @@ func (s *session) local(c *command) route {
 		return routePinned
 	case eqFold(name, "client"):
 		return s.client(args)
+	case eqFold(name, "info"):
+		s.info(args)
+	case eqFold(name, "unsubscribe"):
+		s.unsubscribe("unsubscribe", args)
+	case eqFold(name, "punsubscribe"):
+		s.unsubscribe("punsubscribe", args)
+	case eqFold(name, "sunsubscribe"):
+		s.unsubscribe("sunsubscribe", args)
 	case eqFold(name, "command"):
 		// The embedded store ignores COMMAND DOCS and answers COMMAND's
 		// table instead, which crashes redis-cli's interactive mode; an
@@ -127,6 +136,17 @@ func (s *session) client(args [][]byte) route {
 		}
 	case eqFold(sub, "reply"):
 		s.out = appendError(s.out, ErrClientReply)
+	case eqFold(sub, "info"):
+		if len(args) != 1 {
+			s.out = appendArity(s.out, "client|info")
+		} else {
+			s.out = s.appendText(s.out, s.clientLine(nil, "client|info"))
+		}
+	case eqFold(sub, "list") && s.ident.Role != policy.RoleAdmin:
+		s.clientList(args[1:])
+	case eqFold(sub, "caching"), eqFold(sub, "getredir"), eqFold(sub, "trackinginfo"):
+		// Outside a tunnel this connection has no tracking.
+		s.trackingOff(sub)
 	case eqFold(sub, "tracking"):
 		if len(args) >= 2 && eqFold(args[1], "on") {
 			return routeTunnel
@@ -137,6 +157,8 @@ func (s *session) client(args [][]byte) route {
 		return routeShared
 	case eqFold(sub, "no-evict"), eqFold(sub, "no-touch"):
 		return routePinned
+	case eqFold(sub, "unpause"):
+		return routeOwn
 	default:
 		if s.pinned != nil {
 			return routePinned

@@ -26,6 +26,7 @@ const (
 	routeBlock               // a dedicated connection for this call only
 	routeTunnel              // a dedicated connection for the rest of the session
 	routeRefuse              // answered with an error
+	routeOwn                 // a connection of its own, never behind other commands (SCRIPT KILL)
 )
 
 // session is one client connection. Its goroutine owns every field except
@@ -42,6 +43,7 @@ type session struct {
 	proto int // 2 or 3
 	name  string
 	quit  bool
+	start time.Time
 
 	// Pinned state: a dedicated connection held while the client has
 	// connection state on it.
@@ -77,7 +79,7 @@ type session struct {
 }
 
 func newSession(srv *Server, nc net.Conn) *session {
-	s := &session{srv: srv, nc: nc, id: srv.nextID.Add(1), proto: 2, call: upstream.NewCall()}
+	s := &session{srv: srv, nc: nc, id: srv.nextID.Add(1), proto: 2, call: upstream.NewCall(), start: time.Now()}
 	s.rd = newReader(nc, srv.opts.ReadBufferSize, srv.opts.MaxRequestBytes, srv.opts.MaxArgs)
 	s.log = srv.log
 	s.db = srv.pool.DB()
@@ -224,6 +226,10 @@ func (s *session) classify(c *command, info *keyspace.Command) route {
 		return routeBlock
 	case f&(keyspace.PubSub|keyspace.Tunnel) != 0:
 		return routeTunnel
+	case info.Container && len(c.Args) > 1:
+		if sub := keyspace.Resolve(c.Args); sub.Has(keyspace.Bypass) {
+			return routeOwn
+		}
 	}
 	if s.pinned != nil {
 		return routePinned
@@ -278,6 +284,9 @@ func (s *session) exec(cmds []command) {
 			i = j
 		case routeBlock:
 			s.forwardBlocking(c)
+			i++
+		case routeOwn:
+			s.forwardOwn(c)
 			i++
 		case routeTunnel:
 			if !s.startTunnel() {
@@ -498,6 +507,19 @@ func (s *session) track(c *command, reply []byte) {
 			s.sticky = true
 		}
 	}
+}
+
+// forwardOwn runs one command on a dedicated connection of its own: the
+// commands that end what occupies Redis (SCRIPT KILL, FUNCTION KILL,
+// CLIENT UNPAUSE) must not queue behind the commands they release.
+func (s *session) forwardOwn(c *command) {
+	conn, err := s.srv.pool.Dedicated(s.proto)
+	if err != nil {
+		s.out = appendError(s.out, ErrTryAgainDown)
+		return
+	}
+	err = s.do(conn, []command{*c}, 0, false)
+	s.srv.pool.Release(conn, s.proto, err == nil)
 }
 
 // forwardBlocking runs one blocking command on a connection of its own, so

@@ -12,6 +12,7 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/agentproxy/agentproxy/keyspace"
+	"github.com/agentproxy/agentproxy/policy"
 	"github.com/agentproxy/agentproxy/upstream"
 )
 
@@ -149,8 +150,10 @@ func (s *session) execTunnel(cmds []command) {
 		case eqFold(name, "workspace"):
 			s.workspace(c.Args[1:])
 			s.answer(mark)
-		case eqFold(name, "client") && len(c.Args) > 1 && !eqFold(c.Args[1], "tracking") &&
-			!eqFold(c.Args[1], "caching") && !eqFold(c.Args[1], "list") && !eqFold(c.Args[1], "info"):
+		case eqFold(name, "info"):
+			s.info(c.Args[1:])
+			s.answer(mark)
+		case eqFold(name, "client") && len(c.Args) > 1 && !s.tunnelClient(c.Args[1]):
 			if s.client(c.Args[1:]) != routeLocal {
 				s.scratch = append(s.scratch, c.Raw...)
 			} else {
@@ -163,6 +166,13 @@ func (s *session) execTunnel(cmds []command) {
 		}
 	}
 	s.sendTunnel()
+}
+
+// tunnelClient reports whether a CLIENT subcommand goes down the tunnel:
+// those about its tracking, and an admin's CLIENT LIST.
+func (s *session) tunnelClient(sub []byte) bool {
+	return eqFold(sub, "tracking") || eqFold(sub, "caching") || eqFold(sub, "getredir") ||
+		eqFold(sub, "trackinginfo") || eqFold(sub, "list") && s.ident.Role == policy.RoleAdmin
 }
 
 // sendTunnel writes the forwarded requests gathered in scratch.

@@ -236,13 +236,14 @@ func TestAuthPipelined(t *testing.T) {
 		if t.Failed() {
 			t.Fatalf("require_auth=%v", requireAuth)
 		}
-		// Inside MULTI, AUTH is queued like any command (Redis runs it at
-		// EXEC) and what follows is still checked.
+		// Inside MULTI, AUTH is refused: queued, it would change the
+		// pinned connection's user at EXEC. What follows is still checked
+		// and the transaction is discarded, as Redis does after an error.
 		b = nil
 		tx := []authStep{
 			{[]string{"AUTH", "alice", authAlicePass}, authOK},
 			{[]string{"MULTI"}, authOK},
-			{[]string{"AUTH", "root", authRootPass}, "+QUEUED\r\n"},
+			{[]string{"AUTH", "root", authRootPass}, "-ERR 'auth' cannot be queued in MULTI through agentproxy…"},
 			{[]string{"GET", "deepagents:{other}:kv:x"}, "-NOPERM key 'deepagents:{other}:kv:x' is outside workspace 'alpha'…"},
 			{[]string{"EXEC"}, "-" + proxy.ErrExecAbort + "\r\n"},
 			{[]string{"WORKSPACE"}, "$5\r\nalpha\r\n"},
@@ -409,7 +410,7 @@ func TestAuthLogsNoSecrets(t *testing.T) {
 		// A warn-mode violation is logged with the user.
 		{[]string{"GET", "deepagents:{other}:kv:x"}, "$-1\r\n"},
 		{[]string{"MULTI"}, authOK},
-		{[]string{"AUTH", "alice", "multi-Secret-5"}, "+QUEUED\r\n"},
+		{[]string{"AUTH", "alice", "multi-Secret-5"}, "-ERR 'auth' cannot be queued in MULTI through agentproxy…"},
 		{[]string{"DISCARD"}, authOK},
 	})
 	// Four failures so far; six more reach the limit of ten.

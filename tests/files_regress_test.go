@@ -38,7 +38,7 @@ func TestFilesUploadLostChunk(t *testing.T) {
 		id := string(lkBulk(t, c.Do("FILE.BEGIN", "/lost.txt")))
 		gen := string(lkBulk(t, c.Do("GET", "deepagents:{default}:files:#gen")))
 		lkWantPrefix(t, "part 0", c.Do("FILE.CHUNK", id, "0", strings.Repeat("x", 100)), ":100")
-		lkWantPrefix(t, "drop chunk", c.Do("DEL", "deepagents:{default}:files:/lost.txt:v"+gen+":chunk:1"), ":1")
+		lkWantPrefix(t, "drop chunk", testutil.Dial(t, b.direct).Do("DEL", "deepagents:{default}:files:/lost.txt:v"+gen+":chunk:1"), ":1")
 		lkWantPrefix(t, "part 1", c.Do("FILE.CHUNK", id, "1", strings.Repeat("y", 10)), "-ERR staged chunk 1 of the upload was lost")
 		lkWantPrefix(t, "commit", c.Do("FILE.COMMIT", id), "-ERR this upload failed earlier")
 		lkWantPrefix(t, "nothing published", c.Do("FILE.STAT", "/lost.txt"), "$-1")

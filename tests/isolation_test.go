@@ -456,6 +456,7 @@ func TestIsolationForeignKeysRefused(t *testing.T) {
 	// With keyspace.allow_scripts the script commands are checked by their
 	// declared keys instead of being refused outright.
 	cfg.Keyspace.AllowScripts = true
+	cfg.Keyspace.AllowCommands = []string{"sort", "sort_ro", "keys", "restore"}
 	scripting := testutil.StartProxy(t, cfg)
 	mon := isoStartMonitor(t, r.Addr)
 	c, sc := testutil.Dial(t, agent.Addr()), testutil.Dial(t, scripting.Addr())
@@ -480,14 +481,18 @@ func TestIsolationForeignKeysRefused(t *testing.T) {
 			calls++
 			commands[s.name] = true
 			switch {
+			case s.info.Agents == keyspace.AgentsNever:
+				if !strings.HasPrefix(got, "-ERR '"+s.name+"' is not supported through agentproxy") {
+					t.Errorf("%q: got %q, want the unsupported refusal", args, got)
+				}
 			case !strings.HasPrefix(got, "-NOPERM "):
 				t.Errorf("%q: got %q, want -NOPERM", args, got)
-			case s.info.Has(keyspace.Admin) || s.info.Has(keyspace.Script):
-				// Refused for the role, before the keys are looked at.
+			case s.info.Has(keyspace.Admin) || s.info.Has(keyspace.Script) || s.info.Agents == keyspace.AgentsDangerous:
+				// Refused for the role or the command, before the keys are looked at.
 			case !strings.Contains(got, "{other}"):
 				t.Errorf("%q: the refusal %q does not name the foreign key", args, got)
 			}
-			if s.info.Has(keyspace.Script) {
+			if s.info.Has(keyspace.Script) || s.info.Agents == keyspace.AgentsDangerous {
 				calls++
 				if got := sc.DoS(args...); !strings.HasPrefix(got, "-NOPERM key 'deepagents:{other}:") {
 					t.Errorf("allow_scripts %q: got %q, want -NOPERM naming the foreign key", args, got)
@@ -515,10 +520,15 @@ func TestIsolationOwnKeysForwarded(t *testing.T) {
 	if t.Failed() {
 		t.FailNow()
 	}
-	_, addr := isoStart(t, nil)
+	_, addr := isoStart(t, func(c *config.Config) {
+		c.Keyspace.AllowCommands = []string{"sort", "sort_ro", "keys", "restore"}
+	})
 	shared := testutil.Dial(t, addr)
 	for _, s := range sweep {
 		args := isoFill(s, func(int) string { return "default" })
+		if s.info.Agents == keyspace.AgentsNever {
+			continue
+		}
 		c := shared
 		if s.info.Has(keyspace.PubSub) || s.info.Has(keyspace.Transaction) {
 			c = testutil.Dial(t, addr) // leaves the connection in a state
@@ -754,7 +764,7 @@ func isoCmd(b []byte, args ...string) []byte {
 }
 
 func TestIsolationWidePatterns(t *testing.T) {
-	r, addr := isoStart(t, nil)
+	r, addr := isoStart(t, func(c *config.Config) { c.Keyspace.AllowCommands = []string{"sort", "keys"} })
 	direct := testutil.Dial(t, r.Addr)
 	direct.Do("SET", "deepagents:{default}:kv:a", "1")
 	direct.Do("RPUSH", "deepagents:{default}:kv:l", "a")
@@ -863,7 +873,7 @@ func TestIsolationAdminOnlyForAgents(t *testing.T) {
 		{"MOVE", "deepagents:{default}:kv:survivor", "1"}, {"CONFIG", "GET", "*"}, {"CONFIG", "SET", "maxmemory", "1"},
 		{"CONFIG", "RESETSTAT"}, {"DEBUG", "SLEEP", "0"}, {"SHUTDOWN", "NOSAVE"}, {"ACL", "LIST"}, {"ACL", "SETUSER", "x"},
 		{"MODULE", "LIST"}, {"REPLICAOF", "NO", "ONE"}, {"SLAVEOF", "NO", "ONE"}, {"SCRIPT", "FLUSH"}, {"SCRIPT", "KILL"},
-		{"FUNCTION", "FLUSH"}, {"FUNCTION", "DELETE", "x"}, {"CLIENT", "KILL", "ID", "1"}, {"CLIENT", "LIST"},
+		{"FUNCTION", "FLUSH"}, {"FUNCTION", "DELETE", "x"}, {"CLIENT", "KILL", "ID", "1"},
 		{"CLIENT", "PAUSE", "10"}, {"MONITOR"}, {"SLOWLOG", "GET"}, {"SAVE"}, {"BGSAVE"}, {"BGREWRITEAOF"},
 		{"CLUSTER", "RESET"}, {"CLUSTER", "MEET", "127.0.0.1", "1"},
 		// Lists the keys of a slot, whatever their workspace (KEYS * by
@@ -919,7 +929,7 @@ func TestIsolationReadonlyCannotWrite(t *testing.T) {
 			args[i] = strings.Replace(args[i], "}:events:", "}:events:rowrite:", 1)
 		}
 		writes++
-		if got := c.DoS(args...); !strings.HasPrefix(got, "-NOPERM ") {
+		if got := c.DoS(args...); !strings.HasPrefix(got, "-NOPERM ") && !(s.info.Agents == keyspace.AgentsNever && strings.HasPrefix(got, "-ERR '"+s.name+"' is not supported")) {
 			t.Errorf("readonly %q: %q, want -NOPERM", args, got)
 		}
 	}
@@ -1116,6 +1126,7 @@ func TestIsolationWarnAndOffModes(t *testing.T) {
 			r := testutil.StartRedis(t)
 			cfg := testutil.EnforcingConfig(t, r.URL())
 			cfg.Keyspace.Mode = mode
+			cfg.Keyspace.AllowCommands = []string{"keys"}
 			a := testutil.StartProxy(t, cfg)
 			direct := testutil.Dial(t, r.Addr)
 			direct.Do("SET", "deepagents:{other}:kv:x", "theirs")
@@ -1185,10 +1196,18 @@ func TestIsolationChannels(t *testing.T) {
 		t.Errorf("SUBSCRIBE while subscribed: %q", got)
 	}
 	pub := testutil.Dial(t, addr)
+	// The workspace's feed is the domain's: events come from writes.
+	if got := pub.DoS("PUBLISH", ch, "forged"); !strings.HasPrefix(got, "-NOPERM channel '"+ch+"' is the workspace's event feed") {
+		t.Fatalf("PUBLISH on the feed: %q", got)
+	}
+	ch = "deepagents:{default}:events:chat"
+	if got := sub.DoS("SUBSCRIBE", ch); got != "*3\r\n$9\r\nsubscribe\r\n$32\r\n"+ch+"\r\n:2\r\n" {
+		t.Fatalf("SUBSCRIBE %s: %q", ch, got)
+	}
 	if got := pub.DoS("PUBLISH", ch, "hello"); got != ":1\r\n" {
 		t.Fatalf("PUBLISH: %q", got)
 	}
-	if got := string(sub.Read()); got != "*3\r\n$7\r\nmessage\r\n$27\r\n"+ch+"\r\n$5\r\nhello\r\n" {
+	if got := string(sub.Read()); got != "*3\r\n$7\r\nmessage\r\n$32\r\n"+ch+"\r\n$5\r\nhello\r\n" {
 		t.Fatalf("message: %q", got)
 	}
 }

@@ -154,6 +154,9 @@ func lkAcquire(t testing.TB, c *testutil.Conn, res string, ttl int, extra ...str
 type lkBackend struct {
 	name  string
 	addr  string
+	// direct is the store itself (redis-server or the embedded store),
+	// for reading and sabotaging what agents may not touch.
+	direct string
 	app   *app.App
 	redis *testutil.Redis
 }
@@ -168,7 +171,7 @@ func lkBackends(t *testing.T, edit func(*config.Config), f func(t *testing.T, b 
 			edit(&cfg)
 		}
 		a := testutil.StartProxy(t, cfg)
-		f(t, lkBackend{name: "redis", addr: a.Addr(), app: a, redis: r})
+		f(t, lkBackend{name: "redis", addr: a.Addr(), direct: r.Addr, app: a, redis: r})
 	})
 	t.Run("embedded", func(t *testing.T) {
 		cfg := testutil.EnforcingConfig(t, "embedded")
@@ -176,7 +179,7 @@ func lkBackends(t *testing.T, edit func(*config.Config), f func(t *testing.T, b 
 			edit(&cfg)
 		}
 		a := testutil.StartProxy(t, cfg)
-		f(t, lkBackend{name: "embedded", addr: a.Addr(), app: a})
+		f(t, lkBackend{name: "embedded", addr: a.Addr(), direct: a.Store().Addr(), app: a})
 	})
 }
 
@@ -192,6 +195,7 @@ const lkFence = "deepagents:{default}:fence:"
 func TestLockTokensNeverGoBackwards(t *testing.T) {
 	lkBackends(t, nil, func(t *testing.T, b lkBackend) {
 		c := testutil.Dial(t, b.addr)
+		d := testutil.Dial(t, b.direct)
 		var last int64
 		next := func(tok int64, how string) {
 			t.Helper()
@@ -199,10 +203,10 @@ func TestLockTokensNeverGoBackwards(t *testing.T) {
 				t.Fatalf("%s: token %d after %d", how, tok, last)
 			}
 			last = tok
-			if got := c.DoS("GET", lkFence+"r1"); got != fmt.Sprintf("$%d\r\n%d\r\n", len(strconv.FormatInt(tok, 10)), tok) {
+			if got := d.DoS("GET", lkFence+"r1"); got != fmt.Sprintf("$%d\r\n%d\r\n", len(strconv.FormatInt(tok, 10)), tok) {
 				t.Fatalf("fence counter after %s: %q, want %d", how, got, tok)
 			}
-			if got := c.DoS("PTTL", lkFence+"r1"); got != ":-1\r\n" {
+			if got := d.DoS("PTTL", lkFence+"r1"); got != ":-1\r\n" {
 				t.Fatalf("fence counter must never expire: PTTL %q", got)
 			}
 		}
@@ -386,7 +390,7 @@ func TestLockBadArguments(t *testing.T) {
 		lkWantPrefix(t, "long resource", c.Do("LOCK.ACQUIRE", strings.Repeat("r", 1101), "1000"), "-ERR resource names")
 		// Nothing written for the refused commands.
 		for _, k := range []string{"deepagents:{default}:lock:bad", lkFence + "bad"} {
-			if got := c.DoS("EXISTS", k); got != ":0\r\n" {
+			if got := testutil.Dial(t, b.direct).DoS("EXISTS", k); got != ":0\r\n" {
 				t.Errorf("EXISTS %s after refused commands: %q", k, got)
 			}
 		}
@@ -458,7 +462,7 @@ func TestLockReadonlyUser(t *testing.T) {
 		if lkInt(t, info["held"]) != 1 || info["owner"] != "writer" || lkInt(t, info["token"]) != tok {
 			t.Fatalf("readonly LOCK.INFO: %v", info)
 		}
-		if got := w.DoS("EXISTS", "deepagents:{default}:lock:ro2"); got != ":0\r\n" {
+		if got := testutil.Dial(t, b.direct).DoS("EXISTS", "deepagents:{default}:lock:ro2"); got != ":0\r\n" {
 			t.Fatalf("refused acquire wrote the lock: %q", got)
 		}
 	})
