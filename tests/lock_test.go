@@ -152,13 +152,13 @@ func lkAcquire(t testing.TB, c *testutil.Conn, res string, ttl int, extra ...str
 
 // lkBackend is one store behind the proxy: Redis is nil for embedded.
 type lkBackend struct {
-	name  string
-	addr  string
+	name string
+	addr string
 	// direct is the store itself (redis-server or the embedded store),
 	// for reading and sabotaging what agents may not touch.
 	direct string
-	app   *app.App
-	redis *testutil.Redis
+	app    *app.App
+	redis  *testutil.Redis
 }
 
 // lkBackends runs f against a proxy to a real redis-server and a proxy on
