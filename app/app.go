@@ -22,6 +22,7 @@ import (
 
 	"github.com/agentproxy/agentproxy/config"
 	"github.com/agentproxy/agentproxy/embedded"
+	"github.com/agentproxy/agentproxy/internal/membudget"
 	"github.com/agentproxy/agentproxy/keyspace"
 	"github.com/agentproxy/agentproxy/policy"
 	"github.com/agentproxy/agentproxy/proxy"
@@ -86,6 +87,7 @@ func Start(cfg config.Config, log *zap.Logger) (*App, error) {
 		MaxOutputBytes:     l.MaxOutputBytes,
 		ClientWriteTimeout: l.ClientWriteTimeout.Duration,
 		IdleTimeout:        l.IdleTimeout.Duration,
+		MemoryBudget:       l.MemoryBudget,
 		Embedded:           a.store != nil,
 		Disabled:           disabled(cfg.Features),
 		FileChunkSize:      cfg.Files.ChunkSize,
@@ -145,6 +147,18 @@ func (a *App) Shutdown() error {
 	return err
 }
 
+// Hangup handles SIGHUP: the configuration is not reloaded (yet), the
+// process keeps serving, and the embedded store is snapshotted so nothing
+// since the last snapshot depends on the process staying up.
+func (a *App) Hangup() {
+	a.log.Warn("SIGHUP: configuration reload is not supported yet; still serving with the configuration loaded at start")
+	if a.store != nil {
+		if err := a.store.Snapshot(); err != nil {
+			a.log.Error("snapshot on SIGHUP failed", zap.Error(err))
+		}
+	}
+}
+
 func (a *App) closeStore() error {
 	if a.store == nil {
 		return nil
@@ -196,6 +210,10 @@ func registerStats(reg *prometheus.Registry, srv *proxy.Server, pool *upstream.P
 	counter("protocol_errors_total", "Clients disconnected for malformed requests.", st.ProtocolErrors.Load)
 	counter("upstream_errors_total", "Batches that failed upstream (TRYAGAIN or UNCERTAIN).", st.UpstreamErrors.Load)
 	gauge("clients", "Connected clients.", func() float64 { return float64(st.Clients.Load()) })
+	counter("budget_cuts_total", "Clients disconnected because the memory budget (listen.memory_budget) was exhausted.", st.BudgetCuts.Load)
+	gauge("budget_used_bytes", "Bytes held for incomplete requests and undelivered replies, against listen.memory_budget.",
+		func() float64 { return float64(srv.Budget().Used()) })
+	gauge("budget_limit_bytes", "The memory budget (listen.memory_budget).", func() float64 { return float64(srv.Budget().Limit()) })
 	gauge("pinned_sessions", "Clients holding a dedicated upstream connection.", func() float64 { return float64(st.Pinned.Load()) })
 	gauge("upstream_up", "1 when a shared upstream connection is established.", func() float64 {
 		if pool.Up() {
@@ -228,6 +246,15 @@ func expandHome(p string) string {
 		return p
 	}
 	return filepath.Join(home, p[2:])
+}
+
+// MemoryBudget is the memory budget a configuration gives the proxy
+// (listen.memory_budget, or sized to the machine).
+func MemoryBudget(cfg config.Config) int64 {
+	if cfg.Listen.MemoryBudget > 0 {
+		return cfg.Listen.MemoryBudget
+	}
+	return membudget.Default()
 }
 
 // BuildPolicy compiles the access policy of a configuration.

@@ -17,7 +17,7 @@ import (
 // Wire errors of access control.
 const (
 	ErrNoAuthRequired = "NOAUTH Authentication required: AUTH <user> <password> first"
-	ErrAuthLimited    = "ERR too many failed AUTH attempts from this address; wait a minute before trying again"
+	ErrAuthLimited    = "ERR too many failed AUTH attempts for this user, on this connection or from this address; wait for auth.failure_window before trying again"
 	ErrWSInvalid      = "ERR workspace names match [A-Za-z0-9_.-]{1,64}"
 	ErrExecAbort      = "EXECABORT Transaction discarded because of previous errors."
 	ErrKeysUnknown    = "ERR cannot find the keys of this command: check numkeys and the argument count"
@@ -186,8 +186,12 @@ func (s *session) confineScan(c *command, g *keyspace.Grammar, confine bool) {
 	c.off = -1
 }
 
-// checkAuth verifies credentials, rate-limited per client address, and
-// switches the identity on success. It logs failures without the secret.
+// checkAuth verifies credentials, rate-limited per user name, per
+// connection and (for clients beyond loopback) per address, and switches
+// the identity on success. Every sidecar client is 127.0.0.1, so a limit per
+// address there would let one client's wrong passwords lock out everyone:
+// failures count against the name tried and the connection trying it. It
+// logs failures without the secret.
 func (s *session) checkAuth(user, pass []byte) bool {
 	p := s.srv.policy.Load()
 	if len(p.Users) == 0 {
@@ -195,15 +199,16 @@ func (s *session) checkAuth(user, pass []byte) bool {
 		// default user accepts anything.
 		return eqFold(user, "default")
 	}
-	host := s.remoteHost()
-	if !s.srv.limiter.allow(host) {
+	u := p.Users[string(user)]
+	keys := s.authKeys(u)
+	if !s.srv.limiter.allow(keys...) {
 		s.authLimited = true
 		return false
 	}
-	u := p.Users[string(user)]
 	ok := u != nil && u.Check(pass)
 	if !ok {
-		s.srv.limiter.fail(host)
+		s.authFailed = true
+		s.srv.limiter.fail(keys...)
 		s.srv.Stats.AuthFailures.Add(1)
 		s.log.Warn("auth failed", zap.String("user", string(user)), zap.String("remote", s.nc.RemoteAddr().String()))
 		return false
@@ -211,6 +216,20 @@ func (s *session) checkAuth(user, pass []byte) bool {
 	s.ident = policy.Identity{User: u, Role: u.Role, Workspace: p.FirstWorkspace(u)}
 	s.authed = true
 	return true
+}
+
+// authKeys are the limiter buckets an AUTH attempt by this connection for
+// user u (nil: no such user) counts against.
+func (s *session) authKeys(u *policy.User) []string {
+	name := "user?" // every unknown name shares one bucket: memory stays bounded
+	if u != nil {
+		name = "user:" + u.Name
+	}
+	keys := []string{name, "conn:" + strconv.FormatInt(s.id, 10)}
+	if !isLoopbackConn(s.nc) {
+		keys = append(keys, "addr:"+s.remoteHost())
+	}
+	return keys
 }
 
 func (s *session) remoteHost() string {
@@ -312,8 +331,9 @@ func (s *session) refuse(c *command) {
 
 var discardCmd = []byte("*1\r\n$7\r\nDISCARD\r\n")
 
-// authLimiter counts failed AUTH attempts per client address in a sliding
-// window; past the limit, attempts are refused without checking.
+// authLimiter counts failed AUTH attempts per bucket (a user name, a
+// connection, an address) in a sliding window; past the limit in any of an
+// attempt's buckets, it is refused without checking.
 type authLimiter struct {
 	mu     sync.Mutex
 	max    int
@@ -349,20 +369,38 @@ func (l *authLimiter) recent(host string, now time.Time) []time.Time {
 	return ts
 }
 
-func (l *authLimiter) allow(host string) bool {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return len(l.recent(host, time.Now())) < l.max
-}
-
-func (l *authLimiter) fail(host string) {
+func (l *authLimiter) allow(keys ...string) bool {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	now := time.Now()
-	ts := l.recent(host, now)
+	for _, k := range keys {
+		if len(l.recent(k, now)) >= l.max {
+			return false
+		}
+	}
+	return true
+}
+
+// forget drops a bucket (a closed connection's).
+func (l *authLimiter) forget(key string) {
+	l.mu.Lock()
+	delete(l.fails, key)
+	l.mu.Unlock()
+}
+
+func (l *authLimiter) fail(keys ...string) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	now := time.Now()
 	if len(l.fails) > 100000 {
-		// Bound memory under an address-spraying attack: forget everyone.
+		// Bound memory under a spraying attack (many connections or
+		// addresses): forget everyone.
 		l.fails = map[string][]time.Time{}
 	}
-	l.fails[host] = append(ts, now)
+	for _, k := range keys {
+		ts := l.recent(k, now)
+		if len(ts) < l.max {
+			l.fails[k] = append(ts, now)
+		}
+	}
 }

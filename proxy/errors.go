@@ -15,6 +15,7 @@ const (
 	ErrUncertainTimeout = "UNCERTAIN Redis did not reply within the read timeout (upstream.read_timeout); the command may or may not have run, retry only if it is idempotent"
 	ErrMaxClients       = "ERR max number of clients reached"
 	ErrOutputLimit      = "ERR reply exceeds the proxy's client output limit (listen.max_output_bytes); connection closed"
+	ErrBudgetReply      = "ERR the proxy's memory budget for requests and replies is exhausted (listen.memory_budget); this connection holds one of the largest replies and is closed"
 	ErrClientReply      = "ERR CLIENT REPLY is not supported through agentproxy: every command gets its reply"
 	ErrUnsupported      = "ERR this command cannot run through agentproxy (it takes over the Redis connection)"
 	ErrNoAuth           = "ERR AUTH <password> called without any password configured for the default user. Are you sure your configuration is correct?"
@@ -39,6 +40,8 @@ func callError(err error) string {
 		return ErrUncertainTimeout
 	case errors.Is(err, upstream.ErrOutputFull):
 		return ErrOutputLimit
+	case errors.Is(err, upstream.ErrBudget):
+		return ErrBudgetReply
 	default:
 		return ErrUncertain
 	}

@@ -4,6 +4,9 @@ import (
 	"bytes"
 	"errors"
 	"io"
+	"time"
+
+	"github.com/agentproxy/agentproxy/internal/membudget"
 )
 
 // Protocol errors answered to a client before its connection is closed. The
@@ -16,6 +19,7 @@ var (
 	errTooBigInline     = errors.New("ERR Protocol error: too big inline request")
 	errUnbalancedQuotes = errors.New("ERR Protocol error: unbalanced quotes in request")
 	errTooBigRequest    = errors.New("ERR Protocol error: request exceeds the proxy's max_request_bytes (listen.max_request_bytes)")
+	errBudget           = errors.New("ERR the proxy's memory budget for requests and replies is exhausted (listen.memory_budget); this connection holds one of the largest requests and is closed")
 )
 
 // errExpectedDollar is built per offending byte, as Redis words it.
@@ -48,6 +52,8 @@ type command struct {
 // than maxRequest is refused before it is buffered.
 type reader struct {
 	rd         io.Reader
+	budget     *membudget.Budget
+	held       int64 // bytes of buf beyond initial, taken from budget
 	buf        []byte
 	r, w       int // unread data is buf[r:w]
 	maxRequest int
@@ -62,7 +68,6 @@ type reader struct {
 	pArgc int   // expected argument count, 0 when no command is partial
 	pPos  int   // parse position relative to r
 	pMark []int // argument start/end pairs relative to r
-	want  int   // bytes from r the partial command is known to need
 	err   error // a protocol error to report after the commands before it
 }
 
@@ -100,6 +105,7 @@ func (r *reader) fill() error {
 		r.r, r.w = 0, 0
 		if len(r.buf) > shrinkAbove {
 			r.buf = make([]byte, r.initial)
+			r.release()
 		}
 	}
 	if len(r.buf)-r.w < readChunk {
@@ -118,9 +124,13 @@ func (r *reader) fill() error {
 			if size < r.w+readChunk {
 				size = r.w + readChunk
 			}
-			if size < r.want+readChunk && r.r == 0 {
-				size = min(r.want+readChunk, limit) // a large bulk: one allocation
+			// Grow with the bytes that arrived, never with a length the
+			// client announced: a 60 MB bulk header followed by 64 KiB
+			// costs 128 KiB, not 60 MB.
+			if !r.budget.Take(r.held, int64(size-len(r.buf)), budgetWait) {
+				return errBudget
 			}
+			r.held += int64(size - len(r.buf))
 			nb := make([]byte, size)
 			copy(nb, r.buf[:r.w])
 			r.buf = nb
@@ -137,6 +147,15 @@ func (r *reader) fill() error {
 	return err
 }
 
+// budgetWait is how long a small holder waits for room in the budget.
+const budgetWait = 2 * time.Second
+
+// release gives the buffer's growth back to the budget.
+func (r *reader) release() {
+	r.budget.Give(r.held)
+	r.held = 0
+}
+
 // inject appends bytes read from the connection elsewhere (by a watcher).
 // Commands already returned keep pointing at valid memory: a grown buffer
 // is a new array and the old one stays alive while referenced.
@@ -145,7 +164,11 @@ func (r *reader) inject(data []byte) {
 		return
 	}
 	if len(r.buf)-r.w < len(data) {
-		nb := make([]byte, r.w+len(data)+readChunk)
+		size := r.w + len(data) + readChunk
+		if d := int64(size - len(r.buf)); r.budget.TryTake(d) { // bounded by the watcher
+			r.held += d
+		}
+		nb := make([]byte, size)
 		copy(nb, r.buf[:r.w])
 		r.buf = nb
 	}
@@ -237,7 +260,6 @@ func (r *reader) parseMultibulk() (bool, error) {
 			return false, errTooBigRequest
 		}
 		if len(b) < start+n+2 {
-			r.want = start + n + 2 // grow once to what this argument needs
 			return false, r.checkSize()
 		}
 		if b[start+n] != '\r' || b[start+n+1] != '\n' {
@@ -252,7 +274,7 @@ func (r *reader) parseMultibulk() (bool, error) {
 	}
 	r.cmds = append(r.cmds, command{Args: r.argv[first:len(r.argv):len(r.argv)], Raw: b[:r.pPos:r.pPos], off: r.r})
 	r.r += r.pPos
-	r.pArgc, r.pPos, r.want = 0, 0, 0
+	r.pArgc, r.pPos = 0, 0
 	return true, nil
 }
 

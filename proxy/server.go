@@ -22,6 +22,7 @@ import (
 
 	"go.uber.org/zap"
 
+	"github.com/agentproxy/agentproxy/internal/membudget"
 	"github.com/agentproxy/agentproxy/internal/rawio"
 	"github.com/agentproxy/agentproxy/policy"
 	"github.com/agentproxy/agentproxy/upstream"
@@ -53,6 +54,9 @@ type Options struct {
 	// ReadBufferSize is the initial per-client read buffer; it grows for
 	// large requests and shrinks back when idle.
 	ReadBufferSize int
+	// MemoryBudget bounds the bytes held for incomplete requests and
+	// undelivered replies across all clients (0: membudget.Default()).
+	MemoryBudget int64
 	// The file store (FILE.*): storage chunk size, the largest file, and
 	// how long an unfinished upload lives.
 	FileChunkSize int
@@ -91,6 +95,8 @@ type Stats struct {
 	CacheMisses    atomic.Int64
 	ProtocolErrors atomic.Int64
 	UpstreamErrors atomic.Int64
+	BudgetCuts     atomic.Int64 // clients cut because the memory budget was exhausted
+	BulkWaits      atomic.Int64 // bulky batches that waited for a slot of the bulk lane
 }
 
 // Server accepts clients and runs a session for each.
@@ -109,6 +115,8 @@ type Server struct {
 	lastWarn atomic.Int64
 
 	uploads uploads
+	budget  *membudget.Budget
+	bulk    chan struct{} // slots of the bulk lane (bulk.go)
 
 	mu       sync.Mutex
 	sessions map[*session]struct{}
@@ -146,10 +154,14 @@ func New(opts Options, pool *upstream.Pool, p *policy.Policy, log *zap.Logger) *
 	if opts.FileUploadTTL <= 0 {
 		opts.FileUploadTTL = d.FileUploadTTL
 	}
+	if opts.MemoryBudget <= 0 {
+		opts.MemoryBudget = membudget.Default()
+	}
 	if log == nil {
 		log = zap.NewNop()
 	}
-	s := &Server{opts: opts, pool: pool, log: log, sessions: make(map[*session]struct{}),
+	s := &Server{opts: opts, pool: pool, log: log, sessions: make(map[*session]struct{}), budget: membudget.New(opts.MemoryBudget),
+		bulk:    make(chan struct{}, bulkSlots),
 		limiter: newAuthLimiter(opts.AuthMaxFailures, opts.AuthWindow)}
 	s.policy.Store(p)
 	return s
@@ -168,6 +180,9 @@ func (s *Server) warnSampled(msg, user string) {
 	s.log.Warn("keyspace violation forwarded (warn mode)", zap.String("user", user), zap.String("violation", msg),
 		zap.Int64("warned_total", s.Stats.Warned.Load()))
 }
+
+// Budget is the proxy-wide memory budget.
+func (s *Server) Budget() *membudget.Budget { return s.budget }
 
 // Pool is the upstream the server forwards to.
 func (s *Server) Pool() *upstream.Pool { return s.pool }

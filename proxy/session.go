@@ -5,6 +5,7 @@ import (
 	"io"
 	"net"
 	"os"
+	"strconv"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -61,6 +62,13 @@ type session struct {
 	wmu    sync.Mutex
 
 	scratch   []byte
+	outHeld   int64 // bytes of out's capacity taken from the memory budget
+	bulky     int   // batches left in the bulk lane (bulk.go)
+	bulkConn  net.Conn
+	bulkBuf   []byte
+	bulkW     int       // bytes left in bulkBuf after the last batch
+	slot      bool      // holds a slot of the bulk lane
+	slotAt    time.Time // since when
 	stopping  atomic.Bool
 	wdeadline time.Time // the armed client write deadline
 
@@ -68,6 +76,7 @@ type session struct {
 	ident       policy.Identity
 	authed      bool
 	authLimited bool
+	authFailed  bool // a failed AUTH left a limiter bucket for this connection
 	acc         keyspace.Access
 	rewrite     []byte
 	aborted     bool             // the client's MULTI was aborted by a refused command
@@ -81,6 +90,7 @@ type session struct {
 func newSession(srv *Server, nc net.Conn) *session {
 	s := &session{srv: srv, nc: nc, id: srv.nextID.Add(1), proto: 2, call: upstream.NewCall(), start: time.Now()}
 	s.rd = newReader(nc, srv.opts.ReadBufferSize, srv.opts.MaxRequestBytes, srv.opts.MaxArgs)
+	s.rd.budget = srv.budget
 	s.log = srv.log
 	s.db = srv.pool.DB()
 	p := srv.policy.Load()
@@ -124,6 +134,11 @@ func (s *session) serve() {
 			}
 		}
 		if err != nil {
+			if errors.Is(err, errBudget) {
+				s.srv.Stats.BudgetCuts.Add(1)
+				s.log.Warn("memory budget exhausted: client sending a large request disconnected", zap.Int64("client", s.id),
+					zap.Int64("held", s.rd.held), zap.Int64("budget_used", s.srv.budget.Used()), zap.Int64("budget", s.srv.budget.Limit()))
+			}
 			if isProtocolError(err) {
 				s.srv.Stats.ProtocolErrors.Add(1)
 				s.out = appendError(s.out, err.Error())
@@ -158,6 +173,13 @@ func (s *session) close() {
 		s.srv.Stats.Pinned.Add(-1) // taken in startTunnel
 	}
 	s.nc.Close()
+	s.closeBulk()
+	s.rd.release()
+	s.srv.budget.Give(s.outHeld)
+	s.outHeld = 0
+	if s.authFailed {
+		s.srv.limiter.forget("conn:" + strconv.FormatInt(s.id, 10))
+	}
 }
 
 // flush writes the pending output. It returns false when the client is
@@ -182,6 +204,8 @@ func (s *session) flush() bool {
 	_, err := s.nc.Write(s.out)
 	if cap(s.out) > shrinkAbove {
 		s.out = nil
+		s.srv.budget.Give(s.outHeld)
+		s.outHeld = 0
 	} else {
 		s.out = s.out[:0]
 	}
@@ -369,6 +393,7 @@ func (s *session) doPayload(conn *upstream.Conn, payload []byte, n int, timeout 
 	call := s.call
 	call.Out = s.out
 	call.MaxOut = s.srv.opts.MaxOutputBytes
+	call.Budget = s.srv.budget
 	call.N = n
 	call.Timeout = timeout
 	if ends {
@@ -386,6 +411,8 @@ func (s *session) doPayload(conn *upstream.Conn, payload []byte, n int, timeout 
 	}
 	call.Wait()
 	s.out = call.Out
+	s.outHeld += call.Held // the reply buffer's growth, given back when out shrinks
+	call.Held = 0
 	if ends {
 		s.ends = call.Ends
 	}
@@ -398,6 +425,14 @@ func (s *session) doPayload(conn *upstream.Conn, payload []byte, n int, timeout 
 // failRest answers the commands of a failed call that got no reply.
 func (s *session) failRest(n, got int, err error) {
 	s.srv.Stats.UpstreamErrors.Add(1)
+	if errors.Is(err, upstream.ErrBudget) {
+		s.srv.Stats.BudgetCuts.Add(1)
+		s.log.Warn("memory budget exhausted: client pulling a large reply disconnected", zap.Int64("client", s.id),
+			zap.Int64("budget_used", s.srv.budget.Used()), zap.Int64("budget", s.srv.budget.Limit()))
+		s.out = appendError(s.out[:0], ErrBudgetReply)
+		s.quit = true
+		return
+	}
 	if errors.Is(err, upstream.ErrOutputFull) {
 		s.srv.Stats.SlowConsumers.Add(1)
 		s.log.Info("client output limit reached; disconnecting", zap.Int64("client", s.id))
@@ -412,6 +447,14 @@ func (s *session) failRest(n, got int, err error) {
 }
 
 func (s *session) forwardShared(cmds []command) {
+	payload := s.payload(cmds)
+	if s.bulky > 0 || len(payload) >= bulkBytes {
+		if s.bulky <= 0 {
+			s.bulky = bulkBatches
+		}
+		s.forwardBulk(cmds, payload)
+		return
+	}
 	conn := s.srv.pool.Shared(s.proto)
 	if conn == nil {
 		s.srv.Stats.UpstreamErrors.Add(1)
@@ -420,7 +463,11 @@ func (s *session) forwardShared(cmds []command) {
 		}
 		return
 	}
-	s.do(conn, cmds, 0, false)
+	start := len(s.out)
+	s.doPayload(conn, payload, len(cmds), 0, false)
+	if len(s.out)-start >= bulkBytes {
+		s.bulky = bulkBatches
+	}
 }
 
 // pin acquires the session's dedicated connection.
@@ -557,6 +604,9 @@ func (s *session) forwardBlocking(c *command) {
 	}
 }
 
+// watchMax bounds what a watcher keeps of what a blocked client sends.
+const watchMax = 16 << 10
+
 // watcher reads the client while it is blocked upstream: bytes it sends are
 // kept for later, and its leaving closes the upstream connection.
 type watcher struct {
@@ -582,8 +632,10 @@ func (s *session) watch(conn *upstream.Conn) *watcher {
 				}
 				return
 			}
-			if len(w.data) > s.srv.opts.MaxRequestBytes {
-				return // enough buffered; the client waits like any other
+			if len(w.data) >= watchMax || len(w.data) > s.srv.opts.MaxRequestBytes {
+				// Enough buffered: the client waits like any other
+				// (its socket fills and it stops sending).
+				return
 			}
 		}
 	}()

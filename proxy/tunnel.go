@@ -197,6 +197,8 @@ func (s *session) pump(nc interface {
 	defer nc.Close()
 	buf := make([]byte, 16<<10)
 	w := copy(buf, left)
+	var held int64 // growth of buf taken from the memory budget
+	defer func() { s.srv.budget.Give(held) }()
 	var f upstream.Framer
 	open := false   // a frame is partly written
 	locked := false // wmu is held (only while a frame is open)
@@ -257,9 +259,24 @@ func (s *session) pump(nc interface {
 		}
 		w = copy(buf, buf[r:w])
 		if w == len(buf) {
+			// A frame larger than the buffer (a big message): grow,
+			// within the memory budget.
+			if !s.srv.budget.Take(held, int64(len(buf)), budgetWait) {
+				s.srv.Stats.BudgetCuts.Add(1)
+				s.log.Warn("memory budget exhausted: subscriber receiving a large message disconnected", zap.Int64("client", s.id))
+				return
+			}
+			held += int64(len(buf))
 			nb := make([]byte, 2*len(buf))
 			copy(nb, buf[:w])
 			buf = nb
+		} else if held > 0 && !open && w < 16<<10 && len(buf) > 16<<10 {
+			// Back to small frames: shrink and give the growth back.
+			nb := make([]byte, 16<<10)
+			copy(nb, buf[:w])
+			buf = nb
+			s.srv.budget.Give(held)
+			held = 0
 		}
 		if sub != nil && w > 0 {
 			continue // more frames already buffered

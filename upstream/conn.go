@@ -8,6 +8,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/agentproxy/agentproxy/internal/membudget"
 	"github.com/agentproxy/agentproxy/internal/rawio"
 )
 
@@ -20,7 +21,12 @@ var (
 	ErrTimeout    = errors.New("upstream did not reply in time")
 	ErrClosed     = errors.New("upstream connection closed")
 	ErrOutputFull = errors.New("reply exceeds the client output limit")
+	ErrBudget     = errors.New("reply does not fit in the proxy's memory budget")
 )
+
+// BudgetFree is the capacity of a call's output buffer that is not counted
+// against the budget (the per-client buffers every connection has).
+const BudgetFree = 64 << 10
 
 // Call is one batch of pipelined commands sent as one write. Its replies are
 // appended, byte for byte, to Out. A Call is owned by one client session and
@@ -42,6 +48,13 @@ type Call struct {
 	// reply (for callers that inspect replies, such as pinned sessions).
 	Ends []int
 
+	// Budget, when set, is taken from as Out grows past BudgetFree bytes
+	// of capacity; Held accumulates what was taken (the caller gives it
+	// back when it drops the buffer). A reply that does not fit ends the
+	// call with ErrBudget.
+	Budget *membudget.Budget
+	Held   int64
+
 	// Got counts complete replies; Out[:End] holds exactly those.
 	Got int
 	End int
@@ -49,7 +62,27 @@ type Call struct {
 
 	done     chan struct{}
 	overflow bool
+	noBudget bool // overflow because the budget was exhausted
 	sent     time.Time
+}
+
+// grow makes room for n more bytes in Out, taking the growth from the
+// budget; false when it does not fit.
+func (c *Call) grow(n int) bool {
+	need := len(c.Out) + n
+	newCap := max(2*cap(c.Out), need, 4096)
+	before, after := max(int64(cap(c.Out))-BudgetFree, 0), max(int64(newCap)-BudgetFree, 0)
+	if after > before {
+		// The reader goroutine serves every client: it never waits here.
+		if !c.Budget.Take(before, after-before, 0) {
+			return false
+		}
+		c.Held += after - before
+	}
+	nb := make([]byte, len(c.Out), newCap)
+	copy(nb, c.Out)
+	c.Out = nb
+	return true
 }
 
 // NewCall returns a reusable call.
@@ -62,7 +95,7 @@ func (c *Call) Done() <-chan struct{} { return c.done }
 func (c *Call) Wait() { <-c.done }
 
 func (c *Call) reset() {
-	c.Got, c.End, c.Err, c.overflow = 0, len(c.Out), nil, false
+	c.Got, c.End, c.Err, c.overflow, c.noBudget = 0, len(c.Out), nil, false, false
 	if c.Ends != nil {
 		c.Ends = c.Ends[:0]
 	}
@@ -71,6 +104,9 @@ func (c *Call) reset() {
 func (c *Call) finish(err error) {
 	if err == nil && c.overflow {
 		err = ErrOutputFull
+		if c.noBudget {
+			err = ErrBudget
+		}
 	}
 	c.Err = err
 	if err != nil {
@@ -419,10 +455,14 @@ func (c *Conn) readLoop(w int) {
 				}
 			} else {
 				if !cur.overflow {
-					if cur.MaxOut > 0 && len(cur.Out)+n > cur.MaxOut {
+					switch {
+					case cur.MaxOut > 0 && len(cur.Out)+n > cur.MaxOut:
 						cur.overflow = true
 						cur.Out = cur.Out[:cur.End]
-					} else {
+					case len(cur.Out)+n > cap(cur.Out) && cur.Budget != nil && !cur.grow(n):
+						cur.overflow, cur.noBudget = true, true
+						cur.Out = cur.Out[:cur.End]
+					default:
 						cur.Out = append(cur.Out, c.rbuf[r:r+n]...)
 					}
 				}

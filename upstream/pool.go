@@ -145,6 +145,9 @@ func (p *Pool) Addr() string { return p.opts.Addr }
 // DB is the database the node's connections select.
 func (p *Pool) DB() int { return p.opts.DB }
 
+// WriteTimeout bounds a write to the node.
+func (p *Pool) WriteTimeout() time.Duration { return p.opts.WriteTimeout }
+
 // ReadTimeout is the default wait for a reply.
 func (p *Pool) ReadTimeout() time.Duration { return p.opts.ReadTimeout }
 

@@ -10,6 +10,7 @@ import (
 	"io"
 	"os"
 	"os/signal"
+	"runtime/debug"
 	"strings"
 	"syscall"
 
@@ -22,10 +23,15 @@ import (
 	"github.com/agentproxy/agentproxy/config"
 	"github.com/agentproxy/agentproxy/keyspace"
 	"github.com/agentproxy/agentproxy/lint"
+	"github.com/agentproxy/agentproxy/proxy"
 )
 
 // version is set at build time with -ldflags "-X main.version=...".
 var version = "dev"
+
+// memOverhead is what the process needs beyond the memory budget: the Go
+// runtime, and the fixed per-connection buffers and goroutines.
+const memOverhead = 64 << 20
 
 const usage = `agentproxy: a Redis-protocol sidecar proxy that makes shared agent state safe.
 
@@ -177,18 +183,37 @@ func serve(args []string, stdout, stderr io.Writer) int {
 	}
 	log := newLogger(cfg.Log, stderr)
 	defer log.Sync()
+	if os.Getenv("GOMEMLIMIT") == "" {
+		// Buffers freed by clients that were cut or went away are garbage
+		// until the next collection; a soft limit just above the memory
+		// budget makes the collector (and the return of memory to the OS)
+		// keep the process near what it really holds.
+		debug.SetMemoryLimit(app.MemoryBudget(cfg) + memOverhead/2)
+	}
+	proxy.Version = version
 	a, err := app.Start(cfg, log)
 	if err != nil {
 		log.Error("cannot start", zap.Error(err))
 		return 1
 	}
 	sig := make(chan os.Signal, 1)
-	signal.Notify(sig, syscall.SIGINT, syscall.SIGTERM)
-	select {
-	case s := <-sig:
-		log.Info("shutting down", zap.String("signal", s.String()))
-	case err := <-a.Done():
-		log.Error("listener failed", zap.Error(err))
+	signal.Notify(sig, syscall.SIGINT, syscall.SIGTERM, syscall.SIGHUP)
+wait:
+	for {
+		select {
+		case s := <-sig:
+			if s == syscall.SIGHUP {
+				// A reload is not implemented yet: keep serving, and make
+				// sure the embedded store's data is on disk.
+				a.Hangup()
+				continue
+			}
+			log.Info("shutting down", zap.String("signal", s.String()))
+			break wait
+		case err := <-a.Done():
+			log.Error("listener failed", zap.Error(err))
+			break wait
+		}
 	}
 	signal.Stop(sig)
 	if err := a.Shutdown(); err != nil {

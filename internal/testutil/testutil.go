@@ -13,6 +13,7 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -294,4 +295,106 @@ func Normalize(b []byte, fields ...string) []byte {
 		b = append(append(append([]byte{}, b[:j]...), ":X"...), b[j+k:]...)
 	}
 	return b
+}
+
+var (
+	buildOnce sync.Once
+	buildPath string
+	buildErr  error
+)
+
+// BuildProxy builds the agentproxy binary once per test process and
+// returns its path (for tests that need it as a separate process: RSS,
+// signals).
+func BuildProxy(t testing.TB) string {
+	t.Helper()
+	buildOnce.Do(func() {
+		goBin, err := exec.LookPath("go")
+		if err != nil {
+			buildErr = err
+			return
+		}
+		gomod, err := exec.Command(goBin, "env", "GOMOD").Output()
+		if err != nil {
+			buildErr = err
+			return
+		}
+		dir, err := os.MkdirTemp("", "agentproxy-bin")
+		if err != nil {
+			buildErr = err
+			return
+		}
+		buildPath = filepath.Join(dir, "agentproxy")
+		cmd := exec.Command(goBin, "build", "-o", buildPath, "./cmd/agentproxy")
+		cmd.Dir = filepath.Dir(strings.TrimSpace(string(gomod)))
+		if out, err := cmd.CombinedOutput(); err != nil {
+			buildErr = fmt.Errorf("go build: %v\n%s", err, out)
+		}
+	})
+	if buildErr != nil {
+		t.Fatalf("build agentproxy: %v", buildErr)
+	}
+	return buildPath
+}
+
+// Process is a proxy binary running for a test.
+type Process struct {
+	Addr string
+	Cmd  *exec.Cmd
+	Log  *bytes.Buffer
+}
+
+// StartProcess runs the agentproxy binary with args (listening on a free
+// port) and waits until it answers PING. It is killed when the test ends.
+func StartProcess(t testing.TB, env []string, args ...string) *Process {
+	t.Helper()
+	bin := BuildProxy(t)
+	port := FreePort(t)
+	p := &Process{Addr: "127.0.0.1:" + strconv.Itoa(port), Log: &bytes.Buffer{}}
+	p.Cmd = exec.Command(bin, append([]string{"serve", "--listen", p.Addr, "--metrics", ""}, args...)...)
+	p.Cmd.Env = append(os.Environ(), env...)
+	p.Cmd.Stdout, p.Cmd.Stderr = p.Log, p.Log
+	if err := p.Cmd.Start(); err != nil {
+		t.Fatalf("start agentproxy: %v", err)
+	}
+	t.Cleanup(func() {
+		if p.Cmd.ProcessState == nil {
+			p.Cmd.Process.Kill()
+			p.Cmd.Wait()
+		}
+	})
+	deadline := time.Now().Add(20 * time.Second)
+	for {
+		c, err := net.DialTimeout("tcp", p.Addr, 200*time.Millisecond)
+		if err == nil {
+			c.Write([]byte("PING\r\n"))
+			c.SetReadDeadline(time.Now().Add(time.Second))
+			line, _ := bufio.NewReader(c).ReadString('\n')
+			c.Close()
+			if strings.HasPrefix(line, "+PONG") || strings.HasPrefix(line, "-NOAUTH") {
+				return p
+			}
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("agentproxy on %s did not start:\n%s", p.Addr, p.Log)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+// RSS is the process's resident set size in bytes (Linux).
+func (p *Process) RSS(t testing.TB) int64 {
+	t.Helper()
+	b, err := os.ReadFile("/proc/" + strconv.Itoa(p.Cmd.Process.Pid) + "/status")
+	if err != nil {
+		t.Fatalf("read /proc status: %v", err)
+	}
+	for _, line := range strings.Split(string(b), "\n") {
+		if rest, ok := strings.CutPrefix(line, "VmRSS:"); ok {
+			kb, _ := strconv.ParseInt(strings.TrimSpace(strings.TrimSuffix(strings.TrimSpace(rest), "kB")), 10, 64)
+			return kb << 10
+		}
+	}
+	t.Fatal("no VmRSS")
+	return 0
 }
