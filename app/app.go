@@ -78,21 +78,22 @@ func Start(cfg config.Config, log *zap.Logger) (*App, error) {
 	}
 	l := cfg.Listen
 	a.srv = proxy.New(proxy.Options{
-		RequireAuth:        l.RequireAuth,
-		AuthMaxFailures:    cfg.Auth.MaxFailures,
-		AuthWindow:         cfg.Auth.FailureWindow.Duration,
-		MaxClients:         l.MaxClients,
-		MaxRequestBytes:    l.MaxRequestBytes,
-		MaxPipeline:        l.MaxPipeline,
-		MaxOutputBytes:     l.MaxOutputBytes,
-		ClientWriteTimeout: l.ClientWriteTimeout.Duration,
-		IdleTimeout:        l.IdleTimeout.Duration,
-		MemoryBudget:       l.MemoryBudget,
-		Embedded:           a.store != nil,
-		Disabled:           disabled(cfg.Features),
-		FileChunkSize:      cfg.Files.ChunkSize,
-		FileMaxBytes:       cfg.Files.MaxFileBytes,
-		FileUploadTTL:      cfg.Files.UploadTTL.Duration,
+		RequireAuth:              l.RequireAuth,
+		AuthMaxFailures:          cfg.Auth.MaxFailures,
+		AuthWindow:               cfg.Auth.FailureWindow.Duration,
+		MaxClients:               l.MaxClients,
+		MaxRequestBytes:          l.MaxRequestBytes,
+		MaxPipeline:              l.MaxPipeline,
+		MaxOutputBytes:           l.MaxOutputBytes,
+		ClientWriteTimeout:       l.ClientWriteTimeout.Duration,
+		IdleTimeout:              l.IdleTimeout.Duration,
+		MemoryBudget:             l.MemoryBudget,
+		MaxDedicatedPerWorkspace: u.MaxDedicatedPerWorkspace,
+		Embedded:                 a.store != nil,
+		Disabled:                 disabled(cfg.Features),
+		FileChunkSize:            cfg.Files.ChunkSize,
+		FileMaxBytes:             cfg.Files.MaxFileBytes,
+		FileUploadTTL:            cfg.Files.UploadTTL.Duration,
 	}, a.pool, pol, log.Named("proxy"))
 
 	a.ln, err = net.Listen("tcp", l.Addr)
@@ -210,6 +211,7 @@ func registerStats(reg *prometheus.Registry, srv *proxy.Server, pool *upstream.P
 	counter("protocol_errors_total", "Clients disconnected for malformed requests.", st.ProtocolErrors.Load)
 	counter("upstream_errors_total", "Batches that failed upstream (TRYAGAIN or UNCERTAIN).", st.UpstreamErrors.Load)
 	gauge("clients", "Connected clients.", func() float64 { return float64(st.Clients.Load()) })
+	counter("dedicated_limit_total", "Commands refused at upstream.max_dedicated_per_workspace.", st.DedicatedLimit.Load)
 	counter("budget_cuts_total", "Clients disconnected because the memory budget (listen.memory_budget) was exhausted.", st.BudgetCuts.Load)
 	gauge("budget_used_bytes", "Bytes held for incomplete requests and undelivered replies, against listen.memory_budget.",
 		func() float64 { return float64(srv.Budget().Used()) })

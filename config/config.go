@@ -101,7 +101,10 @@ type Upstream struct {
 	ReadTimeout      Duration `toml:"read_timeout"`
 	WriteTimeout     Duration `toml:"write_timeout"`
 	MaxIdleDedicated int      `toml:"max_idle_dedicated"`
-	BackoffMax       Duration `toml:"backoff_max"`
+	// MaxDedicatedPerWorkspace bounds the dedicated connections the clients
+	// of one workspace hold at once (0: no limit).
+	MaxDedicatedPerWorkspace int      `toml:"max_dedicated_per_workspace"`
+	BackoffMax               Duration `toml:"backoff_max"`
 }
 
 // Embedded configures the in-process store used when url = "embedded".
@@ -167,13 +170,14 @@ func Default() Config {
 			ShutdownTimeout:    D(10 * time.Second),
 		},
 		Upstream: Upstream{
-			URL:              "embedded",
-			Conns:            1,
-			DialTimeout:      D(2 * time.Second),
-			ReadTimeout:      D(5 * time.Second),
-			WriteTimeout:     D(5 * time.Second),
-			MaxIdleDedicated: 16,
-			BackoffMax:       D(time.Second),
+			URL:                      "embedded",
+			Conns:                    1,
+			DialTimeout:              D(2 * time.Second),
+			ReadTimeout:              D(5 * time.Second),
+			WriteTimeout:             D(5 * time.Second),
+			MaxIdleDedicated:         16,
+			MaxDedicatedPerWorkspace: 1024,
+			BackoffMax:               D(time.Second),
 		},
 		Embedded: Embedded{
 			DataFile:         DefaultDataFile(),
@@ -357,6 +361,9 @@ func (c *Config) Validate() error {
 	nonNeg("upstream.write_timeout", c.Upstream.WriteTimeout)
 	nonNeg("upstream.backoff_max", c.Upstream.BackoffMax)
 	nonNeg("embedded.snapshot_interval", c.Embedded.SnapshotInterval)
+	if c.Upstream.MaxDedicatedPerWorkspace < 0 {
+		bad("upstream.max_dedicated_per_workspace", "must not be negative (0: no limit), got %d", c.Upstream.MaxDedicatedPerWorkspace)
+	}
 	if c.Upstream.MaxIdleDedicated < 0 {
 		bad("upstream.max_idle_dedicated", "must not be negative, got %d", c.Upstream.MaxIdleDedicated)
 	}

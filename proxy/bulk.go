@@ -67,14 +67,22 @@ func (s *session) forwardBulk(cmds []command, payload []byte) {
 // connection and copies n replies to the client as they arrive.
 func (s *session) streamBatch(payload []byte, n int) error {
 	if s.bulkConn == nil {
+		var ws string
+		if !s.takeDedicated(&ws) {
+			for k := 0; k < n; k++ {
+				s.out = appendError(s.out, ErrTryAgainDedicated)
+			}
+			return errors.New("dedicated connection limit")
+		}
 		nc, left, err := s.srv.pool.DialRaw(s.proto)
 		if err != nil {
+			s.giveDedicated(ws)
 			for k := 0; k < n; k++ {
 				s.out = appendError(s.out, ErrTryAgainDown)
 			}
 			return err
 		}
-		s.bulkConn, s.bulkBuf = nc, make([]byte, bulkBuf)
+		s.bulkConn, s.bulkBuf, s.bulkWS = nc, make([]byte, bulkBuf), ws
 		s.bulkW = copy(s.bulkBuf, left)
 	}
 	nc, buf := s.bulkConn, s.bulkBuf
@@ -201,6 +209,8 @@ func (s *session) closeBulk() {
 	if s.bulkConn != nil {
 		s.bulkConn.Close()
 		s.bulkConn, s.bulkBuf, s.bulkW = nil, nil, 0
+		s.giveDedicated(s.bulkWS)
+		s.bulkWS = ""
 	}
 	if s.bulky < 0 {
 		s.bulky = 0

@@ -231,6 +231,7 @@ type fstore struct {
 	s    *session
 	conn *upstream.Conn
 	ded  bool
+	ws   string // what the dedicated connection counts against
 	bad  bool
 	call *upstream.Call
 	req  []byte
@@ -241,8 +242,13 @@ type fstore struct {
 func (s *session) fstore(dedicated bool) (*fstore, bool) {
 	f := &fstore{s: s, ded: dedicated}
 	if dedicated {
+		if !s.takeDedicated(&f.ws) {
+			s.out = appendError(s.out, ErrTryAgainDedicated)
+			return nil, false
+		}
 		c, err := s.srv.pool.Dedicated(2)
 		if err != nil {
+			s.giveDedicated(f.ws)
 			s.out = appendError(s.out, ErrTryAgainDown)
 			return nil, false
 		}
@@ -263,17 +269,20 @@ func (s *session) fstore(dedicated bool) (*fstore, bool) {
 // of other clients' replies on the shared one. It keeps the shared
 // connection when no dedicated one can be had.
 func (f *fstore) heavy() {
-	if f.ded {
+	if f.ded || !f.s.takeDedicated(&f.ws) {
 		return
 	}
 	if c, err := f.s.srv.pool.Dedicated(2); err == nil {
 		f.conn, f.ded, f.bad = c, true, false
+	} else {
+		f.s.giveDedicated(f.ws)
 	}
 }
 
 func (f *fstore) close() {
 	if f.ded {
 		f.s.srv.pool.Release(f.conn, 2, !f.bad)
+		f.s.giveDedicated(f.ws)
 	}
 	if cap(f.call.Out) > 1<<20 {
 		f.call.Out = nil // do not keep a large buffer per session

@@ -57,6 +57,11 @@ type Options struct {
 	// MemoryBudget bounds the bytes held for incomplete requests and
 	// undelivered replies across all clients (0: membudget.Default()).
 	MemoryBudget int64
+	// MaxDedicatedPerWorkspace bounds the dedicated upstream connections
+	// (transactions, blocking commands, subscriptions, bulk transfers) the
+	// clients of one workspace hold at once, so one workspace cannot use
+	// up Redis's connections; admins are not counted. 0: no limit.
+	MaxDedicatedPerWorkspace int
 	// The file store (FILE.*): storage chunk size, the largest file, and
 	// how long an unfinished upload lives.
 	FileChunkSize int
@@ -97,6 +102,7 @@ type Stats struct {
 	UpstreamErrors atomic.Int64
 	BudgetCuts     atomic.Int64 // clients cut because the memory budget was exhausted
 	BulkWaits      atomic.Int64 // bulky batches that waited for a slot of the bulk lane
+	DedicatedLimit atomic.Int64 // commands refused at upstream.max_dedicated_per_workspace
 }
 
 // Server accepts clients and runs a session for each.
@@ -117,6 +123,7 @@ type Server struct {
 	uploads uploads
 	budget  *membudget.Budget
 	bulk    chan struct{} // slots of the bulk lane (bulk.go)
+	ded     wsLimit       // dedicated connections held per workspace
 
 	mu       sync.Mutex
 	sessions map[*session]struct{}
@@ -162,6 +169,7 @@ func New(opts Options, pool *upstream.Pool, p *policy.Policy, log *zap.Logger) *
 	}
 	s := &Server{opts: opts, pool: pool, log: log, sessions: make(map[*session]struct{}), budget: membudget.New(opts.MemoryBudget),
 		bulk:    make(chan struct{}, bulkSlots),
+		ded:     wsLimit{max: opts.MaxDedicatedPerWorkspace, n: map[string]int{}},
 		limiter: newAuthLimiter(opts.AuthMaxFailures, opts.AuthWindow)}
 	s.policy.Store(p)
 	return s
@@ -179,6 +187,37 @@ func (s *Server) warnSampled(msg, user string) {
 	}
 	s.log.Warn("keyspace violation forwarded (warn mode)", zap.String("user", user), zap.String("violation", msg),
 		zap.Int64("warned_total", s.Stats.Warned.Load()))
+}
+
+// wsLimit counts something held per workspace against a maximum.
+type wsLimit struct {
+	mu  sync.Mutex
+	max int
+	n   map[string]int
+}
+
+func (l *wsLimit) take(ws string) bool {
+	if l.max <= 0 {
+		return true
+	}
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if l.n[ws] >= l.max {
+		return false
+	}
+	l.n[ws]++
+	return true
+}
+
+func (l *wsLimit) give(ws string) {
+	if l.max <= 0 {
+		return
+	}
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if l.n[ws]--; l.n[ws] <= 0 {
+		delete(l.n, ws)
+	}
 }
 
 // Budget is the proxy-wide memory budget.

@@ -49,6 +49,7 @@ type session struct {
 	// Pinned state: a dedicated connection held while the client has
 	// connection state on it.
 	pinned   *upstream.Conn
+	pinWS    string // what the pinned connection counts against (dedicated)
 	db       int
 	inMulti  bool
 	watching bool
@@ -58,6 +59,7 @@ type session struct {
 	// Tunnel mode (subscriptions, MONITOR): wmu orders writes to nc
 	// between the session and the pump.
 	tconn  net.Conn
+	tunWS  string
 	tlocal *tunnelLocal
 	wmu    sync.Mutex
 
@@ -65,6 +67,7 @@ type session struct {
 	outHeld   int64 // bytes of out's capacity taken from the memory budget
 	bulky     int   // batches left in the bulk lane (bulk.go)
 	bulkConn  net.Conn
+	bulkWS    string
 	bulkBuf   []byte
 	bulkW     int       // bytes left in bulkBuf after the last batch
 	slot      bool      // holds a slot of the bulk lane
@@ -171,6 +174,7 @@ func (s *session) close() {
 	if s.tconn != nil {
 		s.tconn.Close()
 		s.srv.Stats.Pinned.Add(-1) // taken in startTunnel
+		s.giveDedicated(s.tunWS)
 	}
 	s.nc.Close()
 	s.closeBulk()
@@ -313,9 +317,9 @@ func (s *session) exec(cmds []command) {
 			s.forwardOwn(c)
 			i++
 		case routeTunnel:
-			if !s.startTunnel() {
+			if msg := s.startTunnel(); msg != "" {
 				for ; i < len(cmds); i++ {
-					s.out = appendError(s.out, ErrTryAgainDown)
+					s.out = appendError(s.out, msg)
 				}
 				return
 			}
@@ -470,33 +474,73 @@ func (s *session) forwardShared(cmds []command) {
 	}
 }
 
-// pin acquires the session's dedicated connection.
-func (s *session) pin() bool {
-	if s.pinned != nil {
-		return true
+// dedicated takes a dedicated upstream connection for this session,
+// counted against its workspace (admins are not counted; ws is "" then).
+// On failure it returns the error to answer.
+func (s *session) dedicated() (c *upstream.Conn, ws string, msg string) {
+	if !s.takeDedicated(&ws) {
+		return nil, "", ErrTryAgainDedicated
 	}
 	c, err := s.srv.pool.Dedicated(s.proto)
 	if err != nil {
+		s.giveDedicated(ws)
+		return nil, "", ErrTryAgainDown
+	}
+	return c, ws, ""
+}
+
+// takeDedicated counts one more dedicated connection for the session's
+// workspace; false at upstream.max_dedicated_per_workspace.
+func (s *session) takeDedicated(ws *string) bool {
+	if s.ident.Role == policy.RoleAdmin {
+		*ws = ""
+		return true
+	}
+	*ws = "w:" + s.ident.Workspace
+	if !s.srv.ded.take(*ws) {
+		s.srv.Stats.DedicatedLimit.Add(1)
 		return false
 	}
-	s.pinned = c
-	s.srv.Stats.Pinned.Add(1)
 	return true
+}
+
+// giveDedicated ends what takeDedicated counted.
+func (s *session) giveDedicated(ws string) {
+	if ws != "" {
+		s.srv.ded.give(ws)
+	}
+}
+
+// pin acquires the session's dedicated connection; "" or the error to
+// answer.
+func (s *session) pin() string {
+	if s.pinned != nil {
+		return ""
+	}
+	c, ws, msg := s.dedicated()
+	if msg != "" {
+		return msg
+	}
+	s.pinned, s.pinWS = c, ws
+	s.srv.Stats.Pinned.Add(1)
+	return ""
 }
 
 // unpin gives the dedicated connection back; clean says it carries no state.
 func (s *session) unpin(clean bool) {
 	s.srv.pool.Release(s.pinned, s.proto, clean)
 	s.pinned = nil
+	s.giveDedicated(s.pinWS)
+	s.pinWS = ""
 	s.inMulti, s.watching, s.sticky = false, false, false
 	s.db = s.srv.pool.DB()
 	s.srv.Stats.Pinned.Add(-1)
 }
 
 func (s *session) forwardPinned(cmds []command) {
-	if !s.pin() {
+	if msg := s.pin(); msg != "" {
 		for range cmds {
-			s.out = appendError(s.out, ErrTryAgainDown)
+			s.out = appendError(s.out, msg)
 		}
 		return
 	}
@@ -560,13 +604,14 @@ func (s *session) track(c *command, reply []byte) {
 // commands that end what occupies Redis (SCRIPT KILL, FUNCTION KILL,
 // CLIENT UNPAUSE) must not queue behind the commands they release.
 func (s *session) forwardOwn(c *command) {
-	conn, err := s.srv.pool.Dedicated(s.proto)
-	if err != nil {
-		s.out = appendError(s.out, ErrTryAgainDown)
+	conn, ws, msg := s.dedicated()
+	if msg != "" {
+		s.out = appendError(s.out, msg)
 		return
 	}
-	err = s.do(conn, []command{*c}, 0, false)
+	err := s.do(conn, []command{*c}, 0, false)
 	s.srv.pool.Release(conn, s.proto, err == nil)
+	s.giveDedicated(ws)
 }
 
 // forwardBlocking runs one blocking command on a connection of its own, so
@@ -576,12 +621,12 @@ func (s *session) forwardBlocking(c *command) {
 	conn := s.pinned
 	own := conn == nil
 	if own {
-		var err error
-		conn, err = s.srv.pool.Dedicated(s.proto)
-		if err != nil {
-			s.out = appendError(s.out, ErrTryAgainDown)
+		var ws, msg string
+		if conn, ws, msg = s.dedicated(); msg != "" {
+			s.out = appendError(s.out, msg)
 			return
 		}
+		defer s.giveDedicated(ws)
 	}
 	// Replies so far reach the client before it blocks, as with Redis.
 	if !s.flush() {

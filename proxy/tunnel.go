@@ -79,16 +79,22 @@ func (s *session) answer(mark int) {
 }
 
 // startTunnel dials the tunnel and starts the pump. Output so far is
-// flushed first so it precedes everything the pump writes.
-func (s *session) startTunnel() bool {
+// flushed first so it precedes everything the pump writes. It returns ""
+// or the error the commands get when no tunnel can be had.
+func (s *session) startTunnel() string {
 	if !s.flush() {
 		s.quit = true
-		return true
+		return ""
+	}
+	var ws string
+	if !s.takeDedicated(&ws) {
+		return ErrTryAgainDedicated
 	}
 	nc, left, err := s.srv.pool.DialRaw(s.proto)
 	if err != nil {
+		s.giveDedicated(ws)
 		s.log.Debug("tunnel dial failed", zap.Error(err))
-		return false
+		return ErrTryAgainDown
 	}
 	if s.db != s.srv.pool.DB() {
 		nc.SetDeadline(time.Now().Add(s.srv.pool.ReadTimeout()))
@@ -97,9 +103,11 @@ func (s *session) startTunnel() bool {
 		nc.SetDeadline(time.Time{})
 		if err != nil {
 			nc.Close()
-			return false
+			s.giveDedicated(ws)
+			return ErrTryAgainDown
 		}
 	}
+	s.tunWS = ws
 	if s.pinned != nil {
 		s.unpin(false)
 	}
@@ -107,7 +115,7 @@ func (s *session) startTunnel() bool {
 	s.tlocal = newTunnelLocal()
 	s.tconn = nc
 	go s.pump(nc, left)
-	return true
+	return ""
 }
 
 // execTunnel forwards requests to the tunnel, answering the proxy's own in

@@ -15,6 +15,12 @@ import (
 // workspace with SCAN on a connection of its own, a page at a time, so it
 // never runs a long script and never stalls other clients.
 func (s *session) wsInfo() {
+	var ws string
+	if !s.takeDedicated(&ws) {
+		s.out = appendError(s.out, ErrTryAgainDedicated)
+		return
+	}
+	defer s.giveDedicated(ws)
 	conn, err := s.srv.pool.Dedicated(2)
 	if err != nil {
 		s.out = appendError(s.out, ErrTryAgainDown)

@@ -491,3 +491,50 @@ func advConcurrent(n int, stop <-chan struct{}, f func(i int)) *sync.WaitGroup {
 	}
 	return &wg
 }
+
+// TestAdversarialDedicatedExhaustion: one workspace's clients cannot take
+// every Redis connection with blocking commands, subscriptions or
+// transactions; other workspaces keep getting theirs.
+func TestAdversarialDedicatedExhaustion(t *testing.T) {
+	e := advStart(t, func(c *config.Config) { c.Upstream.MaxDedicatedPerWorkspace = 4 })
+	var held []*testutil.Conn
+	for i := 0; i < 4; i++ {
+		c := e.login("alice")
+		c.Send("BLPOP", advAcme+"kv:never", "0")
+		held = append(held, c)
+	}
+	time.Sleep(200 * time.Millisecond)
+	extra := e.login("alice")
+	for _, args := range [][]string{{"BLPOP", advAcme + "kv:never", "0"}, {"MULTI"}, {"SUBSCRIBE", advAcme + "events"}} {
+		if got := extra.DoS(args...); !strings.HasPrefix(got, "-TRYAGAIN this workspace holds as many dedicated") {
+			t.Errorf("alice's 5th dedicated %q: %q", args, got)
+		}
+	}
+	// Plain commands still work for alice, and bob is not limited by her.
+	if got := extra.DoS("SET", advAcme+"kv:plain", "1"); got != "+OK\r\n" {
+		t.Errorf("plain SET: %q", got)
+	}
+	bob := e.login("bob")
+	if got := bob.DoS("BLPOP", advGlobex+"kv:empty", "0.01"); got != "*-1\r\n" {
+		t.Errorf("bob's BLPOP: %q", got)
+	}
+	if got := bob.DoS("MULTI"); got != "+OK\r\n" {
+		t.Errorf("bob's MULTI: %q", got)
+	}
+	bob.Do("DISCARD")
+	// When alice's blocked clients leave, her slots come back.
+	for _, c := range held {
+		c.Close()
+	}
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		got := extra.DoS("BLPOP", advAcme+"kv:never", "0.01")
+		if got == "*-1\r\n" {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("alice's slots after her clients left: %q", got)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}

@@ -132,6 +132,9 @@ func NewPool(opts Options, log *zap.Logger) *Pool {
 	for v := 0; v < 2; v++ {
 		p.shared[v] = make([]atomic.Pointer[Conn], opts.Conns)
 		p.dialing[v] = make([]bool, opts.Conns)
+	}
+	// Only once every slot exists: a dial loop that fails reads them all.
+	for v := 0; v < 2; v++ {
 		for i := range p.shared[v] {
 			p.redial(v, i)
 		}
