@@ -36,6 +36,7 @@ const (
 	tRedis = "redis"
 	tTwem  = "twemproxy"
 	tAP    = "agentproxy"
+	tBase  = "ap-baseline" // -baseline-bin: another agentproxy build, for old-vs-new
 )
 
 // Run modes.
@@ -52,6 +53,7 @@ type config struct {
 	quick      bool
 	rounds     int
 	proxyBin   string
+	baseBin    string
 	extraArgs  string
 	procs      int
 	proxyCmd   string
@@ -190,6 +192,7 @@ func parseFlags() config {
 	flag.BoolVar(&c.quick, "quick", false, "smoke run: 1 round, small request counts")
 	flag.IntVar(&c.rounds, "rounds", 7, "interleaved rounds; the report shows medians (7: medians of 3 swing ±15 % on a small shared machine)")
 	flag.StringVar(&c.proxyBin, "proxy-bin", "", "agentproxy binary to use instead of building ./cmd/agentproxy")
+	flag.StringVar(&c.baseBin, "baseline-bin", "", "a second agentproxy binary (an older build) measured in the same rounds, with its ratios to agentproxy")
 	flag.StringVar(&c.extraArgs, "extra-proxy-args", "", "extra arguments for 'agentproxy serve', space separated (e.g. \"--keyspace-mode off\")")
 	flag.IntVar(&c.procs, "proxy-procs", 1, "GOMAXPROCS for agentproxy (0: Go's default, every core); 1 matches twemproxy's single thread\nand leaves the other cores to redis-server and redis-benchmark")
 	flag.StringVar(&c.proxyCmd, "proxy-cmd", "", "development override: shell command run as the agentproxy target;\n{listen} {port} {upstream} {upstream_port} {dir} are substituted")
@@ -337,6 +340,20 @@ func (h *harness) setup(ctx context.Context) error {
 		return err
 	}
 	h.targets[tAP] = &target{name: tAP, addr: aaddr, p: ap}
+	if h.cfg.baseBin != "" {
+		base, err := filepath.Abs(h.cfg.baseBin)
+		if err != nil {
+			return err
+		}
+		bp, baddr, err := h.startProxy(ctx, base, rport)
+		if err != nil {
+			return fmt.Errorf("baseline: %w", err)
+		}
+		bp.name = tBase
+		h.targets[tBase] = &target{name: tBase, addr: baddr, p: bp}
+		targetNames = append(targetNames, tBase)
+		h.logf("bench: baseline agentproxy %s (pid %d) from %s", baddr, bp.pid(), base)
+	}
 
 	h.logf("bench: redis %s (pid %d), twemproxy %s (pid %d), agentproxy %s (pid %d); logs in %s",
 		raddr, rp.pid(), taddr, tp.pid(), aaddr, ap.pid(), h.dir)
@@ -513,7 +530,8 @@ func (h *harness) measure(ctx context.Context) error {
 			break
 		}
 		start := time.Now()
-		order := append(append([]string{}, targetNames[r%3:]...), targetNames[:r%3]...)
+		k := r % len(targetNames)
+		order := append(append([]string{}, targetNames[k:]...), targetNames[:k]...)
 		for _, s := range specs {
 			for _, name := range order {
 				res, err := h.runOne(ctx, h.targets[name], s)

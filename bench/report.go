@@ -133,6 +133,23 @@ func (h *harness) report(w io.Writer) {
 	}
 	tw.Flush()
 
+	if h.targets[tBase] != nil {
+		fmt.Fprintf(w, "\nAGENTPROXY vs BASELINE (-baseline-bin %s; new/old, 1.00 = same)\n", c.baseBin)
+		tw = tabwriter.NewWriter(w, 0, 0, 2, ' ', tabwriter.AlignRight)
+		fmt.Fprintln(tw, "mode\tcmd\tbaseline\tagentproxy\tthroughput new/old\tcpu old\tcpu new\tcpu new/old\t")
+		for _, m := range modes {
+			for _, cmd := range []string{"SET", "GET"} {
+				b, bB := h.med(m.mode, cmd, tBase, rpsOf)
+				a, bA := h.med(m.mode, cmd, tAP, rpsOf)
+				cb, _ := h.med(m.mode, cmd, tBase, cpuOf)
+				ca, _ := h.med(m.mode, cmd, tAP, cpuOf)
+				fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t\n", m.label, cmd, mark(fmtF(b, 0), bB), mark(fmtF(a, 0), bA),
+					fmtF(ratio(a, b), 3), fmtF(cb, 2), fmtF(ca, 2), fmtF(ratio(ca, cb), 3))
+			}
+		}
+		tw.Flush()
+	}
+
 	fmt.Fprintf(w, "\nUPSTREAM redis-server CPU (µs per request; shows how well each path batches upstream)\n")
 	tw = tabwriter.NewWriter(w, 0, 0, 2, ' ', tabwriter.AlignRight)
 	fmt.Fprintln(tw, "mode\tcmd\tdirect\tvia twemproxy\tvia agentproxy\t")
