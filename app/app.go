@@ -21,6 +21,8 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/agentproxy/agentproxy/config"
+	"github.com/agentproxy/agentproxy/domain"
+	_ "github.com/agentproxy/agentproxy/domain/all" // the domain commands
 	"github.com/agentproxy/agentproxy/embedded"
 	"github.com/agentproxy/agentproxy/internal/membudget"
 	"github.com/agentproxy/agentproxy/keyspace"
@@ -91,9 +93,8 @@ func Start(cfg config.Config, log *zap.Logger) (*App, error) {
 		MaxDedicatedPerWorkspace: u.MaxDedicatedPerWorkspace,
 		Embedded:                 a.store != nil,
 		Disabled:                 disabled(cfg.Features),
-		FileChunkSize:            cfg.Files.ChunkSize,
-		FileMaxBytes:             cfg.Files.MaxFileBytes,
-		FileUploadTTL:            cfg.Files.UploadTTL.Duration,
+		Domain: &domain.Env{Files: domain.FileOptions{ChunkSize: cfg.Files.ChunkSize,
+			MaxBytes: cfg.Files.MaxFileBytes, UploadTTL: cfg.Files.UploadTTL.Duration}},
 	}, a.pool, pol, log.Named("proxy"))
 
 	a.ln, err = net.Listen("tcp", l.Addr)

@@ -50,7 +50,26 @@ type Command struct {
 	// reason (decisions.go).
 	Agents Agents
 	Why    string
-	subs   map[string]*Command
+	// Handler is set by the package that serves the command itself: the
+	// proxy for the commands it answers, a domain family for its commands
+	// (SetHandler, at init). Nil for commands forwarded to Redis.
+	Handler any
+	subs    map[string]*Command
+}
+
+// SetHandler attaches h to the entry of name ("get", "client|info",
+// "file.write"). It panics on a name the table does not have: a
+// programming error, caught by any test.
+func SetHandler(name string, h any) {
+	parent, sub, _ := cut(name)
+	c := byName[parent]
+	if c != nil && sub != "" {
+		c = c.subs[sub]
+	}
+	if c == nil {
+		panic("keyspace: SetHandler of unknown command " + name)
+	}
+	c.Handler = h
 }
 
 // Has reports whether c has all flags in f.

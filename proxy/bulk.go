@@ -8,6 +8,7 @@ import (
 
 	"go.uber.org/zap"
 
+	"github.com/agentproxy/agentproxy/internal/wire"
 	"github.com/agentproxy/agentproxy/upstream"
 )
 
@@ -70,7 +71,7 @@ func (s *session) streamBatch(payload []byte, n int) error {
 		var ws string
 		if !s.takeDedicated(&ws) {
 			for k := 0; k < n; k++ {
-				s.out = appendError(s.out, ErrTryAgainDedicated)
+				s.out = wire.AppendError(s.out, wire.ErrTryAgainDedicated)
 			}
 			return errors.New("dedicated connection limit")
 		}
@@ -78,7 +79,7 @@ func (s *session) streamBatch(payload []byte, n int) error {
 		if err != nil {
 			s.giveDedicated(ws)
 			for k := 0; k < n; k++ {
-				s.out = appendError(s.out, ErrTryAgainDown)
+				s.out = wire.AppendError(s.out, wire.ErrTryAgainDown)
 			}
 			return err
 		}
@@ -92,7 +93,7 @@ func (s *session) streamBatch(payload []byte, n int) error {
 	}
 	if _, err := nc.Write(payload); err != nil {
 		for k := 0; k < n; k++ {
-			s.out = appendError(s.out, ErrUncertain)
+			s.out = wire.AppendError(s.out, wire.ErrUncertain)
 		}
 		return err
 	}
@@ -173,14 +174,14 @@ func (s *session) streamFail(missing int, started bool, err error) error {
 	if started {
 		return errStreamCut
 	}
-	msg := ErrUncertain
+	msg := wire.ErrUncertain
 	var ne net.Error
 	if errors.As(err, &ne) && ne.Timeout() {
-		msg = ErrUncertainTimeout
+		msg = wire.ErrUncertainTimeout
 	}
 	s.srv.Stats.UpstreamErrors.Add(1)
 	for k := 0; k < missing; k++ {
-		s.out = appendError(s.out, msg)
+		s.out = wire.AppendError(s.out, msg)
 	}
 	return err
 }

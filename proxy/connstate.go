@@ -8,6 +8,7 @@ import (
 
 	"github.com/tidwall/redcon"
 
+	"github.com/agentproxy/agentproxy/internal/wire"
 	"github.com/agentproxy/agentproxy/keyspace"
 	"github.com/agentproxy/agentproxy/policy"
 )
@@ -16,12 +17,6 @@ import (
 // connection they would describe (or change) a Redis connection every
 // client shares, or answer more than once; the proxy answers them for the
 // client it knows.
-
-// Wire errors of connection commands.
-const (
-	ErrTrackingRedirect = "ERR CLIENT TRACKING REDIRECT is not supported through agentproxy: connection ids name Redis's connections, which the proxy shares; use RESP3 (HELLO 3) to get invalidations on this connection"
-	ErrCachingOff       = "ERR CLIENT CACHING can be called only when the client is in tracking mode with OPTIN or OPTOUT mode enabled"
-)
 
 // connRefusal is a refusal that holds for every user, admins too: commands
 // that cannot work through a multiplexer, and forms that name a Redis
@@ -33,7 +28,7 @@ func connRefusal(info *keyspace.Command, args [][]byte) string {
 	if info.Name == "client|tracking" {
 		for _, a := range args[2:] {
 			if eqFold(a, "redirect") {
-				return ErrTrackingRedirect
+				return wire.ErrTrackingRedirect
 			}
 		}
 	}
@@ -74,7 +69,7 @@ func (s *session) unsubscribe(name string, channels [][]byte) {
 		}
 		s.out = redcon.AppendBulkString(s.out, name)
 		if null {
-			s.out = appendNull(s.out, s.proto)
+			s.out = wire.AppendNull(s.out, s.proto)
 		} else {
 			s.out = redcon.AppendBulk(s.out, ch)
 		}
@@ -145,7 +140,7 @@ func (s *session) clientList(args [][]byte) {
 			case eqFold(t, "master"), eqFold(t, "replica"), eqFold(t, "slave"):
 				show = false
 			default:
-				s.out = appendError(s.out, "ERR Unknown client type '"+quoteArg(t)+"'")
+				s.out = wire.AppendError(s.out, "ERR Unknown client type '"+wire.QuoteArg(t)+"'")
 				return
 			}
 			i++
@@ -154,7 +149,7 @@ func (s *session) clientList(args [][]byte) {
 			for _, a := range args[i+1:] {
 				n, err := strconv.ParseInt(string(a), 10, 64)
 				if err != nil || n <= 0 {
-					s.out = appendError(s.out, "ERR Invalid client ID")
+					s.out = wire.AppendError(s.out, "ERR Invalid client ID")
 					return
 				}
 				mine = mine || n == s.id
@@ -162,7 +157,7 @@ func (s *session) clientList(args [][]byte) {
 			show = show && mine
 			i = len(args)
 		default:
-			s.out = appendError(s.out, "ERR syntax error")
+			s.out = wire.AppendError(s.out, "ERR syntax error")
 			return
 		}
 	}
@@ -193,7 +188,7 @@ func (s *session) trackingOff(sub []byte) {
 	case eqFold(sub, "getredir"):
 		s.out = redcon.AppendInt(s.out, -1)
 	case eqFold(sub, "trackinginfo"):
-		s.out = appendMap(s.out, 3, s.proto)
+		s.out = wire.AppendMap(s.out, 3, s.proto)
 		s.out = redcon.AppendBulkString(s.out, "flags")
 		if s.proto == 3 {
 			s.out = append(s.out, "~1\r\n"...)
@@ -206,7 +201,7 @@ func (s *session) trackingOff(sub []byte) {
 		s.out = redcon.AppendBulkString(s.out, "prefixes")
 		s.out = redcon.AppendArray(s.out, 0)
 	default:
-		s.out = appendError(s.out, ErrCachingOff)
+		s.out = wire.AppendError(s.out, wire.ErrCachingOff)
 	}
 }
 
@@ -276,7 +271,7 @@ func (s *session) info(args [][]byte) {
 func (s *session) upstreamText(argv [][]byte) ([]byte, bool) {
 	conn := s.srv.pool.Shared(s.proto)
 	if conn == nil {
-		s.out = appendError(s.out, ErrTryAgainDown)
+		s.out = wire.AppendError(s.out, wire.ErrTryAgainDown)
 		return nil, false
 	}
 	start := len(s.out)

@@ -9,18 +9,10 @@ import (
 	"github.com/tidwall/redcon"
 	"go.uber.org/zap"
 
+	"github.com/agentproxy/agentproxy/internal/wire"
 	"github.com/agentproxy/agentproxy/keyspace"
 	"github.com/agentproxy/agentproxy/policy"
 	"github.com/agentproxy/agentproxy/upstream"
-)
-
-// Wire errors of access control.
-const (
-	ErrNoAuthRequired = "NOAUTH Authentication required: AUTH <user> <password> first"
-	ErrAuthLimited    = "ERR too many failed AUTH attempts for this user, on this connection or from this address; wait for auth.failure_window before trying again"
-	ErrWSInvalid      = "ERR workspace names match [A-Za-z0-9_.-]{1,64}"
-	ErrExecAbort      = "EXECABORT Transaction discarded because of previous errors."
-	ErrKeysUnknown    = "ERR cannot find the keys of this command: check numkeys and the argument count"
 )
 
 // checkBatch runs access control over a batch before anything is sent:
@@ -52,7 +44,7 @@ func (s *session) checkBatch(cmds []command) {
 				s.checkLater(cmds[i+1:])
 				return
 			case !eqFold(c.Args[0], "quit"):
-				c.deny = ErrNoAuthRequired
+				c.deny = wire.ErrNoAuthRequired
 			}
 			continue
 		}
@@ -91,7 +83,7 @@ func (s *session) checkBatch(cmds []command) {
 		}
 		if err := keyspace.Extract(info, c.Args, &s.acc); err != nil {
 			if s.ident.Role != policy.RoleAdmin {
-				c.deny = ErrKeysUnknown
+				c.deny = wire.ErrKeysUnknown
 			}
 			continue
 		}
@@ -256,12 +248,12 @@ func (s *session) workspace(args [][]byte) {
 		return
 	}
 	if len(args) > 1 {
-		s.out = appendArity(s.out, "workspace")
+		s.out = wire.AppendArity(s.out, "workspace")
 		return
 	}
 	ws := string(args[0])
 	if !keyspace.ValidWorkspace(ws) {
-		s.out = appendError(s.out, ErrWSInvalid)
+		s.out = wire.AppendError(s.out, wire.ErrWSInvalid)
 		return
 	}
 	allowed := s.ident.Role == policy.RoleAdmin
@@ -271,7 +263,7 @@ func (s *session) workspace(args [][]byte) {
 		allowed = allowed || ws == s.srv.policy.Load().DefaultWS
 	}
 	if !allowed {
-		s.out = appendError(s.out, "NOPERM workspace '"+ws+"' is not allowed for user '"+s.ident.Name()+"'")
+		s.out = wire.AppendError(s.out, "NOPERM workspace '"+ws+"' is not allowed for user '"+s.ident.Name()+"'")
 		return
 	}
 	s.ident.Workspace = ws
@@ -285,15 +277,15 @@ func (s *session) abortedMulti(c *command) {
 	name := c.Args[0]
 	switch {
 	case c.deny != "":
-		s.out = appendError(s.out, c.deny)
+		s.out = wire.AppendError(s.out, c.deny)
 	case eqFold(name, "exec"):
 		s.aborted = false
-		s.out = appendError(s.out, ErrExecAbort)
+		s.out = wire.AppendError(s.out, wire.ErrExecAbort)
 	case eqFold(name, "discard"):
 		s.aborted = false
 		s.out = redcon.AppendOK(s.out)
 	case eqFold(name, "multi"):
-		s.out = appendError(s.out, ErrNestedMulti)
+		s.out = wire.AppendError(s.out, wire.ErrNestedMulti)
 	case eqFold(name, "quit"):
 		s.out = redcon.AppendOK(s.out)
 		s.quit = true
@@ -302,10 +294,10 @@ func (s *session) abortedMulti(c *command) {
 		s.aborted = false
 		s.local(c)
 	case eqFold(name, "watch"):
-		s.out = appendError(s.out, "ERR WATCH inside MULTI is not allowed")
+		s.out = wire.AppendError(s.out, "ERR WATCH inside MULTI is not allowed")
 	case keyspace.Lookup(name) == nil:
 		// Redis rejects unknown commands when queueing, not at EXEC.
-		s.out = appendError(s.out, policy.UnknownCommand(c.Args))
+		s.out = wire.AppendError(s.out, policy.UnknownCommand(c.Args))
 	default:
 		s.out = append(s.out, "+QUEUED\r\n"...)
 	}
@@ -314,7 +306,7 @@ func (s *session) abortedMulti(c *command) {
 // refuse answers a refused command; inside MULTI it also aborts the
 // transaction upstream, as Redis would at EXEC.
 func (s *session) refuse(c *command) {
-	s.out = appendError(s.out, c.deny)
+	s.out = wire.AppendError(s.out, c.deny)
 	if s.inMulti && s.pinned != nil {
 		call := upstream.NewCall()
 		call.N = 1

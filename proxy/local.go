@@ -6,6 +6,7 @@ import (
 
 	"github.com/tidwall/redcon"
 
+	"github.com/agentproxy/agentproxy/internal/wire"
 	"github.com/agentproxy/agentproxy/keyspace"
 	"github.com/agentproxy/agentproxy/policy"
 )
@@ -23,11 +24,11 @@ func (s *session) local(c *command) route {
 		case 1:
 			s.out = redcon.AppendBulk(s.out, args[0])
 		default:
-			s.out = appendArity(s.out, "ping")
+			s.out = wire.AppendArity(s.out, "ping")
 		}
 	case eqFold(name, "echo"):
 		if len(args) != 1 {
-			s.out = appendArity(s.out, "echo")
+			s.out = wire.AppendArity(s.out, "echo")
 		} else {
 			s.out = redcon.AppendBulk(s.out, args[0])
 		}
@@ -48,12 +49,12 @@ func (s *session) local(c *command) route {
 		s.auth(args)
 	case eqFold(name, "select"):
 		if len(args) != 1 {
-			s.out = appendArity(s.out, "select")
+			s.out = wire.AppendArity(s.out, "select")
 			return routeLocal
 		}
 		n, ok := parseInt(args[0])
 		if !ok {
-			s.out = appendError(s.out, ErrSelectInvalid)
+			s.out = wire.AppendError(s.out, wire.ErrSelectInvalid)
 			return routeLocal
 		}
 		if n == s.srv.pool.DB() && s.pinned == nil {
@@ -76,7 +77,7 @@ func (s *session) local(c *command) route {
 		// table instead, which crashes redis-cli's interactive mode; an
 		// empty map is a valid "no docs" answer.
 		if s.srv.opts.Embedded && len(args) > 0 && eqFold(args[0], "docs") {
-			s.out = appendMap(s.out, 0, s.proto)
+			s.out = wire.AppendMap(s.out, 0, s.proto)
 			return routeLocal
 		}
 		if s.pinned != nil {
@@ -84,8 +85,8 @@ func (s *session) local(c *command) route {
 		}
 		return routeShared
 	default:
-		if info := keyspace.Lookup(name); info.Has(keyspace.Proxy) {
-			s.domain(c, info)
+		if e := domainEntry(keyspace.Lookup(name)); e != nil {
+			s.runDomain(e, c.Args[1:])
 			return routeLocal
 		}
 		if s.pinned != nil {
@@ -100,19 +101,19 @@ func (s *session) local(c *command) route {
 // connection; those about the server go upstream.
 func (s *session) client(args [][]byte) route {
 	if len(args) == 0 {
-		s.out = appendArity(s.out, "client")
+		s.out = wire.AppendArity(s.out, "client")
 		return routeLocal
 	}
 	sub := args[0]
 	switch {
 	case eqFold(sub, "setname"):
 		if len(args) != 2 {
-			s.out = appendArity(s.out, "client|setname")
+			s.out = wire.AppendArity(s.out, "client|setname")
 			return routeLocal
 		}
 		for _, ch := range args[1] {
 			if ch < '!' || ch > '~' {
-				s.out = appendError(s.out, "ERR Client names cannot contain spaces, newlines or special characters.")
+				s.out = wire.AppendError(s.out, "ERR Client names cannot contain spaces, newlines or special characters.")
 				return routeLocal
 			}
 		}
@@ -120,9 +121,9 @@ func (s *session) client(args [][]byte) route {
 		s.out = redcon.AppendOK(s.out)
 	case eqFold(sub, "getname"):
 		if len(args) != 1 {
-			s.out = appendArity(s.out, "client|getname")
+			s.out = wire.AppendArity(s.out, "client|getname")
 		} else if s.name == "" {
-			s.out = appendNull(s.out, s.proto)
+			s.out = wire.AppendNull(s.out, s.proto)
 		} else {
 			s.out = redcon.AppendBulkString(s.out, s.name)
 		}
@@ -130,15 +131,15 @@ func (s *session) client(args [][]byte) route {
 		s.out = redcon.AppendInt(s.out, s.id)
 	case eqFold(sub, "setinfo"):
 		if len(args) != 3 {
-			s.out = appendArity(s.out, "client|setinfo")
+			s.out = wire.AppendArity(s.out, "client|setinfo")
 		} else {
 			s.out = redcon.AppendOK(s.out)
 		}
 	case eqFold(sub, "reply"):
-		s.out = appendError(s.out, ErrClientReply)
+		s.out = wire.AppendError(s.out, wire.ErrClientReply)
 	case eqFold(sub, "info"):
 		if len(args) != 1 {
-			s.out = appendArity(s.out, "client|info")
+			s.out = wire.AppendArity(s.out, "client|info")
 		} else {
 			s.out = s.appendText(s.out, s.clientLine(nil, "client|info"))
 		}
@@ -175,15 +176,15 @@ func (s *session) hello(args [][]byte) {
 	if len(args) > 0 {
 		v, ok := parseInt(args[0])
 		if !ok {
-			s.out = appendError(s.out, "ERR Protocol version is not an integer or out of range")
+			s.out = wire.AppendError(s.out, "ERR Protocol version is not an integer or out of range")
 			return
 		}
 		if v != 2 && v != 3 {
-			s.out = appendError(s.out, ErrNoProto)
+			s.out = wire.AppendError(s.out, wire.ErrNoProto)
 			return
 		}
 		if v == 3 && !s.srv.pool.SupportsRESP3() {
-			s.out = appendError(s.out, ErrRESP3Unsupported)
+			s.out = wire.AppendError(s.out, wire.ErrRESP3Unsupported)
 			return
 		}
 		proto = v
@@ -201,12 +202,12 @@ func (s *session) hello(args [][]byte) {
 			name, setName = string(args[i+1]), true
 			i++
 		default:
-			s.out = appendError(s.out, ErrHelloSyntax+string(args[i])+"'")
+			s.out = wire.AppendError(s.out, wire.ErrHelloSyntax+string(args[i])+"'")
 			return
 		}
 	}
 	if !s.authed {
-		s.out = appendError(s.out, "NOAUTH HELLO must be called with the client already authenticated, otherwise the HELLO <proto> AUTH <user> <pass> option can be used to authenticate the client and select the RESP protocol version at the same time")
+		s.out = wire.AppendError(s.out, "NOAUTH HELLO must be called with the client already authenticated, otherwise the HELLO <proto> AUTH <user> <pass> option can be used to authenticate the client and select the RESP protocol version at the same time")
 		return
 	}
 	if proto != s.proto && s.pinned != nil {
@@ -222,7 +223,7 @@ func (s *session) hello(args [][]byte) {
 }
 
 func (s *session) appendHello(b []byte) []byte {
-	b = appendMap(b, 7, s.proto)
+	b = wire.AppendMap(b, 7, s.proto)
 	b = redcon.AppendBulkString(b, "server")
 	b = redcon.AppendBulkString(b, "redis")
 	b = redcon.AppendBulkString(b, "version")
@@ -246,14 +247,14 @@ func (s *session) auth(args [][]byte) {
 	switch len(args) {
 	case 1:
 		if len(s.srv.policy.Load().Users) == 0 {
-			s.out = appendError(s.out, ErrNoAuth)
+			s.out = wire.AppendError(s.out, wire.ErrNoAuth)
 			return
 		}
 		user, pass = []byte("default"), args[0]
 	case 2:
 		user, pass = args[0], args[1]
 	default:
-		s.out = appendArity(s.out, "auth")
+		s.out = wire.AppendArity(s.out, "auth")
 		return
 	}
 	s.out = s.authReply(s.out, s.checkAuth(user, pass))
@@ -266,9 +267,9 @@ func (s *session) authReply(b []byte, ok bool) []byte {
 		return redcon.AppendOK(b)
 	case s.authLimited:
 		s.authLimited = false
-		return appendError(b, ErrAuthLimited)
+		return wire.AppendError(b, wire.ErrAuthLimited)
 	default:
-		return appendError(b, ErrWrongPass)
+		return wire.AppendError(b, wire.ErrWrongPass)
 	}
 }
 
@@ -349,32 +350,6 @@ func hasBlockArg(args [][]byte) bool {
 
 // eqFold compares an ASCII argument with a lowercase word.
 func eqFold(b []byte, lower string) bool { return keyspace.EqFold(b, lower) }
-
-func appendError(b []byte, msg string) []byte { return redcon.AppendError(b, msg) }
-
-func appendArity(b []byte, cmd string) []byte {
-	b = append(b, '-')
-	b = append(b, errWrongArityPrefix...)
-	b = append(b, cmd...)
-	b = append(b, errWrongAritySuffix...)
-	return append(b, '\r', '\n')
-}
-
-func appendNull(b []byte, proto int) []byte {
-	if proto == 3 {
-		return append(b, '_', '\r', '\n')
-	}
-	return redcon.AppendNull(b)
-}
-
-func appendMap(b []byte, n, proto int) []byte {
-	if proto == 3 {
-		b = append(b, '%')
-		b = strconv.AppendInt(b, int64(n), 10)
-		return append(b, '\r', '\n')
-	}
-	return redcon.AppendArray(b, 2*n)
-}
 
 func appendArrayHeader(b []byte, n int) []byte { return redcon.AppendArray(b, n) }
 

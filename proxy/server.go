@@ -22,8 +22,10 @@ import (
 
 	"go.uber.org/zap"
 
+	"github.com/agentproxy/agentproxy/domain"
 	"github.com/agentproxy/agentproxy/internal/membudget"
 	"github.com/agentproxy/agentproxy/internal/rawio"
+	"github.com/agentproxy/agentproxy/internal/wire"
 	"github.com/agentproxy/agentproxy/policy"
 	"github.com/agentproxy/agentproxy/upstream"
 )
@@ -62,11 +64,10 @@ type Options struct {
 	// clients of one workspace hold at once, so one workspace cannot use
 	// up Redis's connections; admins are not counted. 0: no limit.
 	MaxDedicatedPerWorkspace int
-	// The file store (FILE.*): storage chunk size, the largest file, and
-	// how long an unfinished upload lives.
-	FileChunkSize int
-	FileMaxBytes  int64
-	FileUploadTTL time.Duration
+	// Domain is what the domain commands share (their options, counters
+	// and state); New fills in the pool and the output limit. Nil: a new
+	// one with the defaults.
+	Domain *domain.Env
 }
 
 // DefaultOptions returns the defaults documented in config.example.toml.
@@ -79,9 +80,6 @@ func DefaultOptions() Options {
 		MaxOutputBytes:     256 << 20,
 		ClientWriteTimeout: 30 * time.Second,
 		ReadBufferSize:     1024,
-		FileChunkSize:      256 << 10,
-		FileMaxBytes:       1 << 30,
-		FileUploadTTL:      time.Hour,
 	}
 }
 
@@ -96,8 +94,6 @@ type Stats struct {
 	Refused        atomic.Int64 // commands refused by access control
 	Warned         atomic.Int64 // violations forwarded in warn mode
 	AuthFailures   atomic.Int64
-	CacheHits      atomic.Int64
-	CacheMisses    atomic.Int64
 	ProtocolErrors atomic.Int64
 	UpstreamErrors atomic.Int64
 	BudgetCuts     atomic.Int64 // clients cut because the memory budget was exhausted
@@ -120,10 +116,10 @@ type Server struct {
 	limiter  *authLimiter
 	lastWarn atomic.Int64
 
-	uploads uploads
-	budget  *membudget.Budget
-	bulk    chan struct{} // slots of the bulk lane (bulk.go)
-	ded     wsLimit       // dedicated connections held per workspace
+	env    *domain.Env
+	budget *membudget.Budget
+	bulk   chan struct{} // slots of the bulk lane (bulk.go)
+	ded    wsLimit       // dedicated connections held per workspace
 
 	mu       sync.Mutex
 	sessions map[*session]struct{}
@@ -152,14 +148,19 @@ func New(opts Options, pool *upstream.Pool, p *policy.Policy, log *zap.Logger) *
 	if opts.ReadBufferSize <= 0 {
 		opts.ReadBufferSize = d.ReadBufferSize
 	}
-	if opts.FileChunkSize <= 0 {
-		opts.FileChunkSize = d.FileChunkSize
+	env := opts.Domain
+	if env == nil {
+		env = &domain.Env{}
 	}
-	if opts.FileMaxBytes <= 0 {
-		opts.FileMaxBytes = d.FileMaxBytes
+	env.Pool, env.MaxOutput = pool, opts.MaxOutputBytes
+	if env.Files.ChunkSize <= 0 {
+		env.Files.ChunkSize = 256 << 10
 	}
-	if opts.FileUploadTTL <= 0 {
-		opts.FileUploadTTL = d.FileUploadTTL
+	if env.Files.MaxBytes <= 0 {
+		env.Files.MaxBytes = 1 << 30
+	}
+	if env.Files.UploadTTL <= 0 {
+		env.Files.UploadTTL = time.Hour
 	}
 	if opts.MemoryBudget <= 0 {
 		opts.MemoryBudget = membudget.Default()
@@ -167,7 +168,7 @@ func New(opts Options, pool *upstream.Pool, p *policy.Policy, log *zap.Logger) *
 	if log == nil {
 		log = zap.NewNop()
 	}
-	s := &Server{opts: opts, pool: pool, log: log, sessions: make(map[*session]struct{}), budget: membudget.New(opts.MemoryBudget),
+	s := &Server{opts: opts, pool: pool, log: log, sessions: make(map[*session]struct{}), budget: membudget.New(opts.MemoryBudget), env: env,
 		bulk:    make(chan struct{}, bulkSlots),
 		ded:     wsLimit{max: opts.MaxDedicatedPerWorkspace, n: map[string]int{}},
 		limiter: newAuthLimiter(opts.AuthMaxFailures, opts.AuthWindow)}
@@ -223,6 +224,9 @@ func (l *wsLimit) give(ws string) {
 // Budget is the proxy-wide memory budget.
 func (s *Server) Budget() *membudget.Budget { return s.budget }
 
+// Domain is what the domain commands share (their counters, for metrics).
+func (s *Server) Domain() *domain.Env { return s.env }
+
 // Pool is the upstream the server forwards to.
 func (s *Server) Pool() *upstream.Pool { return s.pool }
 
@@ -258,7 +262,7 @@ func (s *Server) Serve(ln net.Listener) error {
 		if s.Stats.Clients.Load() >= int64(s.opts.MaxClients) || s.closing.Load() {
 			s.Stats.Rejected.Add(1)
 			nc.SetWriteDeadline(time.Now().Add(100 * time.Millisecond))
-			nc.Write([]byte("-" + ErrMaxClients + "\r\n"))
+			nc.Write([]byte("-" + wire.ErrMaxClients + "\r\n"))
 			nc.Close()
 			continue
 		}

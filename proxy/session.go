@@ -12,6 +12,8 @@ import (
 
 	"go.uber.org/zap"
 
+	"github.com/agentproxy/agentproxy/domain"
+	"github.com/agentproxy/agentproxy/internal/wire"
 	"github.com/agentproxy/agentproxy/keyspace"
 	"github.com/agentproxy/agentproxy/policy"
 	"github.com/agentproxy/agentproxy/upstream"
@@ -82,12 +84,11 @@ type session struct {
 	authFailed  bool // a failed AUTH left a limiter bucket for this connection
 	acc         keyspace.Access
 	rewrite     []byte
-	aborted     bool             // the client's MULTI was aborted by a refused command
-	locks       map[string]int64 // LOCK.USE tokens attached to this connection
+	aborted     bool // the client's MULTI was aborted by a refused command
 
-	// FILE.* commands: their upstream call and content buffer.
-	fcall   *upstream.Call
-	fileBuf []byte
+	// dreq is the domain commands' view of this connection (dispatch.go);
+	// it keeps their lock tokens and buffers between commands.
+	dreq domain.Req
 }
 
 func newSession(srv *Server, nc net.Conn) *session {
@@ -144,7 +145,7 @@ func (s *session) serve() {
 			}
 			if isProtocolError(err) {
 				s.srv.Stats.ProtocolErrors.Add(1)
-				s.out = appendError(s.out, err.Error())
+				s.out = wire.AppendError(s.out, err.Error())
 				s.flush()
 			}
 			return
@@ -296,7 +297,7 @@ func (s *session) exec(cmds []command) {
 			if c.deny != "" {
 				s.refuse(c)
 			} else {
-				s.out = appendError(s.out, ErrUnsupported)
+				s.out = wire.AppendError(s.out, wire.ErrUnsupported)
 			}
 			i++
 			continue
@@ -319,7 +320,7 @@ func (s *session) exec(cmds []command) {
 		case routeTunnel:
 			if msg := s.startTunnel(); msg != "" {
 				for ; i < len(cmds); i++ {
-					s.out = appendError(s.out, msg)
+					s.out = wire.AppendError(s.out, msg)
 				}
 				return
 			}
@@ -433,20 +434,20 @@ func (s *session) failRest(n, got int, err error) {
 		s.srv.Stats.BudgetCuts.Add(1)
 		s.log.Warn("memory budget exhausted: client pulling a large reply disconnected", zap.Int64("client", s.id),
 			zap.Int64("budget_used", s.srv.budget.Used()), zap.Int64("budget", s.srv.budget.Limit()))
-		s.out = appendError(s.out[:0], ErrBudgetReply)
+		s.out = wire.AppendError(s.out[:0], wire.ErrBudgetReply)
 		s.quit = true
 		return
 	}
 	if errors.Is(err, upstream.ErrOutputFull) {
 		s.srv.Stats.SlowConsumers.Add(1)
 		s.log.Info("client output limit reached; disconnecting", zap.Int64("client", s.id))
-		s.out = appendError(s.out[:0], ErrOutputLimit)
+		s.out = wire.AppendError(s.out[:0], wire.ErrOutputLimit)
 		s.quit = true
 		return
 	}
-	msg := callError(err)
+	msg := wire.CallError(err)
 	for k := got; k < n; k++ {
-		s.out = appendError(s.out, msg)
+		s.out = wire.AppendError(s.out, msg)
 	}
 }
 
@@ -463,7 +464,7 @@ func (s *session) forwardShared(cmds []command) {
 	if conn == nil {
 		s.srv.Stats.UpstreamErrors.Add(1)
 		for range cmds {
-			s.out = appendError(s.out, ErrTryAgainDown)
+			s.out = wire.AppendError(s.out, wire.ErrTryAgainDown)
 		}
 		return
 	}
@@ -479,12 +480,12 @@ func (s *session) forwardShared(cmds []command) {
 // On failure it returns the error to answer.
 func (s *session) dedicated() (c *upstream.Conn, ws string, msg string) {
 	if !s.takeDedicated(&ws) {
-		return nil, "", ErrTryAgainDedicated
+		return nil, "", wire.ErrTryAgainDedicated
 	}
 	c, err := s.srv.pool.Dedicated(s.proto)
 	if err != nil {
 		s.giveDedicated(ws)
-		return nil, "", ErrTryAgainDown
+		return nil, "", wire.ErrTryAgainDown
 	}
 	return c, ws, ""
 }
@@ -540,7 +541,7 @@ func (s *session) unpin(clean bool) {
 func (s *session) forwardPinned(cmds []command) {
 	if msg := s.pin(); msg != "" {
 		for range cmds {
-			s.out = appendError(s.out, msg)
+			s.out = wire.AppendError(s.out, msg)
 		}
 		return
 	}
@@ -606,7 +607,7 @@ func (s *session) track(c *command, reply []byte) {
 func (s *session) forwardOwn(c *command) {
 	conn, ws, msg := s.dedicated()
 	if msg != "" {
-		s.out = appendError(s.out, msg)
+		s.out = wire.AppendError(s.out, msg)
 		return
 	}
 	err := s.do(conn, []command{*c}, 0, false)
@@ -623,7 +624,7 @@ func (s *session) forwardBlocking(c *command) {
 	if own {
 		var ws, msg string
 		if conn, ws, msg = s.dedicated(); msg != "" {
-			s.out = appendError(s.out, msg)
+			s.out = wire.AppendError(s.out, msg)
 			return
 		}
 		defer s.giveDedicated(ws)

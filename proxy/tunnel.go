@@ -11,6 +11,7 @@ import (
 	"github.com/tidwall/redcon"
 	"go.uber.org/zap"
 
+	"github.com/agentproxy/agentproxy/internal/wire"
 	"github.com/agentproxy/agentproxy/keyspace"
 	"github.com/agentproxy/agentproxy/policy"
 	"github.com/agentproxy/agentproxy/upstream"
@@ -88,13 +89,13 @@ func (s *session) startTunnel() string {
 	}
 	var ws string
 	if !s.takeDedicated(&ws) {
-		return ErrTryAgainDedicated
+		return wire.ErrTryAgainDedicated
 	}
 	nc, left, err := s.srv.pool.DialRaw(s.proto)
 	if err != nil {
 		s.giveDedicated(ws)
 		s.log.Debug("tunnel dial failed", zap.Error(err))
-		return ErrTryAgainDown
+		return wire.ErrTryAgainDown
 	}
 	if s.db != s.srv.pool.DB() {
 		nc.SetDeadline(time.Now().Add(s.srv.pool.ReadTimeout()))
@@ -104,7 +105,7 @@ func (s *session) startTunnel() string {
 		if err != nil {
 			nc.Close()
 			s.giveDedicated(ws)
-			return ErrTryAgainDown
+			return wire.ErrTryAgainDown
 		}
 	}
 	s.tunWS = ws
@@ -132,15 +133,15 @@ func (s *session) execTunnel(cmds []command) {
 		mark := len(s.out)
 		switch {
 		case c.deny != "":
-			s.out = appendError(s.out, c.deny)
+			s.out = wire.AppendError(s.out, c.deny)
 			s.answer(mark)
 		case info.Has(keyspace.Unsupported):
-			s.out = appendError(s.out, ErrUnsupported)
+			s.out = wire.AppendError(s.out, wire.ErrUnsupported)
 			s.answer(mark)
 		case eqFold(name, "hello"):
 			if len(c.Args) > 1 {
 				if v, ok := parseInt(c.Args[1]); ok && v != s.proto {
-					s.out = appendError(s.out, ErrProtoSwitch)
+					s.out = wire.AppendError(s.out, wire.ErrProtoSwitch)
 					s.answer(mark)
 					continue
 				}

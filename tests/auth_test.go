@@ -19,7 +19,7 @@ import (
 	"github.com/agentproxy/agentproxy/app"
 	"github.com/agentproxy/agentproxy/config"
 	"github.com/agentproxy/agentproxy/internal/testutil"
-	"github.com/agentproxy/agentproxy/proxy"
+	"github.com/agentproxy/agentproxy/internal/wire"
 )
 
 const (
@@ -77,9 +77,9 @@ func authCheck(t *testing.T, s authStep, got string) {
 
 var (
 	authOK        = "+OK\r\n"
-	authWrongPass = "-" + proxy.ErrWrongPass + "\r\n"
-	authLimited   = "-" + proxy.ErrAuthLimited + "\r\n"
-	authNoAuth    = "-" + proxy.ErrNoAuthRequired + "\r\n"
+	authWrongPass = "-" + wire.ErrWrongPass + "\r\n"
+	authLimited   = "-" + wire.ErrAuthLimited + "\r\n"
+	authNoAuth    = "-" + wire.ErrNoAuthRequired + "\r\n"
 )
 
 func TestAuthIdentitySwitch(t *testing.T) {
@@ -119,9 +119,9 @@ func TestAuthIdentitySwitch(t *testing.T) {
 		{[]string{"GET", "deepagents:{alpha}:kv:a"}, "-NOPERM key 'deepagents:{alpha}:kv:a' is outside workspace 'beta'…"},
 		{[]string{"WORKSPACE", "gamma"}, "-NOPERM workspace 'gamma' is not allowed for user 'alice'\r\n"},
 		{[]string{"WORKSPACE", "default"}, "-NOPERM workspace 'default' is not allowed for user 'alice'\r\n"},
-		{[]string{"WORKSPACE", "*"}, "-" + proxy.ErrWSInvalid + "\r\n"},
-		{[]string{"WORKSPACE", "bad name"}, "-" + proxy.ErrWSInvalid + "\r\n"},
-		{[]string{"WORKSPACE", strings.Repeat("w", 65)}, "-" + proxy.ErrWSInvalid + "\r\n"},
+		{[]string{"WORKSPACE", "*"}, "-" + wire.ErrWSInvalid + "\r\n"},
+		{[]string{"WORKSPACE", "bad name"}, "-" + wire.ErrWSInvalid + "\r\n"},
+		{[]string{"WORKSPACE", strings.Repeat("w", 65)}, "-" + wire.ErrWSInvalid + "\r\n"},
 		{[]string{"WORKSPACE", "alpha", "beta"}, "-ERR wrong number of arguments for 'workspace' command\r\n"},
 		{[]string{"WORKSPACE"}, "$4\r\nbeta\r\n"},
 		{[]string{"WORKSPACE", "alpha"}, authOK},
@@ -245,7 +245,7 @@ func TestAuthPipelined(t *testing.T) {
 			{[]string{"MULTI"}, authOK},
 			{[]string{"AUTH", "root", authRootPass}, "-ERR 'auth' cannot be queued in MULTI through agentproxy…"},
 			{[]string{"GET", "deepagents:{other}:kv:x"}, "-NOPERM key 'deepagents:{other}:kv:x' is outside workspace 'alpha'…"},
-			{[]string{"EXEC"}, "-" + proxy.ErrExecAbort + "\r\n"},
+			{[]string{"EXEC"}, "-" + wire.ErrExecAbort + "\r\n"},
 			{[]string{"WORKSPACE"}, "$5\r\nalpha\r\n"},
 		}
 		for _, s := range tx {

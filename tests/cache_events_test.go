@@ -334,7 +334,7 @@ func TestEventsRead(t *testing.T) {
 func TestCacheSetGet(t *testing.T) {
 	lkBackends(t, nil, func(t *testing.T, b lkBackend) {
 		c := testutil.Dial(t, b.addr)
-		st := &b.app.Server().Stats
+		st := &b.app.Server().Domain().Stats
 		h0, m0 := st.CacheHits.Load(), st.CacheMisses.Load()
 		if got := c.DoS("CACHE.GET", "search", "abc"); got != "$-1\r\n" {
 			t.Fatalf("miss: %q", got)

@@ -23,7 +23,7 @@ import (
 	"github.com/agentproxy/agentproxy/app"
 	"github.com/agentproxy/agentproxy/config"
 	"github.com/agentproxy/agentproxy/internal/testutil"
-	"github.com/agentproxy/agentproxy/proxy"
+	"github.com/agentproxy/agentproxy/internal/wire"
 	"github.com/agentproxy/agentproxy/upstream"
 )
 
@@ -536,14 +536,14 @@ func TestFaultProxyStartsWhileRedisDown(t *testing.T) {
 		start := time.Now()
 		got := c.DoS("SET", "deepagents:{default}:kv:fault:k", "v")
 		maxLat = max(maxLat, time.Since(start))
-		if want := "-" + proxy.ErrTryAgainDown + "\r\n"; got != want {
+		if want := "-" + wire.ErrTryAgainDown + "\r\n"; got != want {
 			t.Fatalf("SET with Redis down: %q, want %q", got, want)
 		}
 	}
 	// A pipeline gets one TRYAGAIN per command, in place.
 	c.Write(append(upstream.AppendCommand(nil, "GET", "a"), upstream.AppendCommand(nil, "PING")...))
 	first, second := string(c.Read()), string(c.Read())
-	if first != "-"+proxy.ErrTryAgainDown+"\r\n" || second != "+PONG\r\n" {
+	if first != "-"+wire.ErrTryAgainDown+"\r\n" || second != "+PONG\r\n" {
 		t.Errorf("pipeline GET, PING with Redis down: %q %q", first, second)
 	}
 	t.Logf("TRYAGAIN with Redis down: max latency %v", maxLat)
@@ -600,7 +600,7 @@ func TestFaultUpstreamReadTimeout(t *testing.T) {
 	got := c.DoS("INCR", counter)
 	took := time.Since(start)
 	t.Logf("INCR during a %v stall: %q after %v (read_timeout %v)", stall, got, took.Round(time.Millisecond), faultReadTimeout)
-	if want := "-" + proxy.ErrUncertainTimeout + "\r\n"; got != want {
+	if want := "-" + wire.ErrUncertainTimeout + "\r\n"; got != want {
 		t.Errorf("INCR during the stall: %q, want %q", got, want)
 	}
 	if took > faultReadTimeout+faultMargin/2 {
@@ -721,7 +721,7 @@ func TestFaultPinnedAndBlockedClients(t *testing.T) {
 	took := time.Since(killed)
 	if err != nil {
 		t.Errorf("BLPOP 0 after the crash: no reply in %v (%v)", took, err)
-	} else if string(got) != "-"+proxy.ErrUncertain+"\r\n" {
+	} else if string(got) != "-"+wire.ErrUncertain+"\r\n" {
 		t.Errorf("BLPOP 0 after the crash: %q, want UNCERTAIN (the pop may have happened)", got)
 	}
 	t.Logf("BLPOP 0 answered %v after the crash", took)

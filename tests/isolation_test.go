@@ -21,8 +21,8 @@ import (
 
 	"github.com/agentproxy/agentproxy/config"
 	"github.com/agentproxy/agentproxy/internal/testutil"
+	"github.com/agentproxy/agentproxy/internal/wire"
 	"github.com/agentproxy/agentproxy/keyspace"
-	"github.com/agentproxy/agentproxy/proxy"
 )
 
 // isoInvocations are plausible invocations of every command of the table
@@ -442,7 +442,7 @@ func isoStart(t *testing.T, edit func(*config.Config)) (*testutil.Redis, string)
 // isoIsRefusal reports whether a reply is one of the proxy's refusals.
 func isoIsRefusal(r string) bool {
 	return strings.HasPrefix(r, "-NOPERM") || strings.HasPrefix(r, "-BADKEY") ||
-		strings.HasPrefix(r, "-"+proxy.ErrKeysUnknown) || strings.HasPrefix(r, "-ERR wrong number of arguments")
+		strings.HasPrefix(r, "-"+wire.ErrKeysUnknown) || strings.HasPrefix(r, "-ERR wrong number of arguments")
 }
 
 func TestIsolationForeignKeysRefused(t *testing.T) {
@@ -855,7 +855,7 @@ func TestIsolationScriptsRefusedForAgents(t *testing.T) {
 	if got := c.DoS("EVAL", "return redis.call('SET', 'scriptmark', 2)", "0"); !strings.HasPrefix(got, "-NOPERM ") {
 		t.Errorf("EVAL in MULTI: %q", got)
 	}
-	if got := c.DoS("EXEC"); got != "-"+proxy.ErrExecAbort+"\r\n" {
+	if got := c.DoS("EXEC"); got != "-"+wire.ErrExecAbort+"\r\n" {
 		t.Errorf("EXEC: %q", got)
 	}
 	isoNothingReached(t, mon, "scriptmark")
@@ -1040,7 +1040,7 @@ func TestIsolationMultiAbortedByRefusal(t *testing.T) {
 	direct.Do("SET", own, "x")
 	direct.Do("NOSUCHCOMMAND")
 	redisExec := direct.DoS("EXEC")
-	if redisExec != "-"+proxy.ErrExecAbort+"\r\n" {
+	if redisExec != "-"+wire.ErrExecAbort+"\r\n" {
 		t.Fatalf("Redis EXEC after a rejected command: %q", redisExec)
 	}
 
@@ -1077,7 +1077,7 @@ func TestIsolationMultiAbortedByRefusal(t *testing.T) {
 				}
 			}
 			want := []string{"+OK", "+OK", "+QUEUED", "-NOPERM key 'deepagents:{other}:kv:x' is outside workspace 'default'",
-				"+QUEUED", "-" + proxy.ErrNestedMulti, "-" + proxy.ErrExecAbort, "$-1", ":0",
+				"+QUEUED", "-" + wire.ErrNestedMulti, "-" + wire.ErrExecAbort, "$-1", ":0",
 				"-ERR EXEC without MULTI", "+OK", "$5\r\nafter"}
 			for i := range want {
 				if !strings.HasPrefix(got[i], want[i]) {

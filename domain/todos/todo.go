@@ -1,4 +1,4 @@
-package proxy
+package todos
 
 import (
 	"bytes"
@@ -7,6 +7,9 @@ import (
 	"strconv"
 	"strings"
 
+	"github.com/agentproxy/agentproxy/domain"
+	"github.com/agentproxy/agentproxy/internal/wire"
+	"github.com/agentproxy/agentproxy/keyspace"
 	"github.com/agentproxy/agentproxy/lua"
 )
 
@@ -30,52 +33,51 @@ const (
 
 var todoStatuses = map[string]bool{"pending": true, "in_progress": true, "completed": true, "cancelled": true}
 
-// todo runs one TODO.* command.
-func (s *session) todo(name string, args [][]byte) {
-	switch name {
-	case "todo.list":
-		s.todoList()
-	case "todo.replace":
-		s.todoReplace(args)
-	case "todo.add":
-		s.todoAdd(args)
-	case "todo.update", "todo.claim", "todo.remove":
-		s.todoItem(strings.TrimPrefix(name, "todo."), args)
+// req is a domain request as this family's handlers see it.
+type req struct{ *domain.Req }
+
+func init() {
+	domain.Register("todo.list", "todos", func(r *domain.Req, a [][]byte) { req{r}.todoList() })
+	domain.Register("todo.replace", "todos", func(r *domain.Req, a [][]byte) { req{r}.todoReplace(a) })
+	domain.Register("todo.add", "todos", func(r *domain.Req, a [][]byte) { req{r}.todoAdd(a) })
+	for _, op := range []string{"update", "claim", "remove"} {
+		op := op
+		domain.Register("todo."+op, "todos", func(r *domain.Req, a [][]byte) { req{r}.todoItem(op, a) })
 	}
 }
 
 // todoKeys are the keys every todo script gets, then the given items'.
-func (s *session) todoKeys(ids ...string) []string {
-	keys := []string{s.key("todos", ""), s.key("todos", "order"), s.key("lock", todoResource),
-		s.key("fence", todoResource), s.key("events", "log")}
+func (s req) todoKeys(ids ...string) []string {
+	keys := []string{s.Key("todos", ""), s.Key("todos", "order"), s.Key("lock", todoResource),
+		s.Key("fence", todoResource), s.Key("events", "log")}
 	for _, id := range ids {
-		keys = append(keys, s.key("todo", id))
+		keys = append(keys, s.Key("todo", id))
 	}
 	return keys
 }
 
 // todoArgv is the head of todo_write's ARGV.
-func (s *session) todoArgv(op, ifv, token, next string) []string {
+func (s req) todoArgv(op, ifv, token, next string) []string {
 	if token == "" {
-		token = s.heldToken(todoResource)
+		token = s.HeldToken(todoResource)
 	}
-	return []string{op, s.ident.Workspace, s.actor(), s.channel(), eventsMaxLen, ifv, token, next}
+	return []string{op, s.Workspace, s.Actor, s.Channel(), domain.EventsMaxLen, ifv, token, next}
 }
 
 // todoOpt parses IFVERSION v and FENCE t; false (with the error sent) on a
 // bad value.
-func (s *session) todoOpt(name, val []byte, ifv, token *string) (handled, ok bool) {
+func (s req) todoOpt(name, val []byte, ifv, token *string) (handled, ok bool) {
 	switch {
-	case eqFold(name, "ifversion"):
+	case keyspace.EqFold(name, "ifversion"):
 		n, err := strconv.ParseInt(string(val), 10, 64)
 		if err != nil || n < 0 {
-			s.out = appendError(s.out, "ERR IFVERSION must be a whole number (0: create only), got '"+quoteArg(val)+"'")
+			s.Out = wire.AppendError(s.Out, "ERR IFVERSION must be a whole number (0: create only), got '"+wire.QuoteArg(val)+"'")
 			return true, false
 		}
 		*ifv = strconv.FormatInt(n, 10)
 		return true, true
-	case eqFold(name, "fence"):
-		n, ok := s.posInt(val, "FENCE token", 1<<62)
+	case keyspace.EqFold(name, "fence"):
+		n, ok := s.PosInt(val, "FENCE token", 1<<62)
 		*token = strconv.FormatInt(n, 10)
 		return true, ok
 	}
@@ -84,75 +86,75 @@ func (s *session) todoOpt(name, val []byte, ifv, token *string) (handled, ok boo
 
 // todoState reads the list's next id and ids in order; false when the
 // read failed (its error is in out).
-func (s *session) todoState() (next string, ids []string, ok bool) {
-	start := len(s.out)
-	s.script(lua.Get("todo_list"), s.todoKeys()[:2], []string{"ids"})
-	v, _, err := parseRESP(s.out[start:])
-	if err != nil || v.typ != '*' || len(v.kids) < 2 {
-		if len(s.out) == start || s.out[start] != '-' {
-			s.out = append(s.out[:start], "-ERR unexpected reply reading the todo list\r\n"...)
+func (s req) todoState() (next string, ids []string, ok bool) {
+	start := len(s.Out)
+	s.Script(lua.Get("todo_list"), s.todoKeys()[:2], []string{"ids"})
+	v, _, err := domain.ParseReply(s.Out[start:])
+	if err != nil || v.Typ != '*' || len(v.Kids) < 2 {
+		if len(s.Out) == start || s.Out[start] != '-' {
+			s.Out = append(s.Out[:start], "-ERR unexpected reply reading the todo list\r\n"...)
 		}
 		return "", nil, false
 	}
-	s.out = s.out[:start]
-	for _, k := range v.kids[2:] {
-		ids = append(ids, k.str)
+	s.Out = s.Out[:start]
+	for _, k := range v.Kids[2:] {
+		ids = append(ids, k.Str)
 	}
-	return v.kids[0].str, ids, true
+	return v.Kids[0].Str, ids, true
 }
 
 // todoRun reads the list's state, then runs the script call builds from
 // it, again while the list changed in between; records in the reply become
 // maps for RESP3 clients.
-func (s *session) todoRun(sc *lua.Script, call func(next string, ids []string) (keys, argv []string)) {
+func (s req) todoRun(sc *lua.Script, call func(next string, ids []string) (keys, argv []string)) {
 	for range todoMaxRetry {
 		next, ids, ok := s.todoState()
 		if !ok {
 			return
 		}
 		keys, argv := call(next, ids)
-		start := len(s.out)
-		s.script(sc, keys, argv)
-		if bytes.HasPrefix(s.out[start:], []byte(todoRetry)) {
-			s.out = s.out[:start]
+		start := len(s.Out)
+		s.Script(sc, keys, argv)
+		if bytes.HasPrefix(s.Out[start:], []byte(todoRetry)) {
+			s.Out = s.Out[:start]
 			continue
 		}
-		if s.proto == 3 && len(s.out) > start && s.out[start] == '*' {
-			if v, n, err := parseRESP(s.out[start:]); err == nil && start+n == len(s.out) {
-				s.out = appendRESP3(s.out[:start], v)
+		if s.Proto == 3 && len(s.Out) > start && s.Out[start] == '*' {
+			if v, n, err := domain.ParseReply(s.Out[start:]); err == nil && start+n == len(s.Out) {
+				s.Out = appendRESP3(s.Out[:start], v)
 			}
 		}
 		return
 	}
-	s.out = appendError(s.out, "TRYAGAIN the todo list kept changing while this command ran; retry")
+	s.Out = wire.AppendError(s.Out, "TRYAGAIN the todo list kept changing while this command ran; retry")
 }
 
-func (s *session) todoList() {
+func (s req) todoList() {
 	s.todoRun(lua.Get("todo_list"), func(_ string, ids []string) ([]string, []string) {
 		return append(s.todoKeys()[:2], s.todoItemKeys(ids)...), append([]string{"list"}, ids...)
 	})
 }
 
-func (s *session) todoItemKeys(ids []string) []string {
+func (s req) todoItemKeys(ids []string) []string {
 	keys := make([]string, len(ids))
 	for i, id := range ids {
-		keys[i] = s.key("todo", id)
+		keys[i] = s.Key("todo", id)
 	}
 	return keys
 }
 
 // todoAdd: TODO.ADD <content> [STATUS s] [POSITION n] [OWNER o] [PRIORITY p]
 // [IFVERSION v] [FENCE t].
-func (s *session) todoAdd(args [][]byte) {
+func (s req) todoAdd(args [][]byte) {
 	const usage = ": TODO.ADD <content> [STATUS s] [POSITION n] [OWNER o] [PRIORITY p] [IFVERSION v] [FENCE t]"
 	if len(args[0]) == 0 {
-		s.out = appendError(s.out, "ERR todo content must not be empty")
+		s.Out = wire.AppendError(s.Out, "ERR todo content must not be empty")
 		return
 	}
 	status, pos, owner, prio, ifv, token := "pending", "", "", "", "", ""
 	for i := 1; i < len(args); i += 2 {
 		if i+1 >= len(args) {
-			s.out = appendError(s.out, "ERR syntax error"+usage)
+			s.Out = wire.AppendError(s.Out, "ERR syntax error"+usage)
 			return
 		}
 		v := args[i+1]
@@ -162,25 +164,25 @@ func (s *session) todoAdd(args [][]byte) {
 			continue
 		}
 		switch {
-		case eqFold(args[i], "status"):
+		case keyspace.EqFold(args[i], "status"):
 			if !todoStatuses[string(v)] {
-				s.out = appendError(s.out, todoStatusErr+", got '"+quoteArg(v)+"'")
+				s.Out = wire.AppendError(s.Out, todoStatusErr+", got '"+wire.QuoteArg(v)+"'")
 				return
 			}
 			status = string(v)
-		case eqFold(args[i], "position"):
+		case keyspace.EqFold(args[i], "position"):
 			n, err := strconv.ParseInt(string(v), 10, 64)
 			if err != nil || n < 0 {
-				s.out = appendError(s.out, "ERR POSITION must be a whole number from 0 (the top), got '"+quoteArg(v)+"'")
+				s.Out = wire.AppendError(s.Out, "ERR POSITION must be a whole number from 0 (the top), got '"+wire.QuoteArg(v)+"'")
 				return
 			}
 			pos = strconv.FormatInt(n, 10)
-		case eqFold(args[i], "owner"):
+		case keyspace.EqFold(args[i], "owner"):
 			owner = string(v)
-		case eqFold(args[i], "priority"):
+		case keyspace.EqFold(args[i], "priority"):
 			prio = string(v)
 		default:
-			s.out = appendError(s.out, "ERR syntax error near '"+quoteArg(args[i])+"'"+usage)
+			s.Out = wire.AppendError(s.Out, "ERR syntax error near '"+wire.QuoteArg(args[i])+"'"+usage)
 			return
 		}
 	}
@@ -192,7 +194,7 @@ func (s *session) todoAdd(args [][]byte) {
 // todoItem: TODO.UPDATE <id> [IFVERSION v] [FENCE t] field value ...,
 // TODO.CLAIM <id> <owner> [IFVERSION v] [FENCE t], TODO.REMOVE <id>
 // [IFVERSION v] [FENCE t].
-func (s *session) todoItem(op string, args [][]byte) {
+func (s req) todoItem(op string, args [][]byte) {
 	usage := map[string]string{
 		"update": ": TODO.UPDATE <id> [IFVERSION v] [FENCE t] field value ... (fields: content, status, owner, priority)",
 		"claim":  ": TODO.CLAIM <id> <owner> [IFVERSION v] [FENCE t]",
@@ -200,14 +202,14 @@ func (s *session) todoItem(op string, args [][]byte) {
 	}[op]
 	id := string(args[0])
 	if !validTodoID(id) {
-		s.out = appendError(s.out, "ERR no such todo '"+quoteArg(args[0])+"'; TODO.LIST shows the ids")
+		s.Out = wire.AppendError(s.Out, "ERR no such todo '"+wire.QuoteArg(args[0])+"'; TODO.LIST shows the ids")
 		return
 	}
 	rest := args[1:]
 	var extra []string
 	if op == "claim" {
 		if len(args[1]) == 0 {
-			s.out = appendError(s.out, "ERR the owner must not be empty"+usage)
+			s.Out = wire.AppendError(s.Out, "ERR the owner must not be empty"+usage)
 			return
 		}
 		extra = []string{string(args[1])}
@@ -216,7 +218,7 @@ func (s *session) todoItem(op string, args [][]byte) {
 	ifv, token := "", ""
 	for i := 0; i < len(rest); i += 2 {
 		if i+1 >= len(rest) {
-			s.out = appendError(s.out, "ERR syntax error"+usage)
+			s.Out = wire.AppendError(s.Out, "ERR syntax error"+usage)
 			return
 		}
 		v := rest[i+1]
@@ -227,26 +229,26 @@ func (s *session) todoItem(op string, args [][]byte) {
 		}
 		f := strings.ToLower(string(rest[i]))
 		if op != "update" || (f != "content" && f != "status" && f != "owner" && f != "priority") {
-			s.out = appendError(s.out, "ERR syntax error near '"+quoteArg(rest[i])+"'"+usage)
+			s.Out = wire.AppendError(s.Out, "ERR syntax error near '"+wire.QuoteArg(rest[i])+"'"+usage)
 			return
 		}
 		if f == "status" && !todoStatuses[string(v)] {
-			s.out = appendError(s.out, todoStatusErr+", got '"+quoteArg(v)+"'")
+			s.Out = wire.AppendError(s.Out, todoStatusErr+", got '"+wire.QuoteArg(v)+"'")
 			return
 		}
 		if f == "content" && len(v) == 0 {
-			s.out = appendError(s.out, "ERR todo content must not be empty")
+			s.Out = wire.AppendError(s.Out, "ERR todo content must not be empty")
 			return
 		}
 		extra = append(extra, f, string(v))
 	}
 	if op == "update" && len(extra) == 0 {
-		s.out = appendError(s.out, "ERR TODO.UPDATE needs at least one field to set"+usage)
+		s.Out = wire.AppendError(s.Out, "ERR TODO.UPDATE needs at least one field to set"+usage)
 		return
 	}
-	start := len(s.out)
-	s.script(lua.Get("todo_write"), s.todoKeys(id), append(append(s.todoArgv(op, ifv, token, ""), id), extra...))
-	s.asMap(start)
+	start := len(s.Out)
+	s.Script(lua.Get("todo_write"), s.todoKeys(id), append(append(s.todoArgv(op, ifv, token, ""), id), extra...))
+	s.AsMap(start)
 }
 
 // validTodoID: ids are minted by the scripts as decimal numbers.
@@ -268,26 +270,26 @@ type todoWant struct {
 }
 
 // todoReplace: TODO.REPLACE <json-array> [IFVERSION v] [FENCE t].
-func (s *session) todoReplace(args [][]byte) {
+func (s req) todoReplace(args [][]byte) {
 	want, err := parseTodos(args[0])
 	if err != nil {
 		msg := err.Error()
 		if !strings.HasPrefix(msg, todoStatusErr) {
 			msg = todoJSONErr + msg
 		}
-		s.out = appendError(s.out, msg)
+		s.Out = wire.AppendError(s.Out, msg)
 		return
 	}
 	ifv, token := "", ""
 	for i := 1; i < len(args); i += 2 {
 		if i+1 >= len(args) {
-			s.out = appendError(s.out, "ERR syntax error: TODO.REPLACE <json-array> [IFVERSION v] [FENCE t]")
+			s.Out = wire.AppendError(s.Out, "ERR syntax error: TODO.REPLACE <json-array> [IFVERSION v] [FENCE t]")
 			return
 		}
 		if handled, ok := s.todoOpt(args[i], args[i+1], &ifv, &token); !ok {
 			return
 		} else if !handled {
-			s.out = appendError(s.out, "ERR syntax error near '"+quoteArg(args[i])+"': TODO.REPLACE <json-array> [IFVERSION v] [FENCE t]")
+			s.Out = wire.AppendError(s.Out, "ERR syntax error near '"+wire.QuoteArg(args[i])+"': TODO.REPLACE <json-array> [IFVERSION v] [FENCE t]")
 			return
 		}
 	}
@@ -295,7 +297,7 @@ func (s *session) todoReplace(args [][]byte) {
 		n, _ := strconv.ParseInt(next, 10, 64)
 		keys := s.todoKeys(ids...)
 		for j := range want {
-			keys = append(keys, s.key("todo", strconv.FormatInt(n+int64(j), 10)))
+			keys = append(keys, s.Key("todo", strconv.FormatInt(n+int64(j), 10)))
 		}
 		argv := append(s.todoArgv("replace", ifv, token, next), strconv.Itoa(len(ids)))
 		argv = append(argv, ids...)
@@ -343,7 +345,7 @@ func parseTodos(b []byte) ([]todoWant, error) {
 			return nil, errors.New(at + " has no status")
 		}
 		if !todoStatuses[w.status] {
-			return nil, errors.New(todoStatusErr + ", got '" + quoteArg([]byte(w.status)) + "' in " + at)
+			return nil, errors.New(todoStatusErr + ", got '" + wire.QuoteArg([]byte(w.status)) + "' in " + at)
 		}
 		if w.id, err = jsonText(obj, "id", true); err != nil {
 			return nil, errors.New(at + ": " + err.Error())
@@ -393,77 +395,22 @@ func jsonText(obj map[string]json.RawMessage, name string, numbers bool) (string
 	return "", errors.New(name + " must be a string")
 }
 
-// resp is a parsed reply of a todo script (our own replies, never client
-// data on the forwarding path).
-type resp struct {
-	typ  byte
-	str  string // bulk/simple/integer text
-	raw  []byte // the whole frame, for scalars
-	kids []resp
-}
-
-var errShortReply = errors.New("short reply")
-
-// parseRESP parses one reply frame: arrays, bulk and simple strings,
-// integers, errors and nulls (what a Lua script can return).
-func parseRESP(b []byte) (resp, int, error) {
-	i := bytes.Index(b, []byte("\r\n"))
-	if i < 1 {
-		return resp{}, 0, errShortReply
-	}
-	line := string(b[1:i])
-	switch b[0] {
-	case '+', '-', ':', '_', ',', '#':
-		return resp{typ: b[0], str: line, raw: b[:i+2]}, i + 2, nil
-	case '$':
-		n, err := strconv.Atoi(line)
-		if err != nil {
-			return resp{}, 0, err
-		}
-		if n < 0 {
-			return resp{typ: '_', raw: b[:i+2]}, i + 2, nil
-		}
-		end := i + 2 + n + 2
-		if len(b) < end {
-			return resp{}, 0, errShortReply
-		}
-		return resp{typ: '$', str: string(b[i+2 : i+2+n]), raw: b[:end]}, end, nil
-	case '*':
-		n, err := strconv.Atoi(line)
-		if err != nil {
-			return resp{}, 0, err
-		}
-		v := resp{typ: '*'}
-		off := i + 2
-		for range max(n, 0) {
-			k, m, err := parseRESP(b[off:])
-			if err != nil {
-				return resp{}, 0, err
-			}
-			v.kids = append(v.kids, k)
-			off += m
-		}
-		return v, off, nil
-	}
-	return resp{}, 0, errors.New("unexpected reply type " + string(b[0]))
-}
-
 // appendRESP3 writes a todo reply for a RESP3 client: an array of
 // field/value pairs (its first element the bulk "id" or "version") is a
 // map, recursively; other arrays stay arrays.
-func appendRESP3(b []byte, v resp) []byte {
-	if v.typ != '*' {
-		return append(b, v.raw...)
+func appendRESP3(b []byte, v domain.Reply) []byte {
+	if v.Typ != '*' {
+		return append(b, v.Raw...)
 	}
-	isMap := len(v.kids)%2 == 0 && len(v.kids) > 0 && v.kids[0].typ == '$' &&
-		(v.kids[0].str == "id" || v.kids[0].str == "version")
+	isMap := len(v.Kids)%2 == 0 && len(v.Kids) > 0 && v.Kids[0].Typ == '$' &&
+		(v.Kids[0].Str == "id" || v.Kids[0].Str == "version")
 	if isMap {
-		b = strconv.AppendInt(append(b, '%'), int64(len(v.kids)/2), 10)
+		b = strconv.AppendInt(append(b, '%'), int64(len(v.Kids)/2), 10)
 	} else {
-		b = strconv.AppendInt(append(b, '*'), int64(len(v.kids)), 10)
+		b = strconv.AppendInt(append(b, '*'), int64(len(v.Kids)), 10)
 	}
 	b = append(b, '\r', '\n')
-	for _, k := range v.kids {
+	for _, k := range v.Kids {
 		b = appendRESP3(b, k)
 	}
 	return b

@@ -1,4 +1,4 @@
-package proxy
+package filestore
 
 import (
 	"bytes"
@@ -15,7 +15,10 @@ import (
 
 	"github.com/tidwall/redcon"
 
+	"github.com/agentproxy/agentproxy/domain"
 	"github.com/agentproxy/agentproxy/files"
+	"github.com/agentproxy/agentproxy/internal/wire"
+	"github.com/agentproxy/agentproxy/keyspace"
 	"github.com/agentproxy/agentproxy/lua"
 	"github.com/agentproxy/agentproxy/upstream"
 )
@@ -52,110 +55,88 @@ type replyError string
 
 func (e replyError) Error() string { return string(e) }
 
-// file runs one FILE.* command.
-func (s *session) file(name string, args [][]byte) {
-	switch name {
-	case "file.write":
-		s.fileWrite(args)
-	case "file.append":
-		s.fileAppend(args)
-	case "file.edit":
-		s.fileEdit(args)
-	case "file.del":
-		s.fileDel(args)
-	case "file.read":
-		s.fileRead(args)
-	case "file.get":
-		s.fileGet(args)
-	case "file.getrange":
-		s.fileGetRange(args)
-	case "file.stat":
-		s.fileStat(args)
-	case "file.ls":
-		s.fileLs(args)
-	case "file.glob":
-		s.fileGlob(args)
-	case "file.grep":
-		s.fileGrep(args)
-	case "file.begin":
-		s.fileBegin(args)
-	case "file.chunk":
-		s.fileChunk(args)
-	case "file.commit":
-		s.fileCommit(args)
-	case "file.abort":
-		s.fileAbort(args)
-	default:
-		s.out = appendError(s.out, "ERR '"+name+"' is not implemented yet")
+// req is a domain request as this family's handlers see it.
+type req struct{ *domain.Req }
+
+func init() {
+	for name, run := range map[string]func(req, [][]byte){
+		"file.write": req.fileWrite, "file.append": req.fileAppend, "file.edit": req.fileEdit,
+		"file.del": req.fileDel, "file.read": req.fileRead, "file.get": req.fileGet,
+		"file.getrange": req.fileGetRange, "file.stat": req.fileStat, "file.ls": req.fileLs,
+		"file.glob": req.fileGlob, "file.grep": req.fileGrep, "file.begin": req.fileBegin,
+		"file.chunk": req.fileChunk, "file.commit": req.fileCommit, "file.abort": req.fileAbort,
+	} {
+		run := run
+		domain.Register(name, "files", func(r *domain.Req, a [][]byte) { run(req{r}, a) })
 	}
 }
 
 // fileErr answers err: Redis's and the scripts' errors verbatim, upstream
 // failures as TRYAGAIN/UNCERTAIN.
-func (s *session) fileErr(err error) {
+func (s req) fileErr(err error) {
 	var re replyError
 	switch {
 	case errors.As(err, &re):
-		s.out = append(append(append(s.out, '-'), re...), '\r', '\n')
+		s.Out = append(append(append(s.Out, '-'), re...), '\r', '\n')
 	case errors.Is(err, errFileChanged):
-		s.out = appendError(s.out, "TRYAGAIN the file kept changing while it was read; retry")
+		s.Out = wire.AppendError(s.Out, "TRYAGAIN the file kept changing while it was read; retry")
 	default:
-		s.out = appendError(s.out, callError(err))
+		s.Out = wire.AppendError(s.Out, wire.CallError(err))
 	}
 }
 
-func (s *session) appendNil() {
-	if s.proto == 3 {
-		s.out = append(s.out, "_\r\n"...)
+func (s req) appendNil() {
+	if s.Proto == 3 {
+		s.Out = append(s.Out, "_\r\n"...)
 	} else {
-		s.out = append(s.out, "$-1\r\n"...)
+		s.Out = append(s.Out, "$-1\r\n"...)
 	}
 }
 
 // recordHeader starts a record of n fields: a map for RESP3 clients, a
 // flat array for RESP2 ones.
-func (s *session) recordHeader(n int) {
-	if s.proto == 3 {
-		s.out = strconv.AppendInt(append(s.out, '%'), int64(n), 10)
-		s.out = append(s.out, '\r', '\n')
+func (s req) recordHeader(n int) {
+	if s.Proto == 3 {
+		s.Out = strconv.AppendInt(append(s.Out, '%'), int64(n), 10)
+		s.Out = append(s.Out, '\r', '\n')
 		return
 	}
-	s.out = redcon.AppendArray(s.out, 2*n)
+	s.Out = redcon.AppendArray(s.Out, 2*n)
 }
 
 // record appends a record of name/value pairs (values: string, []byte,
 // int64 or int).
-func (s *session) record(pairs ...any) {
+func (s req) record(pairs ...any) {
 	s.recordHeader(len(pairs) / 2)
 	for i := 0; i < len(pairs); i += 2 {
-		s.out = redcon.AppendBulkString(s.out, pairs[i].(string))
+		s.Out = redcon.AppendBulkString(s.Out, pairs[i].(string))
 		switch v := pairs[i+1].(type) {
 		case string:
-			s.out = redcon.AppendBulkString(s.out, v)
+			s.Out = redcon.AppendBulkString(s.Out, v)
 		case []byte:
-			s.out = redcon.AppendBulk(s.out, v)
+			s.Out = redcon.AppendBulk(s.Out, v)
 		case int64:
-			s.out = redcon.AppendInt(s.out, v)
+			s.Out = redcon.AppendInt(s.Out, v)
 		case int:
-			s.out = redcon.AppendInt(s.out, int64(v))
+			s.Out = redcon.AppendInt(s.Out, int64(v))
 		}
 	}
 }
 
 // filePath cleans a file path argument, answering the error.
-func (s *session) filePath(b []byte) (string, bool) {
+func (s req) filePath(b []byte) (string, bool) {
 	p, err := files.Clean(string(b))
 	if err != nil {
-		s.out = appendError(s.out, "ERR "+err.Error())
+		s.Out = wire.AppendError(s.Out, "ERR "+err.Error())
 		return "", false
 	}
 	return p, true
 }
 
-func (s *session) fileDir(b []byte) (string, bool) {
+func (s req) fileDir(b []byte) (string, bool) {
 	p, err := files.CleanDir(string(b))
 	if err != nil {
-		s.out = appendError(s.out, "ERR "+err.Error())
+		s.Out = wire.AppendError(s.Out, "ERR "+err.Error())
 		return "", false
 	}
 	return p, true
@@ -169,31 +150,31 @@ type writeOpts struct {
 }
 
 // fileOpts parses [IFVERSION v] [FENCE t] (and the flags allowed) from args.
-func (s *session) fileOpts(args [][]byte, usage string, flags ...string) (writeOpts, bool) {
+func (s req) fileOpts(args [][]byte, usage string, flags ...string) (writeOpts, bool) {
 	var o writeOpts
 	for i := 0; i < len(args); i++ {
 		a := args[i]
 		switch {
-		case eqFold(a, "replaceall") && hasFlag(flags, "replaceall"):
+		case keyspace.EqFold(a, "replaceall") && hasFlag(flags, "replaceall"):
 			o.replaceAll = true
-		case eqFold(a, "recursive") && hasFlag(flags, "recursive"):
+		case keyspace.EqFold(a, "recursive") && hasFlag(flags, "recursive"):
 			o.recursive = true
-		case (eqFold(a, "ifversion") || eqFold(a, "fence")) && i+1 < len(args):
+		case (keyspace.EqFold(a, "ifversion") || keyspace.EqFold(a, "fence")) && i+1 < len(args):
 			i++
-			if eqFold(a, "fence") {
-				if _, ok := s.posInt(args[i], "FENCE token", 1<<62); !ok {
+			if keyspace.EqFold(a, "fence") {
+				if _, ok := s.PosInt(args[i], "FENCE token", 1<<62); !ok {
 					return o, false
 				}
 				o.token = string(args[i])
 			} else {
-				if !s.version(args[i]) {
+				if !s.Version(args[i]) {
 					return o, false
 				}
 				n, _ := strconv.ParseInt(string(args[i]), 10, 64)
 				o.ifv = strconv.FormatInt(n, 10) // compared as text by EDIT and APPEND
 			}
 		default:
-			s.out = appendError(s.out, "ERR syntax error near '"+quoteArg(a)+"': "+usage)
+			s.Out = wire.AppendError(s.Out, "ERR syntax error near '"+wire.QuoteArg(a)+"': "+usage)
 			return o, false
 		}
 	}
@@ -215,12 +196,12 @@ type fileKeys struct {
 	meta, index, gen, log, lock, fence, resource string
 }
 
-func (s *session) fileKeys(path string) fileKeys {
+func (s req) fileKeys(path string) fileKeys {
 	kp := files.KeyPath(path)
 	res := "files:" + path // the lock resource names the path as agents write it
 	return fileKeys{
-		meta: s.key("files", kp), index: s.key("files", "#index"), gen: s.key("files", "#gen"),
-		log: s.key("events", "log"), lock: s.key("lock", res), fence: s.key("fence", res), resource: res,
+		meta: s.Key("files", kp), index: s.Key("files", "#index"), gen: s.Key("files", "#gen"),
+		log: s.Key("events", "log"), lock: s.Key("lock", res), fence: s.Key("fence", res), resource: res,
 	}
 }
 
@@ -228,7 +209,7 @@ func (s *session) fileKeys(path string) fileKeys {
 // a dedicated one for long walks (grep) so their large replies never
 // queue in front of other clients' replies.
 type fstore struct {
-	s    *session
+	s    req
 	conn *upstream.Conn
 	ded  bool
 	ws   string // what the dedicated connection counts against
@@ -239,28 +220,29 @@ type fstore struct {
 	part [][]byte
 }
 
-func (s *session) fstore(dedicated bool) (*fstore, bool) {
+func (s req) fstore(dedicated bool) (*fstore, bool) {
 	f := &fstore{s: s, ded: dedicated}
 	if dedicated {
-		if !s.takeDedicated(&f.ws) {
-			s.out = appendError(s.out, ErrTryAgainDedicated)
+		var ok bool
+		if f.ws, ok = s.Up.TakeDedicated(); !ok {
+			s.Out = wire.AppendError(s.Out, wire.ErrTryAgainDedicated)
 			return nil, false
 		}
-		c, err := s.srv.pool.Dedicated(2)
+		c, err := s.Env.Pool.Dedicated(2)
 		if err != nil {
-			s.giveDedicated(f.ws)
-			s.out = appendError(s.out, ErrTryAgainDown)
+			s.Up.GiveDedicated(f.ws)
+			s.Out = wire.AppendError(s.Out, wire.ErrTryAgainDown)
 			return nil, false
 		}
 		f.conn = c
-	} else if f.conn = s.srv.pool.Shared(2); f.conn == nil {
-		s.out = appendError(s.out, ErrTryAgainDown)
+	} else if f.conn = s.Env.Pool.Shared(2); f.conn == nil {
+		s.Out = wire.AppendError(s.Out, wire.ErrTryAgainDown)
 		return nil, false
 	}
-	if s.fcall == nil {
-		s.fcall = upstream.NewCall()
+	if s.FCall == nil {
+		s.FCall = upstream.NewCall()
 	}
-	f.call = s.fcall
+	f.call = s.FCall
 	return f, true
 }
 
@@ -269,20 +251,25 @@ func (s *session) fstore(dedicated bool) (*fstore, bool) {
 // of other clients' replies on the shared one. It keeps the shared
 // connection when no dedicated one can be had.
 func (f *fstore) heavy() {
-	if f.ded || !f.s.takeDedicated(&f.ws) {
+	if f.ded {
 		return
 	}
-	if c, err := f.s.srv.pool.Dedicated(2); err == nil {
+	ws, ok := f.s.Up.TakeDedicated()
+	if !ok {
+		return
+	}
+	f.ws = ws
+	if c, err := f.s.Env.Pool.Dedicated(2); err == nil {
 		f.conn, f.ded, f.bad = c, true, false
 	} else {
-		f.s.giveDedicated(f.ws)
+		f.s.Up.GiveDedicated(f.ws)
 	}
 }
 
 func (f *fstore) close() {
 	if f.ded {
-		f.s.srv.pool.Release(f.conn, 2, !f.bad)
-		f.s.giveDedicated(f.ws)
+		f.s.Env.Pool.Release(f.conn, 2, !f.bad)
+		f.s.Up.GiveDedicated(f.ws)
 	}
 	if cap(f.call.Out) > 1<<20 {
 		f.call.Out = nil // do not keep a large buffer per session
@@ -293,7 +280,7 @@ func (f *fstore) close() {
 // their raw replies, valid until the next call.
 func (f *fstore) send(n int, parts ...[]byte) ([]byte, error) {
 	c := f.call
-	c.Out, c.N, c.MaxOut, c.Timeout, c.Ends = c.Out[:0], n, f.s.srv.opts.MaxOutputBytes+(8<<20), 0, nil
+	c.Out, c.N, c.MaxOut, c.Timeout, c.Ends = c.Out[:0], n, f.s.Env.MaxOutput+(8<<20), 0, nil
 	if err := f.conn.Send(c, parts...); err != nil {
 		return nil, err
 	}
@@ -621,18 +608,18 @@ func (f *fstore) commit(k fileKeys, path, ifv, token, event, cmd, gen string, c 
 	if gen != "" {
 		keep = "keep"
 	}
-	if c.size > f.s.srv.opts.FileMaxBytes {
+	if c.size > f.s.Env.Files.MaxBytes {
 		return 0, replyError("ERR " + path + " would be " + strconv.FormatInt(c.size, 10) +
-			" bytes, more than files.max_file_bytes (" + strconv.FormatInt(f.s.srv.opts.FileMaxBytes, 10) + ")")
+			" bytes, more than files.max_file_bytes (" + strconv.FormatInt(f.s.Env.Files.MaxBytes, 10) + ")")
 	}
 	if token == "" {
-		token = f.s.heldToken(k.resource)
+		token = f.s.HeldToken(k.resource)
 	}
 	nchunks := int64(len(c.chunks))
 	if gen != "" {
 		nchunks = (c.size + int64(cs) - 1) / int64(cs)
 	}
-	args := []string{path, f.s.ident.Workspace, k.resource, eventsMaxLen, f.s.channel(), f.s.actor(), token, ifv,
+	args := []string{path, f.s.Workspace, k.resource, domain.EventsMaxLen, f.s.Channel(), f.s.Actor, token, ifv,
 		event, cmd, gen, strconv.FormatInt(c.size, 10), c.sha1, strconv.FormatInt(c.lines, 10), c.encoding,
 		strconv.FormatInt(nchunks, 10), strconv.Itoa(cs), c.nl, keep}
 	keys := []string{k.meta, k.index, k.gen, k.log, k.lock, k.fence}
@@ -661,8 +648,8 @@ func (f *fstore) commit(k fileKeys, path, ifv, token, event, cmd, gen string, c 
 	if err != nil {
 		return 0, err
 	}
-	v, ok := parseInt(bytes.TrimRight(r[1:], "\r\n"))
-	if !ok || r[0] != ':' {
+	v, perr := strconv.ParseInt(string(bytes.TrimRight(r[1:], "\r\n")), 10, 64)
+	if perr != nil || r[0] != ':' {
 		return 0, replyError("ERR unexpected reply from the file commit")
 	}
 	return int64(v), nil
@@ -673,7 +660,7 @@ func (f *fstore) commit(k fileKeys, path, ifv, token, event, cmd, gen string, c 
 // script's reply (the SETs' replies are not needed: the script checks
 // every staged chunk is there).
 func (f *fstore) stageAndCommit(k fileKeys, gen string, chunks [][]byte, keys, args []string) ([]byte, error) {
-	ttl := strconv.FormatInt(f.s.srv.opts.FileUploadTTL.Milliseconds(), 10)
+	ttl := strconv.FormatInt(f.s.Env.Files.UploadTTL.Milliseconds(), 10)
 	f.hdrs = f.hdrs[:0]
 	spans := make([][2]int, 0, 2*len(chunks))
 	for n := range chunks {
@@ -700,12 +687,12 @@ func (f *fstore) stageAndCommit(k fileKeys, gen string, chunks [][]byte, keys, a
 	}
 	var setErr error
 	for range chunks {
-		v, n, err := parseRESP(r)
+		v, n, err := domain.ParseReply(r)
 		if err != nil {
 			return nil, replyError("ERR unexpected reply staging a file")
 		}
-		if v.typ == '-' && setErr == nil {
-			setErr = replyError(v.str) // e.g. OOM: the reason the commit will refuse
+		if v.Typ == '-' && setErr == nil {
+			setErr = replyError(v.Str) // e.g. OOM: the reason the commit will refuse
 		}
 		r = r[n:]
 	}
@@ -725,12 +712,12 @@ func (f *fstore) stageAndCommit(k fileKeys, gen string, chunks [][]byte, keys, a
 	return r, nil
 }
 
-func (s *session) writeReply(path string, version int64, c *content, extra ...any) {
+func (s req) writeReply(path string, version int64, c *content, extra ...any) {
 	s.record(append([]any{"path", path, "version", version, "size", c.size, "sha1", c.sha1}, extra...)...)
 }
 
 // fileWrite: FILE.WRITE <path> <content> [IFVERSION v] [FENCE t].
-func (s *session) fileWrite(args [][]byte) {
+func (s req) fileWrite(args [][]byte) {
 	path, ok := s.filePath(args[0])
 	if !ok {
 		return
@@ -744,7 +731,7 @@ func (s *session) fileWrite(args [][]byte) {
 		return
 	}
 	defer f.close()
-	cs := s.srv.opts.FileChunkSize
+	cs := s.Env.Files.ChunkSize
 	c := describe(args[1], cs)
 	v, err := f.commit(s.fileKeys(path), path, o.ifv, o.token, "file.write", "FILE.WRITE", "", &c, cs)
 	if err != nil {
@@ -758,7 +745,7 @@ func (s *session) fileWrite(args [][]byte) {
 // let change build the new one, commit it if the version is still the one
 // read (retrying, unless the client pinned a version with IFVERSION).
 // Missing files reach change with m == nil.
-func (s *session) fileRewrite(path string, o writeOpts, event, cmd string,
+func (s req) fileRewrite(path string, o writeOpts, event, cmd string,
 	change func(m *fileMeta, old []byte) ([]byte, []any, error)) {
 	defer s.shrinkFileBuf()
 	f, ok := s.fstore(false)
@@ -767,10 +754,10 @@ func (s *session) fileRewrite(path string, o writeOpts, event, cmd string,
 	}
 	defer f.close()
 	k := s.fileKeys(path)
-	cs := s.srv.opts.FileChunkSize
+	cs := s.Env.Files.ChunkSize
 	for try := range fileRetries {
-		m, old, err := f.readAll(k, s.fileBuf[:0], int(min(s.srv.opts.FileMaxBytes, 1<<40)))
-		s.fileBuf = old[:0]
+		m, old, err := f.readAll(k, s.FileBuf[:0], int(min(s.Env.Files.MaxBytes, 1<<40)))
+		s.FileBuf = old[:0]
 		if err != nil && !errors.Is(err, errNoFile) {
 			s.fileErr(err)
 			return
@@ -780,7 +767,7 @@ func (s *session) fileRewrite(path string, o writeOpts, event, cmd string,
 			cur = strconv.FormatInt(m.version, 10)
 		}
 		if o.ifv != "" && o.ifv != cur {
-			s.out = appendError(s.out, "CONFLICT version is "+cur+", not "+o.ifv+"; re-read "+path+" and retry")
+			s.Out = wire.AppendError(s.Out, "CONFLICT version is "+cur+", not "+o.ifv+"; re-read "+path+" and retry")
 			return
 		}
 		next, extra, err := change(m, old)
@@ -804,19 +791,19 @@ func (s *session) fileRewrite(path string, o writeOpts, event, cmd string,
 		s.writeReply(path, v, &c, extra...)
 		return
 	}
-	s.out = appendError(s.out, "TRYAGAIN "+path+" kept changing while "+cmd+" ran; retry")
+	s.Out = wire.AppendError(s.Out, "TRYAGAIN "+path+" kept changing while "+cmd+" ran; retry")
 }
 
 // shrinkFileBuf drops a large content buffer once a command is done, so
 // idle connections do not keep it.
-func (s *session) shrinkFileBuf() {
-	if cap(s.fileBuf) > 1<<20 {
-		s.fileBuf = nil
+func (s req) shrinkFileBuf() {
+	if cap(s.FileBuf) > 1<<20 {
+		s.FileBuf = nil
 	}
 }
 
 // fileAppend: FILE.APPEND <path> <data> [IFVERSION v] [FENCE t].
-func (s *session) fileAppend(args [][]byte) {
+func (s req) fileAppend(args [][]byte) {
 	path, ok := s.filePath(args[0])
 	if !ok {
 		return
@@ -832,7 +819,7 @@ func (s *session) fileAppend(args [][]byte) {
 }
 
 // fileEdit: FILE.EDIT <path> <old> <new> [REPLACEALL] [IFVERSION v] [FENCE t].
-func (s *session) fileEdit(args [][]byte) {
+func (s req) fileEdit(args [][]byte) {
 	path, ok := s.filePath(args[0])
 	if !ok {
 		return
@@ -843,7 +830,7 @@ func (s *session) fileEdit(args [][]byte) {
 	}
 	from, to := args[1], args[2]
 	if len(from) == 0 {
-		s.out = appendError(s.out, "ERR the old string must not be empty")
+		s.Out = wire.AppendError(s.Out, "ERR the old string must not be empty")
 		return
 	}
 	s.fileRewrite(path, o, "file.edit", "FILE.EDIT", func(m *fileMeta, old []byte) ([]byte, []any, error) {
@@ -864,7 +851,7 @@ func (s *session) fileEdit(args [][]byte) {
 
 // retryRead runs a read attempt again while the file is replaced under it
 // (errFileChanged), at most fileRetries times, and answers other errors.
-func (s *session) retryRead(attempt func() error) {
+func (s req) retryRead(attempt func() error) {
 	for range fileRetries {
 		err := attempt()
 		if errors.Is(err, errFileChanged) {
@@ -881,25 +868,25 @@ func (s *session) retryRead(attempt func() error) {
 // bulkOf appends a bulk string of n bytes that fill appends to out; when
 // fill fails or writes another length, out is restored and the error
 // returned (errFileChanged for a length that moved).
-func (s *session) bulkOf(n int64, fill func() error) error {
-	mark := len(s.out)
-	s.out = slices.Grow(s.out, int(n)+32)
-	s.out = append(strconv.AppendInt(append(s.out, '$'), n, 10), '\r', '\n')
-	body := len(s.out)
+func (s req) bulkOf(n int64, fill func() error) error {
+	mark := len(s.Out)
+	s.Out = slices.Grow(s.Out, int(n)+32)
+	s.Out = append(strconv.AppendInt(append(s.Out, '$'), n, 10), '\r', '\n')
+	body := len(s.Out)
 	err := fill()
-	if err == nil && int64(len(s.out)-body) != n {
+	if err == nil && int64(len(s.Out)-body) != n {
 		err = errFileChanged
 	}
 	if err != nil {
-		s.out = s.out[:mark]
+		s.Out = s.Out[:mark]
 		return err
 	}
-	s.out = append(s.out, '\r', '\n')
+	s.Out = append(s.Out, '\r', '\n')
 	return nil
 }
 
 // fileGet: FILE.GET <path> → the whole file.
-func (s *session) fileGet(args [][]byte) {
+func (s req) fileGet(args [][]byte) {
 	path, ok := s.filePath(args[0])
 	if !ok {
 		return
@@ -919,13 +906,13 @@ func (s *session) fileGet(args [][]byte) {
 		if err != nil {
 			return err
 		}
-		if m.size > int64(s.srv.opts.MaxOutputBytes) {
+		if m.size > int64(s.Env.MaxOutput) {
 			return replyError("ERR " + path + " is " + strconv.FormatInt(m.size, 10) +
 				" bytes, more than the proxy returns at once (listen.max_output_bytes); read it with FILE.GETRANGE")
 		}
 		return s.bulkOf(m.size, func() error {
 			return f.stream(k, m, head, 0, 0, m.chunks-1, func(_ int64, b []byte) error {
-				s.out = append(s.out, b...)
+				s.Out = append(s.Out, b...)
 				return nil
 			})
 		})
@@ -933,7 +920,7 @@ func (s *session) fileGet(args [][]byte) {
 }
 
 // fileGetRange: FILE.GETRANGE <path> <start> <end>, GETRANGE's rules.
-func (s *session) fileGetRange(args [][]byte) {
+func (s req) fileGetRange(args [][]byte) {
 	path, ok := s.filePath(args[0])
 	if !ok {
 		return
@@ -941,7 +928,7 @@ func (s *session) fileGetRange(args [][]byte) {
 	start, err1 := strconv.ParseInt(string(args[1]), 10, 64)
 	end, err2 := strconv.ParseInt(string(args[2]), 10, 64)
 	if err1 != nil || err2 != nil {
-		s.out = appendError(s.out, "ERR value is not an integer or out of range")
+		s.Out = wire.AppendError(s.Out, "ERR value is not an integer or out of range")
 		return
 	}
 	f, ok := s.fstore(false)
@@ -955,7 +942,7 @@ func (s *session) fileGetRange(args [][]byte) {
 	// from the end: take the file's head, which is the whole of a small
 	// file.
 	guess, budget := [2]int64{0, 1 << 40}, fileHeadBytes
-	if cs := int64(s.srv.opts.FileChunkSize); start >= 0 && end >= start {
+	if cs := int64(s.Env.Files.ChunkSize); start >= 0 && end >= start {
 		guess, budget = [2]int64{start / cs, end / cs}, fileReadBatch
 	}
 	s.retryRead(func() error {
@@ -976,10 +963,10 @@ func (s *session) fileGetRange(args [][]byte) {
 		}
 		hi = min(hi, m.size-1)
 		if start < 0 && end < 0 && start > end || lo > hi || m.size == 0 {
-			s.out = append(s.out, "$0\r\n\r\n"...)
+			s.Out = append(s.Out, "$0\r\n\r\n"...)
 			return nil
 		}
-		if hi-lo+1 > int64(s.srv.opts.MaxOutputBytes) {
+		if hi-lo+1 > int64(s.Env.MaxOutput) {
 			return replyError("ERR the range is larger than the proxy returns at once (listen.max_output_bytes)")
 		}
 		cs := m.chunkSize
@@ -987,7 +974,7 @@ func (s *session) fileGetRange(args [][]byte) {
 			return f.stream(k, m, head, guess[0], lo/cs, hi/cs, func(n int64, b []byte) error {
 				a, z := max(lo-n*cs, 0), min(hi-n*cs+1, int64(len(b)))
 				if a < z {
-					s.out = append(s.out, b[a:z]...)
+					s.Out = append(s.Out, b[a:z]...)
 				}
 				return nil
 			})
@@ -1008,7 +995,7 @@ func (m *fileMeta) newlines() []int64 {
 // fileRead: FILE.READ <path> [OFFSET n] [LIMIT n]: lines offset.. of the
 // file, found from the per-chunk newline counts so only the chunks that
 // hold them are read.
-func (s *session) fileRead(args [][]byte) {
+func (s req) fileRead(args [][]byte) {
 	path, ok := s.filePath(args[0])
 	if !ok {
 		return
@@ -1016,23 +1003,23 @@ func (s *session) fileRead(args [][]byte) {
 	offset, limit := int64(0), int64(fileDefLimit)
 	for i := 1; i < len(args); i += 2 {
 		if i+1 >= len(args) {
-			s.out = appendError(s.out, "ERR syntax error: FILE.READ <path> [OFFSET n] [LIMIT n]")
+			s.Out = wire.AppendError(s.Out, "ERR syntax error: FILE.READ <path> [OFFSET n] [LIMIT n]")
 			return
 		}
 		switch {
-		case eqFold(args[i], "offset"):
+		case keyspace.EqFold(args[i], "offset"):
 			n, err := strconv.ParseInt(string(args[i+1]), 10, 64)
 			if err != nil || n < 0 {
-				s.out = appendError(s.out, "ERR OFFSET must be a line number from 0, got '"+quoteArg(args[i+1])+"'")
+				s.Out = wire.AppendError(s.Out, "ERR OFFSET must be a line number from 0, got '"+wire.QuoteArg(args[i+1])+"'")
 				return
 			}
 			offset = n
-		case eqFold(args[i], "limit"):
-			if limit, ok = s.posInt(args[i+1], "LIMIT", fileMaxLimit); !ok {
+		case keyspace.EqFold(args[i], "limit"):
+			if limit, ok = s.PosInt(args[i+1], "LIMIT", fileMaxLimit); !ok {
 				return
 			}
 		default:
-			s.out = appendError(s.out, "ERR syntax error near '"+quoteArg(args[i])+"': FILE.READ <path> [OFFSET n] [LIMIT n]")
+			s.Out = wire.AppendError(s.Out, "ERR syntax error near '"+wire.QuoteArg(args[i])+"': FILE.READ <path> [OFFSET n] [LIMIT n]")
 			return
 		}
 	}
@@ -1043,7 +1030,7 @@ func (s *session) fileRead(args [][]byte) {
 	defer f.close()
 	defer s.shrinkFileBuf()
 	k := s.fileKeys(path)
-	room := s.srv.opts.MaxOutputBytes / 2 // the reply must fit the client's output limit
+	room := s.Env.MaxOutput / 2 // the reply must fit the client's output limit
 	s.retryRead(func() error {
 		m, head, err := f.open(k, 0, 1<<40, fileHeadBytes)
 		if errors.Is(err, errNoFile) {
@@ -1073,7 +1060,7 @@ func (s *session) fileRead(args [][]byte) {
 			}
 			seen += n
 		}
-		buf := s.fileBuf[:0]
+		buf := s.FileBuf[:0]
 		lineStart := 0  // where the line being taken starts in buf
 		count := before // newlines passed so far
 		started := offset == 0
@@ -1113,7 +1100,7 @@ func (s *session) fileRead(args [][]byte) {
 			return nil
 		}
 		err = f.stream(k, m, head, 0, startChunk, endChunk, take)
-		s.fileBuf = buf[:0]
+		s.FileBuf = buf[:0]
 		if errors.Is(err, errTooBig) {
 			return replyError("ERR line " + strconv.FormatInt(offset+1, 10) + " of " + path +
 				" is longer than the proxy returns at once (listen.max_output_bytes); read it with FILE.GETRANGE")
@@ -1168,11 +1155,11 @@ func (f *fstore) clash(k fileKeys, path string) (string, error) {
 		return "", err
 	}
 	for _, d := range dirs {
-		v, n, err := parseRESP(r)
+		v, n, err := domain.ParseReply(r)
 		if err != nil {
 			return "", replyError("ERR unexpected reply from the file index")
 		}
-		if v.typ == '$' {
+		if v.Typ == '$' {
 			return "ERR " + d + " is a file; " + path + " cannot be created under it", nil
 		}
 		r = r[n:]
@@ -1181,7 +1168,7 @@ func (f *fstore) clash(k fileKeys, path string) (string, error) {
 }
 
 // fileStat: FILE.STAT <path>.
-func (s *session) fileStat(args [][]byte) {
+func (s req) fileStat(args [][]byte) {
 	dir, ok := s.fileDir(args[0])
 	if !ok {
 		return
@@ -1265,7 +1252,7 @@ func (f *fstore) walk(k fileKeys, prefix string, fn func(path string) (skipTo st
 }
 
 // fileLs: FILE.LS [dir] → the direct children, directories ending in '/'.
-func (s *session) fileLs(args [][]byte) {
+func (s req) fileLs(args [][]byte) {
 	dir := "/"
 	if len(args) > 0 {
 		var ok bool
@@ -1274,7 +1261,7 @@ func (s *session) fileLs(args [][]byte) {
 		}
 	}
 	if len(args) > 1 {
-		s.out = appendError(s.out, "ERR syntax error: FILE.LS [dir]")
+		s.Out = wire.AppendError(s.Out, "ERR syntax error: FILE.LS [dir]")
 		return
 	}
 	f, ok := s.fstore(false)
@@ -1324,14 +1311,14 @@ func (s *session) fileLs(args [][]byte) {
 				items = [][]byte{nil, nil}
 			}
 			metas = append(metas, items...)
-			_, n, err := parseRESP(r)
+			_, n, err := domain.ParseReply(r)
 			if err != nil {
 				break
 			}
 			r = r[n:]
 		}
 	}
-	s.out = redcon.AppendArray(s.out, len(entries))
+	s.Out = redcon.AppendArray(s.Out, len(entries))
 	j := 0
 	for _, e := range entries {
 		if e.dir {
@@ -1349,35 +1336,35 @@ func (s *session) fileLs(args [][]byte) {
 }
 
 // globArgs parses the optional PATH and GLOB of FILE.GLOB/FILE.GREP.
-func (s *session) globOpts(args [][]byte, usage string, withGlob, withMax bool) (dir string, g *files.Glob, maxn int64, ok bool) {
+func (s req) globOpts(args [][]byte, usage string, withGlob, withMax bool) (dir string, g *files.Glob, maxn int64, ok bool) {
 	dir, maxn = "/", fileDefMatches
 	var pattern []byte
 	for i := 0; i < len(args); i += 2 {
 		if i+1 >= len(args) {
-			s.out = appendError(s.out, "ERR syntax error: "+usage)
+			s.Out = wire.AppendError(s.Out, "ERR syntax error: "+usage)
 			return "", nil, 0, false
 		}
 		v := args[i+1]
 		switch {
-		case eqFold(args[i], "path"):
+		case keyspace.EqFold(args[i], "path"):
 			if dir, ok = s.fileDir(v); !ok {
 				return "", nil, 0, false
 			}
-		case eqFold(args[i], "glob") && withGlob:
+		case keyspace.EqFold(args[i], "glob") && withGlob:
 			pattern = v
-		case eqFold(args[i], "maxcount") && withMax:
-			if maxn, ok = s.posInt(v, "MAXCOUNT", fileMaxMatches); !ok {
+		case keyspace.EqFold(args[i], "maxcount") && withMax:
+			if maxn, ok = s.PosInt(v, "MAXCOUNT", fileMaxMatches); !ok {
 				return "", nil, 0, false
 			}
 		default:
-			s.out = appendError(s.out, "ERR syntax error near '"+quoteArg(args[i])+"': "+usage)
+			s.Out = wire.AppendError(s.Out, "ERR syntax error near '"+wire.QuoteArg(args[i])+"': "+usage)
 			return "", nil, 0, false
 		}
 	}
 	if pattern != nil {
 		var err error
 		if g, err = files.CompileGlob(string(pattern), dir); err != nil {
-			s.out = appendError(s.out, "ERR bad GLOB: "+err.Error())
+			s.Out = wire.AppendError(s.Out, "ERR bad GLOB: "+err.Error())
 			return "", nil, 0, false
 		}
 	}
@@ -1385,14 +1372,14 @@ func (s *session) globOpts(args [][]byte, usage string, withGlob, withMax bool) 
 }
 
 // fileGlob: FILE.GLOB <pattern> [PATH dir] → matching file paths.
-func (s *session) fileGlob(args [][]byte) {
+func (s req) fileGlob(args [][]byte) {
 	dir, _, _, ok := s.globOpts(args[1:], "FILE.GLOB <pattern> [PATH dir]", false, false)
 	if !ok {
 		return
 	}
 	g, err := files.CompileGlob(string(args[0]), dir)
 	if err != nil {
-		s.out = appendError(s.out, "ERR bad pattern: "+err.Error())
+		s.Out = wire.AppendError(s.Out, "ERR bad pattern: "+err.Error())
 		return
 	}
 	f, ok := s.fstore(false)
@@ -1411,19 +1398,19 @@ func (s *session) fileGlob(args [][]byte) {
 		s.fileErr(err)
 		return
 	}
-	s.out = redcon.AppendArray(s.out, len(out))
+	s.Out = redcon.AppendArray(s.Out, len(out))
 	for _, p := range out {
-		s.out = redcon.AppendBulkString(s.out, p)
+		s.Out = redcon.AppendBulkString(s.Out, p)
 	}
 }
 
 // fileGrep: FILE.GREP <literal> [PATH dir] [GLOB g] [MAXCOUNT n]. Each
 // file is streamed a batch of chunks at a time on a dedicated connection
 // and searched in Go.
-func (s *session) fileGrep(args [][]byte) {
+func (s req) fileGrep(args [][]byte) {
 	lit := args[0]
 	if len(lit) == 0 || bytes.ContainsAny(lit, "\r\n") {
-		s.out = appendError(s.out, "ERR the literal must be non-empty and within one line (no CR or LF)")
+		s.Out = wire.AppendError(s.Out, "ERR the literal must be non-empty and within one line (no CR or LF)")
 		return
 	}
 	dir, g, maxn, ok := s.globOpts(args[1:], "FILE.GREP <literal> [PATH dir] [GLOB g] [MAXCOUNT n]", true, true)
@@ -1454,7 +1441,7 @@ func (s *session) fileGrep(args [][]byte) {
 			for _, x := range h {
 				size += len(x.path) + len(x.text) + 64
 			}
-			if int64(len(hits)) >= maxn || size > s.srv.opts.MaxOutputBytes/2 {
+			if int64(len(hits)) >= maxn || size > s.Env.MaxOutput/2 {
 				return false // enough: MAXCOUNT, or as much as one reply may carry
 			}
 		}
@@ -1470,7 +1457,7 @@ func (s *session) fileGrep(args [][]byte) {
 		}
 		return "", false
 	})
-	if err == nil && ferr == nil && int64(len(hits)) < maxn && size <= s.srv.opts.MaxOutputBytes/2 {
+	if err == nil && ferr == nil && int64(len(hits)) < maxn && size <= s.Env.MaxOutput/2 {
 		flush()
 	}
 	if err == nil {
@@ -1480,7 +1467,7 @@ func (s *session) fileGrep(args [][]byte) {
 		s.fileErr(err)
 		return
 	}
-	s.out = redcon.AppendArray(s.out, len(hits))
+	s.Out = redcon.AppendArray(s.Out, len(hits))
 	for _, h := range hits {
 		s.record("path", h.path, "line", h.line, "text", h.text)
 	}
@@ -1565,7 +1552,7 @@ func (f *fstore) grepFile(k fileKeys, path string, lit []byte, maxn int64) ([]gr
 }
 
 // fileDel: FILE.DEL <path> [RECURSIVE] [IFVERSION v] [FENCE t].
-func (s *session) fileDel(args [][]byte) {
+func (s req) fileDel(args [][]byte) {
 	o, ok := s.fileOpts(args[1:], "FILE.DEL <path> [RECURSIVE] [IFVERSION v] [FENCE token]", "recursive")
 	if !ok {
 		return
@@ -1586,7 +1573,7 @@ func (s *session) fileDel(args [][]byte) {
 			return
 		}
 		if n > 0 {
-			s.out = redcon.AppendInt(s.out, n)
+			s.Out = redcon.AppendInt(s.Out, n)
 			return
 		}
 	}
@@ -1596,15 +1583,15 @@ func (s *session) fileDel(args [][]byte) {
 		return
 	}
 	if !is {
-		s.out = redcon.AppendInt(s.out, 0)
+		s.Out = redcon.AppendInt(s.Out, 0)
 		return
 	}
 	if !o.recursive {
-		s.out = appendError(s.out, "ERR "+dir+" is a directory; pass RECURSIVE to delete it and everything under it")
+		s.Out = wire.AppendError(s.Out, "ERR "+dir+" is a directory; pass RECURSIVE to delete it and everything under it")
 		return
 	}
 	if o.ifv != "" {
-		s.out = appendError(s.out, "ERR IFVERSION applies to one file, not to a directory")
+		s.Out = wire.AppendError(s.Out, "ERR IFVERSION applies to one file, not to a directory")
 		return
 	}
 	var total int64
@@ -1634,7 +1621,7 @@ func (s *session) fileDel(args [][]byte) {
 		s.fileErr(err)
 		return
 	}
-	s.out = redcon.AppendInt(s.out, total)
+	s.Out = redcon.AppendInt(s.Out, total)
 }
 
 // del deletes files, one script each, pipelined; it stops at the first
@@ -1648,10 +1635,10 @@ func (f *fstore) del(paths []string, ifv, token string) (int64, error) {
 			k := f.s.fileKeys(p)
 			t := token
 			if t == "" {
-				t = f.s.heldToken(k.resource)
+				t = f.s.HeldToken(k.resource)
 			}
 			f.req = sc.AppendCall(f.req, full, []string{k.meta, k.index, k.log, k.lock, k.fence},
-				[]string{p, f.s.ident.Workspace, k.resource, eventsMaxLen, f.s.channel(), f.s.actor(), t, ifv}, 0)
+				[]string{p, f.s.Workspace, k.resource, domain.EventsMaxLen, f.s.Channel(), f.s.Actor, t, ifv}, 0)
 		}
 		r, err := f.send(len(paths), f.req)
 		if err != nil {
@@ -1660,18 +1647,18 @@ func (f *fstore) del(paths []string, ifv, token string) (int64, error) {
 		var first error
 		noscript := false
 		for len(r) > 0 {
-			v, n, err := parseRESP(r)
+			v, n, err := domain.ParseReply(r)
 			if err != nil {
 				return total, replyError("ERR unexpected reply deleting files")
 			}
 			switch {
 			case lua.IsNoScript(r):
 				noscript = true
-			case v.typ == ':':
-				k, _ := strconv.ParseInt(v.str, 10, 64)
+			case v.Typ == ':':
+				k, _ := strconv.ParseInt(v.Str, 10, 64)
 				total += k
-			case v.typ == '-' && first == nil:
-				first = replyError(v.str)
+			case v.Typ == '-' && first == nil:
+				first = replyError(v.Str)
 			}
 			r = r[n:]
 		}

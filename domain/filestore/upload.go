@@ -1,4 +1,4 @@
-package proxy
+package filestore
 
 import (
 	"crypto/rand"
@@ -14,6 +14,9 @@ import (
 
 	"github.com/tidwall/redcon"
 
+	"github.com/agentproxy/agentproxy/domain"
+	"github.com/agentproxy/agentproxy/internal/wire"
+	"github.com/agentproxy/agentproxy/keyspace"
 	"github.com/agentproxy/agentproxy/upstream"
 )
 
@@ -24,7 +27,8 @@ import (
 // counts and offset. Uploads live in the server, not the session, so an
 // agent with a connection pool may send the parts on any connection.
 
-// uploads is the server's table of unfinished uploads.
+// uploads is the proxy's table of unfinished uploads (kept in domain.Env,
+// so every connection of the proxy sees it).
 type uploads struct {
 	mu sync.Mutex
 	m  map[string]*upload
@@ -52,6 +56,13 @@ type upload struct {
 	// lastPart is the checksum of the last part stored, so a client whose
 	// reply was lost may send it again.
 	lastPart [sha1.Size]byte
+}
+
+type uploadsKey struct{}
+
+// uploads is this proxy's table.
+func (s req) uploads() *uploads {
+	return s.Env.Value(uploadsKey{}, func() any { return &uploads{} }).(*uploads)
 }
 
 func (u *uploads) add(up *upload) {
@@ -87,8 +98,8 @@ func (u *uploads) get(id, ws string, take bool) *upload {
 // (take also removes it from the table); nil, with the error answered,
 // when there is none or it was committed or aborted meanwhile. The caller
 // unlocks it.
-func (s *session) lockUpload(id []byte, take bool) *upload {
-	up := s.srv.uploads.get(string(id), s.ident.Workspace, take)
+func (s req) lockUpload(id []byte, take bool) *upload {
+	up := s.uploads().get(string(id), s.Workspace, take)
 	if up != nil {
 		up.mu.Lock()
 		if !up.closed {
@@ -96,16 +107,16 @@ func (s *session) lockUpload(id []byte, take bool) *upload {
 		}
 		up.mu.Unlock()
 	}
-	s.out = appendError(s.out, errNoUpload(id))
+	s.Out = wire.AppendError(s.Out, errNoUpload(id))
 	return nil
 }
 
 func errNoUpload(id []byte) string {
-	return "ERR no upload '" + quoteArg(id) + "' in this workspace (finished, aborted or expired: start again with FILE.BEGIN)"
+	return "ERR no upload '" + wire.QuoteArg(id) + "' in this workspace (finished, aborted or expired: start again with FILE.BEGIN)"
 }
 
 // fileBegin: FILE.BEGIN <path> [IFVERSION v] [FENCE t] → an upload id.
-func (s *session) fileBegin(args [][]byte) {
+func (s req) fileBegin(args [][]byte) {
 	path, ok := s.filePath(args[0])
 	if !ok {
 		return
@@ -124,7 +135,7 @@ func (s *session) fileBegin(args [][]byte) {
 		if err != nil {
 			s.fileErr(err)
 		} else {
-			s.out = appendError(s.out, why)
+			s.Out = wire.AppendError(s.Out, why)
 		}
 		return
 	}
@@ -136,19 +147,19 @@ func (s *session) fileBegin(args [][]byte) {
 	var id [12]byte
 	rand.Read(id[:])
 	up := &upload{
-		id: hex.EncodeToString(id[:]), ws: s.ident.Workspace, path: path, k: k,
+		id: hex.EncodeToString(id[:]), ws: s.Workspace, path: path, k: k,
 		gen: strings.TrimSpace(string(r[1:])), ifv: o.ifv, token: o.token,
-		cs: int64(s.srv.opts.FileChunkSize), sum: sha1.New(), expires: time.Now().Add(s.srv.opts.FileUploadTTL),
+		cs: int64(s.Env.Files.ChunkSize), sum: sha1.New(), expires: time.Now().Add(s.Env.Files.UploadTTL),
 	}
-	s.srv.uploads.add(up)
-	s.out = redcon.AppendBulkString(s.out, up.id)
+	s.uploads().add(up)
+	s.Out = redcon.AppendBulkString(s.Out, up.id)
 }
 
 // fileChunk: FILE.CHUNK <id> <n> <bytes> → bytes received so far.
-func (s *session) fileChunk(args [][]byte) {
+func (s req) fileChunk(args [][]byte) {
 	n, err := strconv.ParseInt(string(args[1]), 10, 64)
 	if err != nil || n < 0 {
-		s.out = appendError(s.out, "ERR the part number must be a whole number from 0, got '"+quoteArg(args[1])+"'")
+		s.Out = wire.AppendError(s.Out, "ERR the part number must be a whole number from 0, got '"+wire.QuoteArg(args[1])+"'")
 		return
 	}
 	data := args[2]
@@ -159,16 +170,16 @@ func (s *session) fileChunk(args [][]byte) {
 	defer up.mu.Unlock()
 	switch {
 	case up.failed != "":
-		s.out = appendError(s.out, "ERR this upload failed earlier ("+up.failed+"); start again with FILE.BEGIN")
+		s.Out = wire.AppendError(s.Out, "ERR this upload failed earlier ("+up.failed+"); start again with FILE.BEGIN")
 		return
 	case n == up.next-1 && up.lastPart == sha1.Sum(data):
-		s.out = redcon.AppendInt(s.out, up.size) // a resent part (its reply was lost): already stored
+		s.Out = redcon.AppendInt(s.Out, up.size) // a resent part (its reply was lost): already stored
 		return
 	case n != up.next:
-		s.out = appendError(s.out, "ERR part "+strconv.FormatInt(n, 10)+" is out of order: expected part "+strconv.FormatInt(up.next, 10))
+		s.Out = wire.AppendError(s.Out, "ERR part "+strconv.FormatInt(n, 10)+" is out of order: expected part "+strconv.FormatInt(up.next, 10))
 		return
-	case up.size+int64(len(data)) > s.srv.opts.FileMaxBytes:
-		s.out = appendError(s.out, "ERR the upload would exceed files.max_file_bytes ("+strconv.FormatInt(s.srv.opts.FileMaxBytes, 10)+")")
+	case up.size+int64(len(data)) > s.Env.Files.MaxBytes:
+		s.Out = wire.AppendError(s.Out, "ERR the upload would exceed files.max_file_bytes ("+strconv.FormatInt(s.Env.Files.MaxBytes, 10)+")")
 		return
 	}
 	f, ok := s.fstore(len(data) > fileHeadBytes)
@@ -225,14 +236,14 @@ func (s *session) fileChunk(args [][]byte) {
 			if err != nil {
 				break
 			}
-			v, m, perr := parseRESP(r)
+			v, m, perr := domain.ParseReply(r)
 			want := strconv.FormatInt(up.size+p.hi-p.chunk*up.cs, 10)
 			switch {
 			case perr != nil:
 				err = replyError("ERR unexpected reply storing a part")
-			case v.typ == '-':
-				err = replyError(v.str)
-			case p.set && v.typ != '+', !p.set && (v.typ != ':' || v.str != want):
+			case v.Typ == '-':
+				err = replyError(v.Str)
+			case p.set && v.Typ != '+', !p.set && (v.Typ != ':' || v.Str != want):
 				err = replyError("ERR staged chunk " + strconv.FormatInt(p.chunk, 10) + " of the upload was lost (expired or evicted)")
 			}
 			r = r[m:]
@@ -267,7 +278,7 @@ func (s *session) fileChunk(args [][]byte) {
 	up.size += int64(len(data))
 	up.next++
 	up.lastPart = sha1.Sum(data)
-	s.out = redcon.AppendInt(s.out, up.size)
+	s.Out = redcon.AppendInt(s.Out, up.size)
 }
 
 func appendBulkHeader(b []byte, n int) []byte {
@@ -275,17 +286,17 @@ func appendBulkHeader(b []byte, n int) []byte {
 }
 
 // fileCommit: FILE.COMMIT <id> [SHA1 hex] publishes the upload.
-func (s *session) fileCommit(args [][]byte) {
+func (s req) fileCommit(args [][]byte) {
 	want := ""
 	switch {
-	case len(args) == 3 && eqFold(args[1], "sha1"):
+	case len(args) == 3 && keyspace.EqFold(args[1], "sha1"):
 		want = strings.ToLower(string(args[2]))
 		if _, err := hex.DecodeString(want); err != nil || len(want) != 40 {
-			s.out = appendError(s.out, "ERR SHA1 must be 40 hex digits, got '"+quoteArg(args[2])+"'")
+			s.Out = wire.AppendError(s.Out, "ERR SHA1 must be 40 hex digits, got '"+wire.QuoteArg(args[2])+"'")
 			return
 		}
 	case len(args) != 1:
-		s.out = appendError(s.out, "ERR syntax error: FILE.COMMIT <id> [SHA1 hex]")
+		s.Out = wire.AppendError(s.Out, "ERR syntax error: FILE.COMMIT <id> [SHA1 hex]")
 		return
 	}
 	up := s.lockUpload(args[0], true)
@@ -295,7 +306,7 @@ func (s *session) fileCommit(args [][]byte) {
 	defer up.mu.Unlock()
 	f, ok := s.fstore(false)
 	if !ok {
-		s.srv.uploads.add(up) // nothing was sent: the client may commit again
+		s.uploads().add(up) // nothing was sent: the client may commit again
 		return
 	}
 	defer f.close()
@@ -319,11 +330,11 @@ func (s *session) fileCommit(args [][]byte) {
 	switch {
 	case up.failed != "":
 		s.dropStaged(f, up)
-		s.out = appendError(s.out, "ERR this upload failed earlier ("+up.failed+"); start again with FILE.BEGIN")
+		s.Out = wire.AppendError(s.Out, "ERR this upload failed earlier ("+up.failed+"); start again with FILE.BEGIN")
 		return
 	case want != "" && want != c.sha1:
 		s.dropStaged(f, up)
-		s.out = appendError(s.out, "ERR SHA1 mismatch: the uploaded content has "+c.sha1+", not "+quoteArg(args[2])+"; the upload is discarded")
+		s.Out = wire.AppendError(s.Out, "ERR SHA1 mismatch: the uploaded content has "+c.sha1+", not "+wire.QuoteArg(args[2])+"; the upload is discarded")
 		return
 	}
 	v, err := f.commit(up.k, up.path, up.ifv, up.token, "file.write", "FILE.COMMIT", up.gen, &c, int(up.cs))
@@ -333,7 +344,7 @@ func (s *session) fileCommit(args [][]byte) {
 		// TRYAGAIN (the commit never reached Redis), or a lock holds it
 		// off (the script kept the staged chunks): commit again later.
 		up.closed = false
-		s.srv.uploads.add(up)
+		s.uploads().add(up)
 	}
 	if err != nil {
 		s.fileErr(err)
@@ -343,7 +354,7 @@ func (s *session) fileCommit(args [][]byte) {
 }
 
 // dropStaged deletes an upload's staged chunks.
-func (s *session) dropStaged(f *fstore, up *upload) {
+func (s req) dropStaged(f *fstore, up *upload) {
 	if up.touched == 0 {
 		return
 	}
@@ -355,7 +366,7 @@ func (s *session) dropStaged(f *fstore, up *upload) {
 }
 
 // fileAbort: FILE.ABORT <id>.
-func (s *session) fileAbort(args [][]byte) {
+func (s req) fileAbort(args [][]byte) {
 	up := s.lockUpload(args[0], true)
 	if up == nil {
 		return
@@ -365,7 +376,7 @@ func (s *session) fileAbort(args [][]byte) {
 	if f, ok := s.fstore(false); ok {
 		s.dropStaged(f, up)
 		f.close()
-		s.out = redcon.AppendOK(s.out)
+		s.Out = redcon.AppendOK(s.Out)
 	}
 }
 

@@ -1,8 +1,10 @@
-package proxy
+package todos
 
 import (
 	"strings"
 	"testing"
+
+	"github.com/agentproxy/agentproxy/domain"
 )
 
 // FuzzParseTodos: TODO.REPLACE's JSON never panics, and what it accepts is
@@ -43,7 +45,7 @@ func FuzzParseRESP(f *testing.F) {
 		f.Add([]byte(s))
 	}
 	f.Fuzz(func(t *testing.T, b []byte) {
-		v, n, err := parseRESP(b)
+		v, n, err := domain.ParseReply(b)
 		if err != nil {
 			return
 		}

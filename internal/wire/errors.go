@@ -1,4 +1,8 @@
-package proxy
+// Package wire holds what the proxy says on the wire in its own words:
+// every error reply it makes (each starting with its code, SPEC §3, and
+// saying what to do) and the small RESP builders the proxy and the domain
+// commands share. Tests compare the errors byte for byte.
+package wire
 
 import (
 	"errors"
@@ -6,9 +10,9 @@ import (
 	"github.com/agentproxy/agentproxy/upstream"
 )
 
-// Wire errors the proxy answers itself. Each starts with its code (SPEC §3)
-// and says what to do. Tests compare them byte for byte.
+// Error replies, without the leading '-' and trailing CRLF.
 const (
+
 	ErrTryAgainDown      = "TRYAGAIN upstream Redis is unreachable; the command was not sent, retry shortly"
 	ErrTryAgainNotSent   = "TRYAGAIN the command was not sent upstream; retry shortly"
 	ErrTryAgainDedicated = "TRYAGAIN this workspace holds as many dedicated upstream connections as it may (upstream.max_dedicated_per_workspace: transactions, blocking commands, subscriptions, bulk transfers); retry when some end"
@@ -27,13 +31,24 @@ const (
 	ErrNestedMulti       = "ERR MULTI calls can not be nested"
 	ErrRESP3Unsupported  = "NOPROTO the upstream Redis does not speak RESP3"
 	ErrHelloSyntax       = "ERR Syntax error in HELLO option '"
-	errWrongArityPrefix  = "ERR wrong number of arguments for '"
-	errWrongAritySuffix  = "' command"
+	ErrWrongArityPrefix  = "ERR wrong number of arguments for '"
+	ErrWrongAritySuffix  = "' command"
+
+	// Access control.
+	ErrNoAuthRequired = "NOAUTH Authentication required: AUTH <user> <password> first"
+	ErrAuthLimited    = "ERR too many failed AUTH attempts for this user, on this connection or from this address; wait for auth.failure_window before trying again"
+	ErrWSInvalid      = "ERR workspace names match [A-Za-z0-9_.-]{1,64}"
+	ErrExecAbort      = "EXECABORT Transaction discarded because of previous errors."
+	ErrKeysUnknown    = "ERR cannot find the keys of this command: check numkeys and the argument count"
+
+	// Connection commands.
+	ErrTrackingRedirect = "ERR CLIENT TRACKING REDIRECT is not supported through agentproxy: connection ids name Redis's connections, which the proxy shares; use RESP3 (HELLO 3) to get invalidations on this connection"
+	ErrCachingOff       = "ERR CLIENT CACHING can be called only when the client is in tracking mode with OPTIN or OPTOUT mode enabled"
 )
 
-// callError maps an upstream failure to the error each unanswered command
+// CallError maps an upstream failure to the error each unanswered command
 // of the batch receives. This is the one place Go errors become wire codes.
-func callError(err error) string {
+func CallError(err error) string {
 	switch {
 	case errors.Is(err, upstream.ErrNotSent), errors.Is(err, upstream.ErrUnavailable):
 		return ErrTryAgainNotSent

@@ -1,4 +1,4 @@
-package proxy
+package wsinfo
 
 import (
 	"errors"
@@ -7,29 +7,38 @@ import (
 
 	"github.com/tidwall/redcon"
 
+	"github.com/agentproxy/agentproxy/domain"
+	"github.com/agentproxy/agentproxy/internal/wire"
 	"github.com/agentproxy/agentproxy/upstream"
 )
+
+// req is a domain request as this family's handlers see it.
+type req struct{ *domain.Req }
+
+func init() {
+	domain.Register("ws.info", "", func(r *domain.Req, a [][]byte) { req{r}.wsInfo() })
+}
 
 // wsInfo answers WS.INFO: keys per kind, bytes (MEMORY USAGE), files,
 // todos and locks held in the connection's workspace. It walks the
 // workspace with SCAN on a connection of its own, a page at a time, so it
 // never runs a long script and never stalls other clients.
-func (s *session) wsInfo() {
-	var ws string
-	if !s.takeDedicated(&ws) {
-		s.out = appendError(s.out, ErrTryAgainDedicated)
+func (s req) wsInfo() {
+	ws, ok := s.Up.TakeDedicated()
+	if !ok {
+		s.Out = wire.AppendError(s.Out, wire.ErrTryAgainDedicated)
 		return
 	}
-	defer s.giveDedicated(ws)
-	conn, err := s.srv.pool.Dedicated(2)
+	defer s.Up.GiveDedicated(ws)
+	conn, err := s.Env.Pool.Dedicated(2)
 	if err != nil {
-		s.out = appendError(s.out, ErrTryAgainDown)
+		s.Out = wire.AppendError(s.Out, wire.ErrTryAgainDown)
 		return
 	}
 	clean := false
-	defer func() { s.srv.pool.Release(conn, 2, clean) }()
-	g := s.srv.policy.Load().Grammar
-	prefix := g.WorkspacePrefix(s.ident.Workspace)
+	defer func() { s.Env.Pool.Release(conn, 2, clean) }()
+	g := s.Grammar
+	prefix := g.WorkspacePrefix(s.Workspace)
 	kinds := map[string]int64{}
 	var total, bytes int64
 	call := upstream.NewCall()
@@ -39,24 +48,24 @@ func (s *session) wsInfo() {
 		req = upstream.AppendCommand(req[:0], "SCAN", cursor, "MATCH", prefix+"*", "COUNT", "1000")
 		call.Out, call.N = call.Out[:0], 1
 		if err := s.ctlCall(conn, call, req); err != nil {
-			s.out = appendError(s.out, callError(err))
+			s.Out = wire.AppendError(s.Out, wire.CallError(err))
 			return
 		}
 		next, keys, err := parseScan(call.Out)
 		if err != nil {
-			s.out = appendError(s.out, "ERR WS.INFO: "+err.Error())
+			s.Out = wire.AppendError(s.Out, "ERR WS.INFO: "+err.Error())
 			return
 		}
 		if len(keys) > 0 {
 			req = req[:0]
 			for _, k := range keys {
 				total++
-				kinds[g.KindOf([]byte(k), s.ident.Workspace)]++
+				kinds[g.KindOf([]byte(k), s.Workspace)]++
 				req = upstream.AppendCommand(req, "MEMORY", "USAGE", k)
 			}
 			call.Out, call.N = call.Out[:0], len(keys)
 			if err := s.ctlCall(conn, call, req); err != nil {
-				s.out = appendError(s.out, callError(err))
+				s.Out = wire.AppendError(s.Out, wire.CallError(err))
 				return
 			}
 			bytes += sumInts(call.Out)
@@ -72,32 +81,32 @@ func (s *session) wsInfo() {
 		names = append(names, k)
 	}
 	sort.Strings(names)
-	start := len(s.out)
-	s.out = redcon.AppendArray(s.out, 2*(5+len(names)))
-	s.out = redcon.AppendBulkString(s.out, "workspace")
-	s.out = redcon.AppendBulkString(s.out, s.ident.Workspace)
-	s.out = redcon.AppendBulkString(s.out, "keys")
-	s.out = redcon.AppendInt(s.out, total)
-	s.out = redcon.AppendBulkString(s.out, "bytes")
-	s.out = redcon.AppendInt(s.out, bytes)
-	s.out = redcon.AppendBulkString(s.out, "locks_held")
-	s.out = redcon.AppendInt(s.out, kinds["lock"])
-	s.out = redcon.AppendBulkString(s.out, "todos")
-	s.out = redcon.AppendInt(s.out, kinds["todo"])
+	start := len(s.Out)
+	s.Out = redcon.AppendArray(s.Out, 2*(5+len(names)))
+	s.Out = redcon.AppendBulkString(s.Out, "workspace")
+	s.Out = redcon.AppendBulkString(s.Out, s.Workspace)
+	s.Out = redcon.AppendBulkString(s.Out, "keys")
+	s.Out = redcon.AppendInt(s.Out, total)
+	s.Out = redcon.AppendBulkString(s.Out, "bytes")
+	s.Out = redcon.AppendInt(s.Out, bytes)
+	s.Out = redcon.AppendBulkString(s.Out, "locks_held")
+	s.Out = redcon.AppendInt(s.Out, kinds["lock"])
+	s.Out = redcon.AppendBulkString(s.Out, "todos")
+	s.Out = redcon.AppendInt(s.Out, kinds["todo"])
 	for _, k := range names {
 		name := k
 		if name == "" {
 			name = "(other)"
 		}
-		s.out = redcon.AppendBulkString(s.out, "keys:"+name)
-		s.out = redcon.AppendInt(s.out, kinds[k])
+		s.Out = redcon.AppendBulkString(s.Out, "keys:"+name)
+		s.Out = redcon.AppendInt(s.Out, kinds[k])
 	}
-	s.asMap(start)
+	s.AsMap(start)
 }
 
 // ctlCall runs a control-plane request on conn and waits for it.
-func (s *session) ctlCall(conn *upstream.Conn, call *upstream.Call, req []byte) error {
-	call.MaxOut = s.srv.opts.MaxOutputBytes
+func (s req) ctlCall(conn *upstream.Conn, call *upstream.Call, req []byte) error {
+	call.MaxOut = s.Env.MaxOutput
 	if err := conn.Send(call, req); err != nil {
 		return err
 	}

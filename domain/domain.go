@@ -1,0 +1,218 @@
+// Package domain is what the agent domain's commands (SPEC §5: locks, the
+// tool cache, events, todos, files, WS.INFO) share, and the narrow view of
+// a client connection their handlers get: a Req. The families live in the
+// packages below (domain/locks, domain/cache, domain/events, domain/todos,
+// domain/filestore, domain/wsinfo); each registers its handlers in the
+// command table, and the proxy dispatches to them through it. None of them
+// knows a client connection: they read their arguments, run commands and
+// scripts upstream through Req.Up, and append their reply to Req.Out.
+//
+// Every key a handler touches is built from the request's workspace
+// (Req.Key), so agents never name, or forge, the domain's keys.
+package domain
+
+import (
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/agentproxy/agentproxy/internal/wire"
+	"github.com/agentproxy/agentproxy/keyspace"
+	"github.com/agentproxy/agentproxy/lua"
+	"github.com/agentproxy/agentproxy/upstream"
+)
+
+// Handler runs one domain command; args are its arguments after the name.
+type Handler func(r *Req, args [][]byte)
+
+// Entry is what the command table carries for a domain command.
+type Entry struct {
+	// Feature is the [features] flag that governs the command ("cache",
+	// "todos", "files", "coord").
+	Feature string
+	Run     Handler
+}
+
+// Register attaches a handler to the table entry of a domain command
+// (called from the families' init functions).
+func Register(name, feature string, h Handler) {
+	keyspace.SetHandler(name, &Entry{Feature: feature, Run: h})
+}
+
+// Upstream is how a handler reaches Redis from the connection that sent
+// the command: the proxy's session implements it (shared connections with
+// the client's output limits and memory budget, blocking commands on a
+// connection of their own, the workspace's quota of dedicated
+// connections); tests implement it over a Pool (Direct).
+type Upstream interface {
+	// Shared sends n commands encoded in payload on a shared connection
+	// and appends their replies, or the errors that stand for them, to
+	// r.Out. The error says the batch failed (its errors are in place).
+	Shared(r *Req, payload []byte, n int) error
+	// Blocking runs one blocking command (args, RESP-encoded as raw) on a
+	// connection of its own and appends its reply to r.Out.
+	Blocking(r *Req, args [][]byte, raw []byte)
+	// TakeDedicated counts one dedicated connection against the
+	// workspace's quota; false when it is used up. GiveDedicated ends it.
+	TakeDedicated() (ws string, ok bool)
+	GiveDedicated(ws string)
+	// Stopping reports that the proxy is shutting down (long waits end).
+	Stopping() bool
+}
+
+// Req is one domain command's view of the connection that sent it.
+type Req struct {
+	// Out receives the reply; handlers append to it.
+	Out []byte
+	// Proto is the client's protocol, 2 or 3.
+	Proto int
+	// Workspace is the connection's workspace and Actor its user name.
+	Workspace string
+	Actor     string
+	Grammar   *keyspace.Grammar
+	// Locks holds the connection's lock tokens (from LOCK.ACQUIRE and
+	// LOCK.USE) by resource; handlers may add and remove them. Nil until
+	// the first one.
+	Locks map[string]int64
+	Env   *Env
+	Up    Upstream
+
+	// Buffers kept across the connection's commands.
+	Scratch []byte
+	FileBuf []byte
+	FCall   *upstream.Call
+}
+
+// FileOptions configure the file store ([files]).
+type FileOptions struct {
+	ChunkSize int
+	MaxBytes  int64
+	UploadTTL time.Duration
+}
+
+// Stats are the domain's counters.
+type Stats struct {
+	CacheHits   atomic.Int64
+	CacheMisses atomic.Int64
+}
+
+// Env is what the domain commands of one proxy share.
+type Env struct {
+	Pool  *upstream.Pool
+	Files FileOptions
+	Stats Stats
+	// MaxOutput is the client output limit (listen.max_output_bytes):
+	// replies the handlers build must fit in it.
+	MaxOutput int
+
+	mu  sync.Mutex
+	ext map[any]any
+}
+
+// Value returns the state a family keeps for this proxy under key,
+// creating it with mk the first time (the file store's uploads table).
+func (e *Env) Value(key any, mk func() any) any {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	if e.ext == nil {
+		e.ext = map[any]any{}
+	}
+	v, ok := e.ext[key]
+	if !ok {
+		v = mk()
+		e.ext[key] = v
+	}
+	return v
+}
+
+// Limits of the domain's arguments.
+const (
+	// MaxResource leaves room for files:<path> with the longest path.
+	MaxResource = 1100
+	// EventsMaxLen is the length the event log is trimmed to.
+	EventsMaxLen = "10000"
+)
+
+// Key builds <prefix>:{<workspace>}:<kind>[:<rest>].
+func (r *Req) Key(kind, rest string) string {
+	p := r.Grammar.WorkspacePrefix(r.Workspace)
+	if rest == "" {
+		return p + kind
+	}
+	return p + kind + ":" + rest
+}
+
+// Channel is the workspace's event channel.
+func (r *Req) Channel() string { return r.Key("events", "") }
+
+// Err appends an error reply.
+func (r *Req) Err(msg string) { r.Out = wire.AppendError(r.Out, msg) }
+
+// Resource validates a resource name (it becomes part of a key).
+func (r *Req) Resource(b []byte) (string, bool) {
+	if len(b) == 0 || len(b) > MaxResource || strings.ContainsAny(string(b), "\r\n\x00") {
+		r.Err("ERR resource names are 1 to 1100 bytes without CR, LF or NUL")
+		return "", false
+	}
+	return string(b), true
+}
+
+// PosInt parses a positive integer argument, answering a clear error.
+func (r *Req) PosInt(b []byte, what string, max int64) (int64, bool) {
+	n, err := strconv.ParseInt(string(b), 10, 64)
+	if err != nil || n <= 0 || n > max {
+		r.Err("ERR " + what + " must be a whole number from 1 to " + strconv.FormatInt(max, 10) + ", got '" + wire.QuoteArg(b) + "'")
+		return 0, false
+	}
+	return n, true
+}
+
+// Version validates an IFVERSION argument (0: create only).
+func (r *Req) Version(b []byte) bool {
+	if n, err := strconv.ParseInt(string(b), 10, 64); err != nil || n < 0 {
+		r.Err("ERR IFVERSION must be a version number (0: create only), got '" + wire.QuoteArg(b) + "'")
+		return false
+	}
+	return true
+}
+
+// Script runs a domain script on a shared connection: EVALSHA, then EVAL
+// when Redis no longer has it cached. The reply is appended to Out.
+func (r *Req) Script(sc *lua.Script, keys, args []string) {
+	start := len(r.Out)
+	r.Scratch = sc.AppendEvalSHA(r.Scratch[:0], keys, args)
+	if r.Up.Shared(r, r.Scratch, 1) != nil {
+		return
+	}
+	if lua.IsNoScript(r.Out[start:]) {
+		r.Out = r.Out[:start]
+		r.Scratch = sc.AppendEval(r.Scratch[:0], keys, args)
+		r.Up.Shared(r, r.Scratch, 1)
+	}
+}
+
+// AsMap turns a flat [field, value, ...] reply at Out[start:] into a RESP3
+// map for RESP3 clients.
+func (r *Req) AsMap(start int) { r.Out = wire.AsMap(r.Out, start, r.Proto) }
+
+// HeldToken is the token this connection holds for resource (from
+// LOCK.ACQUIRE or LOCK.USE), injected into its writes (SPEC §6), or "".
+func (r *Req) HeldToken(resource string) string {
+	if t, ok := r.Locks[resource]; ok {
+		return strconv.FormatInt(t, 10)
+	}
+	return ""
+}
+
+// Hold attaches a lock token to the connection.
+func (r *Req) Hold(resource string, token int64) {
+	if r.Locks == nil {
+		r.Locks = map[string]int64{}
+	}
+	r.Locks[resource] = token
+}
+
+// Drop forgets a lock token.
+func (r *Req) Drop(resource string) { delete(r.Locks, resource) }

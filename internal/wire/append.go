@@ -1,0 +1,72 @@
+package wire
+
+import (
+	"strconv"
+	"strings"
+
+	"github.com/tidwall/redcon"
+)
+
+// AppendError appends an error reply.
+func AppendError(b []byte, msg string) []byte { return redcon.AppendError(b, msg) }
+
+// AppendArity appends Redis's wrong-number-of-arguments error for cmd.
+func AppendArity(b []byte, cmd string) []byte {
+	b = append(b, '-')
+	b = append(b, ErrWrongArityPrefix...)
+	b = append(b, cmd...)
+	b = append(b, ErrWrongAritySuffix...)
+	return append(b, '\r', '\n')
+}
+
+// AppendNull appends a null: _ under RESP3, a null bulk under RESP2.
+func AppendNull(b []byte, proto int) []byte {
+	if proto == 3 {
+		return append(b, '_', '\r', '\n')
+	}
+	return redcon.AppendNull(b)
+}
+
+// AppendMap appends the header of a map of n pairs: % under RESP3, a flat
+// array of 2n elements under RESP2.
+func AppendMap(b []byte, n, proto int) []byte {
+	if proto == 3 {
+		b = append(b, '%')
+		b = strconv.AppendInt(b, int64(n), 10)
+		return append(b, '\r', '\n')
+	}
+	return redcon.AppendArray(b, 2*n)
+}
+
+// AsMap turns a flat [field, value, ...] array reply at b[start:] into a
+// RESP3 map for RESP3 clients; RESP2 clients keep the flat array.
+func AsMap(b []byte, start, proto int) []byte {
+	if proto != 3 || start >= len(b) || b[start] != '*' {
+		return b
+	}
+	end := start + 1
+	for end < len(b) && b[end] != '\r' {
+		end++
+	}
+	n, err := strconv.Atoi(string(b[start+1 : end]))
+	if err != nil || n%2 != 0 {
+		return b
+	}
+	hdr := strconv.AppendInt([]byte{'%'}, int64(n/2), 10)
+	rest := append([]byte(nil), b[end:]...)
+	return append(append(b[:start], hdr...), rest...)
+}
+
+// QuoteArg shortens an argument for an error message and keeps it on one
+// line.
+func QuoteArg(b []byte) string {
+	if len(b) > 64 {
+		b = b[:64]
+	}
+	return strings.Map(func(r rune) rune {
+		if r < ' ' {
+			return '?'
+		}
+		return r
+	}, string(b))
+}
