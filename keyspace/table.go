@@ -75,54 +75,60 @@ func SetHandler(name string, h any) {
 // Has reports whether c has all flags in f.
 func (c *Command) Has(f Flag) bool { return c != nil && c.Flags&f == f }
 
-// ProxyCommands are the commands agentproxy adds to Redis's.
-var proxyCommands = []Spec{
-	{Name: "workspace", Arity: -1},
+// proxyCommand is a command agentproxy adds to Redis's.
+type proxyCommand struct {
+	Spec
+	flags  Flag
+	agents Agents
+	why    string
+}
+
+const domainWhy = "an agent domain command: it touches only the connection's workspace, through the domain's scripts"
+
+// proxyCommands are the commands agentproxy adds to Redis's: its own, the
+// agent domain's, and subcommands of Redis versions newer than the table's
+// that clients send on connect.
+var proxyCommands = []proxyCommand{
+	{Spec: Spec{Name: "workspace", Arity: -1}, flags: Local, agents: AgentsProxy, why: "switches the connection among the user's workspaces"},
 	// The agent domain (SPEC §5), served by the lua scripts.
-	{Name: "lock.acquire", Arity: -3, Redis: RWrite},
-	{Name: "lock.extend", Arity: 4, Redis: RWrite},
-	{Name: "lock.release", Arity: 3, Redis: RWrite},
-	{Name: "lock.info", Arity: 2},
-	{Name: "lock.use", Arity: 3},
-	{Name: "cache.get", Arity: 3},
-	{Name: "cache.set", Arity: -4, Redis: RWrite},
-	{Name: "events.read", Arity: -1},
-	{Name: "ws.info", Arity: 1},
-	{Name: "todo.replace", Arity: -2, Redis: RWrite},
-	{Name: "todo.list", Arity: 1},
-	{Name: "todo.add", Arity: -2, Redis: RWrite},
-	{Name: "todo.update", Arity: -4, Redis: RWrite},
-	{Name: "todo.claim", Arity: -3, Redis: RWrite},
-	{Name: "todo.remove", Arity: -2, Redis: RWrite},
-	{Name: "file.write", Arity: -3, Redis: RWrite},
-	{Name: "file.append", Arity: -3, Redis: RWrite},
-	{Name: "file.edit", Arity: -4, Redis: RWrite},
-	{Name: "file.del", Arity: -2, Redis: RWrite},
-	{Name: "file.begin", Arity: -2, Redis: RWrite},
-	{Name: "file.chunk", Arity: 4, Redis: RWrite},
-	{Name: "file.commit", Arity: -2, Redis: RWrite},
-	{Name: "file.abort", Arity: 2, Redis: RWrite},
-	{Name: "file.read", Arity: -2},
-	{Name: "file.get", Arity: 2},
-	{Name: "file.getrange", Arity: 4},
-	{Name: "file.stat", Arity: 2},
-	{Name: "file.ls", Arity: -1},
-	{Name: "file.glob", Arity: -2},
-	{Name: "file.grep", Arity: -2},
+	{Spec: Spec{Name: "lock.acquire", Arity: -3, Redis: RWrite}, agents: AgentsProxy, why: domainWhy},
+	{Spec: Spec{Name: "lock.extend", Arity: 4, Redis: RWrite}, agents: AgentsProxy, why: domainWhy},
+	{Spec: Spec{Name: "lock.release", Arity: 3, Redis: RWrite}, agents: AgentsProxy, why: domainWhy},
+	{Spec: Spec{Name: "lock.info", Arity: 2}, agents: AgentsProxy, why: domainWhy},
+	{Spec: Spec{Name: "lock.use", Arity: 3}, agents: AgentsProxy, why: domainWhy},
+	{Spec: Spec{Name: "cache.get", Arity: 3}, agents: AgentsProxy, why: domainWhy},
+	{Spec: Spec{Name: "cache.set", Arity: -4, Redis: RWrite}, agents: AgentsProxy, why: domainWhy},
+	{Spec: Spec{Name: "events.read", Arity: -1}, agents: AgentsProxy, why: domainWhy},
+	{Spec: Spec{Name: "ws.info", Arity: 1}, agents: AgentsProxy, why: domainWhy},
+	{Spec: Spec{Name: "todo.replace", Arity: -2, Redis: RWrite}, agents: AgentsProxy, why: domainWhy},
+	{Spec: Spec{Name: "todo.list", Arity: 1}, agents: AgentsProxy, why: domainWhy},
+	{Spec: Spec{Name: "todo.add", Arity: -2, Redis: RWrite}, agents: AgentsProxy, why: domainWhy},
+	{Spec: Spec{Name: "todo.update", Arity: -4, Redis: RWrite}, agents: AgentsProxy, why: domainWhy},
+	{Spec: Spec{Name: "todo.claim", Arity: -3, Redis: RWrite}, agents: AgentsProxy, why: domainWhy},
+	{Spec: Spec{Name: "todo.remove", Arity: -2, Redis: RWrite}, agents: AgentsProxy, why: domainWhy},
+	{Spec: Spec{Name: "file.write", Arity: -3, Redis: RWrite}, agents: AgentsProxy, why: domainWhy},
+	{Spec: Spec{Name: "file.append", Arity: -3, Redis: RWrite}, agents: AgentsProxy, why: domainWhy},
+	{Spec: Spec{Name: "file.edit", Arity: -4, Redis: RWrite}, agents: AgentsProxy, why: domainWhy},
+	{Spec: Spec{Name: "file.del", Arity: -2, Redis: RWrite}, agents: AgentsProxy, why: domainWhy},
+	{Spec: Spec{Name: "file.begin", Arity: -2, Redis: RWrite}, agents: AgentsProxy, why: domainWhy},
+	{Spec: Spec{Name: "file.chunk", Arity: 4, Redis: RWrite}, agents: AgentsProxy, why: domainWhy},
+	{Spec: Spec{Name: "file.commit", Arity: -2, Redis: RWrite}, agents: AgentsProxy, why: domainWhy},
+	{Spec: Spec{Name: "file.abort", Arity: 2, Redis: RWrite}, agents: AgentsProxy, why: domainWhy},
+	{Spec: Spec{Name: "file.read", Arity: -2}, agents: AgentsProxy, why: domainWhy},
+	{Spec: Spec{Name: "file.get", Arity: 2}, agents: AgentsProxy, why: domainWhy},
+	{Spec: Spec{Name: "file.getrange", Arity: 4}, agents: AgentsProxy, why: domainWhy},
+	{Spec: Spec{Name: "file.stat", Arity: 2}, agents: AgentsProxy, why: domainWhy},
+	{Spec: Spec{Name: "file.ls", Arity: -1}, agents: AgentsProxy, why: domainWhy},
+	{Spec: Spec{Name: "file.glob", Arity: -2}, agents: AgentsProxy, why: domainWhy},
+	{Spec: Spec{Name: "file.grep", Arity: -2}, agents: AgentsProxy, why: domainWhy},
+	// Redis 7.2: sent by client libraries on connect; answered +OK.
+	{Spec: Spec{Name: "client|setinfo", Arity: 4}, agents: AgentsProxy, why: "names the client library; answered by the proxy"},
+	// Redis 7.2: connection state, like NO-EVICT (the admin is pinned).
+	{Spec: Spec{Name: "client|no-touch", Arity: 3}, agents: AgentsAdmin, flags: Admin, why: "changes the state of the connection it runs on"},
 }
 
 var byName = func() map[string]*Command {
 	m := make(map[string]*Command, len(generated)+len(proxyCommands))
-	for i := range proxyCommands {
-		c := &Command{Spec: proxyCommands[i], Flags: Proxy, Agents: AgentsProxy, Why: "an agentproxy command"}
-		if c.Name == "workspace" {
-			c.Flags |= Local
-		}
-		if c.Redis&RWrite != 0 {
-			c.Flags |= Write
-		}
-		m[c.Name] = c
-	}
 	for i := range generated {
 		s := generated[i]
 		c := &Command{Spec: s, Agents: AgentsNever, Why: "not in the decision table", Flags: Unsupported}
@@ -140,18 +146,32 @@ var byName = func() map[string]*Command {
 		if s.Redis&RWrite != 0 {
 			c.Flags |= Write
 		}
-		if parent, sub, ok := cut(s.Name); ok {
-			p := m[parent]
-			if p.subs == nil {
-				p.subs = map[string]*Command{}
-			}
-			p.subs[sub] = c
-			continue
+		add(m, c)
+	}
+	for i := range proxyCommands {
+		p := &proxyCommands[i]
+		c := &Command{Spec: p.Spec, Flags: p.flags | Proxy, Agents: p.agents, Why: p.why}
+		if c.Redis&RWrite != 0 {
+			c.Flags |= Write
 		}
-		m[s.Name] = c
+		add(m, c)
 	}
 	return m
 }()
+
+// add puts c in the table, a subcommand under its family.
+func add(m map[string]*Command, c *Command) {
+	parent, sub, ok := cut(c.Name)
+	if !ok {
+		m[c.Name] = c
+		return
+	}
+	p := m[parent]
+	if p.subs == nil {
+		p.subs = map[string]*Command{}
+	}
+	p.subs[sub] = c
+}
 
 func cut(s string) (string, string, bool) {
 	for i := 0; i < len(s); i++ {
@@ -190,8 +210,12 @@ func Lookup(name []byte) *Command {
 // Resolve finds the command an argument vector invokes, descending into
 // subcommands (CLIENT KILL, CONFIG SET, ...). For a container called with an
 // unknown or missing subcommand it returns the container itself.
-func Resolve(args [][]byte) *Command {
-	c := Lookup(args[0])
+func Resolve(args [][]byte) *Command { return Lookup(args[0]).Sub(args) }
+
+// Sub is the subcommand of c that args invoke, or c itself (a command
+// without subcommands, or a container called with an unknown or missing
+// one). Nil-safe.
+func (c *Command) Sub(args [][]byte) *Command {
 	if c == nil || c.subs == nil || len(args) < 2 {
 		return c
 	}

@@ -25,7 +25,7 @@ func connRefusal(info *keyspace.Command, args [][]byte) string {
 	if info.Agents == keyspace.AgentsNever {
 		return policy.Unsupported(info)
 	}
-	if info.Name == "client|tracking" {
+	if info == cmdTracking {
 		for _, a := range args[2:] {
 			if eqFold(a, "redirect") {
 				return wire.ErrTrackingRedirect
@@ -41,20 +41,20 @@ func connRefusal(info *keyspace.Command, args [][]byte) string {
 // unsubscribe family) would put the connection out of step; commands the
 // proxy answers (INFO, CLIENT INFO, domain commands) would reach Redis as
 // sent. SELECT is allowed: the pinned connection is then never reused.
-func multiRefusal(info *keyspace.Command, admin bool) string {
-	name := info.Name
+func multiRefusal(c *command, admin bool) string {
+	info := c.sub
+	lc := localOf(info)
+	if lc == nil {
+		lc = localOf(c.cmd)
+	}
 	switch {
-	case info.Has(keyspace.PubSub) || info.Has(keyspace.Tunnel),
-		name == "unsubscribe" || name == "punsubscribe" || name == "sunsubscribe",
-		name == "client|tracking" || name == "client|caching":
-	case admin:
+	case info.Has(keyspace.PubSub) || info.Has(keyspace.Tunnel), lc != nil && lc.multi == multiNever:
+	case admin, lc != nil && lc.multi == multiQueued:
 		return ""
-	case info.Agents != keyspace.AgentsProxy && name != "client":
-		return ""
-	case name == "ping" || name == "echo" || name == "select" || name == "quit" || name == "reset":
+	case lc == nil && info.Agents != keyspace.AgentsProxy:
 		return ""
 	}
-	return "ERR '" + name + "' cannot be queued in MULTI through agentproxy: it changes or describes the client's connection, or is answered by the proxy; send it outside the transaction"
+	return "ERR '" + info.Name + "' cannot be queued in MULTI through agentproxy: it changes or describes the client's connection, or is answered by the proxy; send it outside the transaction"
 }
 
 // unsubscribe answers UNSUBSCRIBE, PUNSUBSCRIBE and SUNSUBSCRIBE for a
@@ -181,28 +181,22 @@ func (s *session) appendText(b, text []byte) []byte {
 	return append(b, '\r', '\n')
 }
 
-// trackingOff answers the CLIENT subcommands about client-side caching for
-// a connection without tracking (tracking tunnels the client).
-func (s *session) trackingOff(sub []byte) {
-	switch {
-	case eqFold(sub, "getredir"):
-		s.out = redcon.AppendInt(s.out, -1)
-	case eqFold(sub, "trackinginfo"):
-		s.out = wire.AppendMap(s.out, 3, s.proto)
-		s.out = redcon.AppendBulkString(s.out, "flags")
-		if s.proto == 3 {
-			s.out = append(s.out, "~1\r\n"...)
-		} else {
-			s.out = redcon.AppendArray(s.out, 1)
-		}
-		s.out = redcon.AppendBulkString(s.out, "off")
-		s.out = redcon.AppendBulkString(s.out, "redirect")
-		s.out = redcon.AppendInt(s.out, -1)
-		s.out = redcon.AppendBulkString(s.out, "prefixes")
-		s.out = redcon.AppendArray(s.out, 0)
-	default:
-		s.out = wire.AppendError(s.out, wire.ErrCachingOff)
+// trackingInfoOff answers CLIENT TRACKINGINFO for a connection without
+// tracking (tracking tunnels the client, and there Redis answers).
+func (s *session) trackingInfoOff(*command) route {
+	s.out = wire.AppendMap(s.out, 3, s.proto)
+	s.out = redcon.AppendBulkString(s.out, "flags")
+	if s.proto == 3 {
+		s.out = append(s.out, "~1\r\n"...)
+	} else {
+		s.out = redcon.AppendArray(s.out, 1)
 	}
+	s.out = redcon.AppendBulkString(s.out, "off")
+	s.out = redcon.AppendBulkString(s.out, "redirect")
+	s.out = redcon.AppendInt(s.out, -1)
+	s.out = redcon.AppendBulkString(s.out, "prefixes")
+	s.out = redcon.AppendArray(s.out, 0)
+	return routeLocal
 }
 
 // infoAgent lists what an agent's INFO keeps from Redis's: fields of the

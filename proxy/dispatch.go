@@ -48,7 +48,8 @@ func (s *session) Shared(r *domain.Req, payload []byte, n int) error {
 // connection of its own (EVENTS.READ BLOCK).
 func (s *session) Blocking(r *domain.Req, args [][]byte, raw []byte) {
 	s.out = r.Out
-	s.forwardBlocking(&command{Args: args, Raw: raw, off: -1})
+	cmd := keyspace.Lookup(args[0])
+	s.forwardBlocking(&command{Args: args, Raw: raw, off: -1, cmd: cmd, sub: cmd})
 	r.Out = s.out
 }
 

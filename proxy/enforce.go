@@ -27,28 +27,31 @@ func (s *session) checkBatch(cmds []command) {
 	for i := range cmds {
 		c := &cmds[i]
 		c.deny = ""
+		c.cmd = keyspace.Lookup(c.Args[0])
+		c.sub = c.cmd.Sub(c.Args)
+		lc := localOf(c.cmd)
 		if multi {
 			switch {
-			case eqFold(c.Args[0], "exec"), eqFold(c.Args[0], "discard"):
+			case isTxEnd(c.cmd):
 				multi = false
-			case eqFold(c.Args[0], "quit"), eqFold(c.Args[0], "reset"):
+			case lc != nil && lc.immediate:
 				multi = false
-				continue // answered at once, as Redis does
+				continue // QUIT, RESET: answered at once, as Redis does
 			}
-		} else if eqFold(c.Args[0], "multi") && len(c.Args) == 1 {
+		} else if c.cmd == cmdMulti && len(c.Args) == 1 {
 			multi = true
 		}
 		if !s.authed {
 			switch {
-			case eqFold(c.Args[0], "auth"), eqFold(c.Args[0], "hello"):
+			case c.cmd == cmdAuth, c.cmd == cmdHello:
 				s.checkLater(cmds[i+1:])
 				return
-			case !eqFold(c.Args[0], "quit"):
+			case c.cmd != cmdQuit:
 				c.deny = wire.ErrNoAuthRequired
 			}
 			continue
 		}
-		info := keyspace.Resolve(c.Args)
+		info := c.sub
 		if info == nil {
 			if s.ident.Role != policy.RoleAdmin && p.Mode != policy.Off {
 				c.deny = policy.UnknownCommand(c.Args)
@@ -60,8 +63,8 @@ func (s *session) checkBatch(cmds []command) {
 			s.srv.Stats.Refused.Add(1)
 			continue
 		}
-		if multi && !eqFold(c.Args[0], "multi") && !eqFold(c.Args[0], "exec") && !eqFold(c.Args[0], "discard") {
-			if msg := multiRefusal(info, admin); msg != "" {
+		if multi && c.cmd != cmdMulti && !isTxEnd(c.cmd) {
+			if msg := multiRefusal(c, admin); msg != "" {
 				c.deny = msg
 				s.srv.Stats.Refused.Add(1)
 				continue
@@ -71,7 +74,9 @@ func (s *session) checkBatch(cmds []command) {
 			// Answered by the session itself (PING, HELLO, WORKSPACE ...).
 			// Subcommands resolve to their own entries, so CLIENT KILL is
 			// checked like any admin command.
-			if eqFold(c.Args[0], "auth") || eqFold(c.Args[0], "hello") || eqFold(c.Args[0], "workspace") {
+			if lc != nil && lc.identity {
+				// AUTH, HELLO, WORKSPACE: what follows runs as the
+				// identity they leave.
 				s.checkLater(cmds[i+1:])
 				return
 			}
@@ -97,7 +102,7 @@ func (s *session) checkBatch(cmds []command) {
 			s.srv.Stats.Warned.Add(1)
 			s.srv.warnSampled(msg, s.ident.Name())
 		}
-		if info.Name == "scan" && s.ident.Role != policy.RoleAdmin && p.Mode != policy.Off {
+		if info == cmdScan && s.ident.Role != policy.RoleAdmin && p.Mode != policy.Off {
 			s.confineScan(c, p.Grammar, p.Mode == policy.Enforce)
 		}
 	}
@@ -274,28 +279,27 @@ func (s *session) workspace(args [][]byte) {
 // refused command: Redis would discard the transaction at EXEC, so the
 // proxy already discarded it upstream and plays the rest locally.
 func (s *session) abortedMulti(c *command) {
-	name := c.Args[0]
 	switch {
 	case c.deny != "":
 		s.out = wire.AppendError(s.out, c.deny)
-	case eqFold(name, "exec"):
+	case c.cmd == cmdExec:
 		s.aborted = false
 		s.out = wire.AppendError(s.out, wire.ErrExecAbort)
-	case eqFold(name, "discard"):
+	case c.cmd == cmdDiscard:
 		s.aborted = false
 		s.out = redcon.AppendOK(s.out)
-	case eqFold(name, "multi"):
+	case c.cmd == cmdMulti:
 		s.out = wire.AppendError(s.out, wire.ErrNestedMulti)
-	case eqFold(name, "quit"):
+	case c.cmd == cmdQuit:
 		s.out = redcon.AppendOK(s.out)
 		s.quit = true
-	case eqFold(name, "reset"):
+	case c.cmd == cmdReset:
 		// Redis runs RESET at once, leaving MULTI.
 		s.aborted = false
 		s.local(c)
-	case eqFold(name, "watch"):
+	case c.cmd == cmdWatch:
 		s.out = wire.AppendError(s.out, "ERR WATCH inside MULTI is not allowed")
-	case keyspace.Lookup(name) == nil:
+	case c.cmd == nil:
 		// Redis rejects unknown commands when queueing, not at EXEC.
 		s.out = wire.AppendError(s.out, policy.UnknownCommand(c.Args))
 	default:
@@ -316,7 +320,7 @@ func (s *session) refuse(c *command) {
 		s.inMulti, s.watching = false, false
 		// A refused EXEC or DISCARD ends the transaction, as in Redis;
 		// anything else leaves the client in a MULTI that EXEC aborts.
-		s.aborted = !eqFold(c.Args[0], "exec") && !eqFold(c.Args[0], "discard")
+		s.aborted = !isTxEnd(c.cmd)
 		s.unpin(call.Err == nil)
 	}
 }

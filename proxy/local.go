@@ -1,7 +1,6 @@
 package proxy
 
 import (
-	"strconv"
 	"time"
 
 	"github.com/tidwall/redcon"
@@ -11,160 +10,281 @@ import (
 	"github.com/agentproxy/agentproxy/policy"
 )
 
-// local answers a command the proxy owns. It returns routeLocal when the
-// reply is written, or the route the command must take instead (SELECT of
-// another database pins, CLIENT LIST is forwarded, ...).
-func (s *session) local(c *command) route {
-	name, args := c.Args[0], c.Args[1:]
-	switch {
-	case eqFold(name, "ping"):
-		switch len(args) {
-		case 0:
-			s.out = append(s.out, "+PONG\r\n"...)
-		case 1:
-			s.out = redcon.AppendBulk(s.out, args[0])
-		default:
-			s.out = wire.AppendArity(s.out, "ping")
-		}
-	case eqFold(name, "echo"):
-		if len(args) != 1 {
-			s.out = wire.AppendArity(s.out, "echo")
-		} else {
-			s.out = redcon.AppendBulk(s.out, args[0])
-		}
-	case eqFold(name, "quit"):
+// The commands the proxy answers itself carry a *localCmd in the command
+// table (registered below); the session dispatches through it, in normal
+// and in tunnel mode.
+
+// localCmd is the proxy's handler of one command.
+type localCmd struct {
+	// run answers the command (routeLocal), or says where it goes instead
+	// (SELECT of another database pins, an admin's CLIENT LIST is
+	// forwarded, ...).
+	run func(s *session, c *command) route
+	// tunnel says how it runs while the client is tunnelled.
+	tunnel tunnelHow
+	// immediate commands run at once even inside MULTI (Redis does not
+	// queue QUIT and RESET).
+	immediate bool
+	// identity commands (AUTH, HELLO, WORKSPACE) change who the client is:
+	// the commands after them in a batch are checked once they ran.
+	identity bool
+	// multi says whether it may be queued inside MULTI (multiRefusal).
+	multi multiHow
+}
+
+type multiHow uint8
+
+const (
+	multiAdmins multiHow = iota // admins may queue it (the pinned connection becomes sticky); agents may not
+	multiQueued                 // anyone may: Redis queues it and EXEC answers it (PING, ECHO, SELECT)
+	multiNever                  // nobody: it would change the connection or answer more than once
+)
+
+type tunnelHow uint8
+
+const (
+	tunnelForward tunnelHow = iota // down the tunnel as sent; Redis answers
+	tunnelAnswer                   // run answers it, in its place (see tunnelLocal)
+	tunnelOwn                      // run handles the tunnel itself (HELLO, RESET)
+)
+
+func init() {
+	reg := func(name string, lc *localCmd) { keyspace.SetHandler(name, lc) }
+	reg("ping", &localCmd{run: (*session).ping, multi: multiQueued})
+	reg("echo", &localCmd{run: (*session).echo, multi: multiQueued})
+	reg("quit", &localCmd{run: (*session).quitCmd, immediate: true})
+	reg("reset", &localCmd{run: (*session).reset, tunnel: tunnelOwn, immediate: true})
+	reg("hello", &localCmd{run: (*session).helloCmd, tunnel: tunnelOwn, identity: true})
+	reg("auth", &localCmd{run: (*session).authCmd, tunnel: tunnelAnswer, identity: true})
+	reg("workspace", &localCmd{run: (*session).workspaceCmd, tunnel: tunnelAnswer, identity: true})
+	reg("select", &localCmd{run: (*session).selectCmd, multi: multiQueued})
+	reg("info", &localCmd{run: (*session).infoCmd, tunnel: tunnelAnswer})
+	reg("command", &localCmd{run: (*session).commandCmd})
+	for _, n := range []string{"unsubscribe", "punsubscribe", "sunsubscribe"} {
+		reg(n, &localCmd{run: (*session).unsubscribeCmd, multi: multiNever})
+	}
+	// CLIENT: the family dispatches to its subcommands' entries; those
+	// without one go upstream.
+	reg("client", &localCmd{run: (*session).clientCmd, tunnel: tunnelAnswer})
+	reg("client|setname", &localCmd{run: (*session).clientSetName, tunnel: tunnelAnswer})
+	reg("client|getname", &localCmd{run: (*session).clientGetName, tunnel: tunnelAnswer})
+	reg("client|id", &localCmd{run: func(s *session, c *command) route {
+		s.out = redcon.AppendInt(s.out, s.id)
+		return routeLocal
+	}, tunnel: tunnelAnswer})
+	reg("client|setinfo", &localCmd{run: func(s *session, c *command) route {
 		s.out = redcon.AppendOK(s.out)
-		s.quit = true
-	case eqFold(name, "reset"):
-		if s.pinned != nil {
-			s.unpin(false)
+		return routeLocal
+	}, tunnel: tunnelAnswer})
+	reg("client|info", &localCmd{run: func(s *session, c *command) route {
+		s.out = s.appendText(s.out, s.clientLine(nil, "client|info"))
+		return routeLocal
+	}, tunnel: tunnelAnswer})
+	reg("client|list", &localCmd{run: func(s *session, c *command) route {
+		if s.ident.Role == policy.RoleAdmin {
+			return s.upstreamRoute() // Redis's view, for operators
 		}
-		s.proto, s.name = 2, ""
-		s.out = append(s.out, "+RESET\r\n"...)
-	case eqFold(name, "hello"):
-		s.hello(args)
-	case eqFold(name, "workspace"):
-		s.workspace(args)
-	case eqFold(name, "auth"):
-		s.auth(args)
-	case eqFold(name, "select"):
-		if len(args) != 1 {
-			s.out = wire.AppendArity(s.out, "select")
-			return routeLocal
+		s.clientList(c.Args[2:])
+		return routeLocal
+	}, tunnel: tunnelAnswer})
+	// About client-side caching: outside a tunnel this connection has no
+	// tracking; inside, Redis's connection has.
+	reg("client|caching", &localCmd{run: func(s *session, c *command) route {
+		s.out = wire.AppendError(s.out, wire.ErrCachingOff)
+		return routeLocal
+	}, multi: multiNever})
+	reg("client|getredir", &localCmd{run: func(s *session, c *command) route {
+		s.out = redcon.AppendInt(s.out, -1)
+		return routeLocal
+	}})
+	reg("client|trackinginfo", &localCmd{run: (*session).trackingInfoOff})
+	reg("client|tracking", &localCmd{run: func(s *session, c *command) route {
+		if len(c.Args) >= 3 && eqFold(c.Args[2], "on") {
+			return routeTunnel
 		}
-		n, ok := parseInt(args[0])
-		if !ok {
-			s.out = wire.AppendError(s.out, wire.ErrSelectInvalid)
-			return routeLocal
-		}
-		if n == s.srv.pool.DB() && s.pinned == nil {
-			s.out = redcon.AppendOK(s.out)
-			return routeLocal
-		}
+		return s.upstreamRoute()
+	}, multi: multiNever})
+	for _, n := range []string{"client|no-evict", "client|no-touch"} {
+		reg(n, &localCmd{run: func(*session, *command) route { return routePinned }, tunnel: tunnelAnswer})
+	}
+	reg("client|unpause", &localCmd{run: func(*session, *command) route { return routeOwn }, tunnel: tunnelAnswer})
+}
+
+// localOf is the proxy's handler of a command, or nil.
+func localOf(info *keyspace.Command) *localCmd {
+	if info == nil {
+		return nil
+	}
+	lc, _ := info.Handler.(*localCmd)
+	return lc
+}
+
+// local runs a command the proxy owns: a *localCmd or a domain command.
+// It returns routeLocal when the reply is written, or the route the
+// command must take instead.
+func (s *session) local(c *command) route {
+	if lc := localOf(c.cmd); lc != nil {
+		return lc.run(s, c)
+	}
+	if e := domainEntry(c.cmd); e != nil {
+		s.runDomain(e, c.Args[1:])
+		return routeLocal
+	}
+	return s.upstreamRoute()
+}
+
+// upstreamRoute is where a command goes upstream: the pinned connection
+// while there is one, else a shared one.
+func (s *session) upstreamRoute() route {
+	if s.pinned != nil {
 		return routePinned
-	case eqFold(name, "client"):
-		return s.client(args)
-	case eqFold(name, "info"):
-		s.info(args)
-	case eqFold(name, "unsubscribe"):
-		s.unsubscribe("unsubscribe", args)
-	case eqFold(name, "punsubscribe"):
-		s.unsubscribe("punsubscribe", args)
-	case eqFold(name, "sunsubscribe"):
-		s.unsubscribe("sunsubscribe", args)
-	case eqFold(name, "command"):
-		// The embedded store ignores COMMAND DOCS and answers COMMAND's
-		// table instead, which crashes redis-cli's interactive mode; an
-		// empty map is a valid "no docs" answer.
-		if s.srv.opts.Embedded && len(args) > 0 && eqFold(args[0], "docs") {
-			s.out = wire.AppendMap(s.out, 0, s.proto)
-			return routeLocal
-		}
-		if s.pinned != nil {
-			return routePinned
-		}
-		return routeShared
+	}
+	return routeShared
+}
+
+func (s *session) ping(c *command) route {
+	switch len(c.Args) {
+	case 1:
+		s.out = append(s.out, "+PONG\r\n"...)
+	case 2:
+		s.out = redcon.AppendBulk(s.out, c.Args[1])
 	default:
-		if e := domainEntry(keyspace.Lookup(name)); e != nil {
-			s.runDomain(e, c.Args[1:])
-			return routeLocal
-		}
-		if s.pinned != nil {
-			return routePinned
-		}
-		return routeShared
+		s.out = wire.AppendArity(s.out, "ping")
 	}
 	return routeLocal
 }
 
-// client handles the CLIENT subcommands that describe the client's own
-// connection; those about the server go upstream.
-func (s *session) client(args [][]byte) route {
-	if len(args) == 0 {
+func (s *session) echo(c *command) route {
+	if len(c.Args) != 2 {
+		s.out = wire.AppendArity(s.out, "echo")
+	} else {
+		s.out = redcon.AppendBulk(s.out, c.Args[1])
+	}
+	return routeLocal
+}
+
+func (s *session) quitCmd(c *command) route {
+	s.out = redcon.AppendOK(s.out)
+	s.quit = true
+	return routeLocal
+}
+
+// reset answers RESET; tunnelled, Redis resets the tunnel connection (no
+// subscriptions, RESP2, no name) and the session's view of it follows.
+func (s *session) reset(c *command) route {
+	if s.tconn != nil {
+		s.scratch = append(s.scratch, c.Raw...)
+		s.proto, s.name = 2, ""
+		return routeLocal
+	}
+	if s.pinned != nil {
+		s.unpin(false)
+	}
+	s.proto, s.name = 2, ""
+	s.out = append(s.out, "+RESET\r\n"...)
+	return routeLocal
+}
+
+func (s *session) helloCmd(c *command) route {
+	if s.tconn == nil {
+		s.hello(c.Args[1:])
+		return routeLocal
+	}
+	mark := len(s.out)
+	if len(c.Args) > 1 {
+		if v, ok := parseInt(c.Args[1]); ok && v != s.proto {
+			s.out = wire.AppendError(s.out, wire.ErrProtoSwitch)
+			s.answer(mark)
+			return routeLocal
+		}
+	}
+	s.hello(c.Args[1:])
+	s.answer(mark)
+	return routeLocal
+}
+
+func (s *session) authCmd(c *command) route {
+	s.auth(c.Args[1:])
+	return routeLocal
+}
+
+func (s *session) workspaceCmd(c *command) route {
+	s.workspace(c.Args[1:])
+	return routeLocal
+}
+
+func (s *session) infoCmd(c *command) route {
+	s.info(c.Args[1:])
+	return routeLocal
+}
+
+func (s *session) unsubscribeCmd(c *command) route {
+	s.unsubscribe(c.cmd.Name, c.Args[1:])
+	return routeLocal
+}
+
+func (s *session) selectCmd(c *command) route {
+	if len(c.Args) != 2 {
+		s.out = wire.AppendArity(s.out, "select")
+		return routeLocal
+	}
+	n, ok := parseInt(c.Args[1])
+	if !ok {
+		s.out = wire.AppendError(s.out, wire.ErrSelectInvalid)
+		return routeLocal
+	}
+	if n == s.srv.pool.DB() && s.pinned == nil {
+		s.out = redcon.AppendOK(s.out)
+		return routeLocal
+	}
+	return routePinned
+}
+
+// commandCmd: the embedded store ignores COMMAND DOCS and answers
+// COMMAND's table instead, which crashes redis-cli's interactive mode; an
+// empty map is a valid "no docs" answer. Everything else goes upstream.
+func (s *session) commandCmd(c *command) route {
+	if s.srv.opts.Embedded && c.sub != c.cmd && c.sub.Name == "command|docs" {
+		s.out = wire.AppendMap(s.out, 0, s.proto)
+		return routeLocal
+	}
+	return s.upstreamRoute()
+}
+
+// clientCmd dispatches CLIENT to its subcommand's entry: the ones about the
+// client's own connection are answered here, the rest go upstream.
+func (s *session) clientCmd(c *command) route {
+	if len(c.Args) < 2 {
 		s.out = wire.AppendArity(s.out, "client")
 		return routeLocal
 	}
-	sub := args[0]
-	switch {
-	case eqFold(sub, "setname"):
-		if len(args) != 2 {
-			s.out = wire.AppendArity(s.out, "client|setname")
+	if lc := localOf(c.sub); lc != nil && c.sub != c.cmd {
+		if !c.sub.ArityOK(len(c.Args)) {
+			s.out = wire.AppendArity(s.out, c.sub.Name)
 			return routeLocal
 		}
-		for _, ch := range args[1] {
-			if ch < '!' || ch > '~' {
-				s.out = wire.AppendError(s.out, "ERR Client names cannot contain spaces, newlines or special characters.")
-				return routeLocal
-			}
+		return lc.run(s, c)
+	}
+	return s.upstreamRoute()
+}
+
+func (s *session) clientSetName(c *command) route {
+	for _, ch := range c.Args[2] {
+		if ch < '!' || ch > '~' {
+			s.out = wire.AppendError(s.out, "ERR Client names cannot contain spaces, newlines or special characters.")
+			return routeLocal
 		}
-		s.name = string(args[1])
-		s.out = redcon.AppendOK(s.out)
-	case eqFold(sub, "getname"):
-		if len(args) != 1 {
-			s.out = wire.AppendArity(s.out, "client|getname")
-		} else if s.name == "" {
-			s.out = wire.AppendNull(s.out, s.proto)
-		} else {
-			s.out = redcon.AppendBulkString(s.out, s.name)
-		}
-	case eqFold(sub, "id"):
-		s.out = redcon.AppendInt(s.out, s.id)
-	case eqFold(sub, "setinfo"):
-		if len(args) != 3 {
-			s.out = wire.AppendArity(s.out, "client|setinfo")
-		} else {
-			s.out = redcon.AppendOK(s.out)
-		}
-	case eqFold(sub, "reply"):
-		s.out = wire.AppendError(s.out, wire.ErrClientReply)
-	case eqFold(sub, "info"):
-		if len(args) != 1 {
-			s.out = wire.AppendArity(s.out, "client|info")
-		} else {
-			s.out = s.appendText(s.out, s.clientLine(nil, "client|info"))
-		}
-	case eqFold(sub, "list") && s.ident.Role != policy.RoleAdmin:
-		s.clientList(args[1:])
-	case eqFold(sub, "caching"), eqFold(sub, "getredir"), eqFold(sub, "trackinginfo"):
-		// Outside a tunnel this connection has no tracking.
-		s.trackingOff(sub)
-	case eqFold(sub, "tracking"):
-		if len(args) >= 2 && eqFold(args[1], "on") {
-			return routeTunnel
-		}
-		if s.pinned != nil {
-			return routePinned
-		}
-		return routeShared
-	case eqFold(sub, "no-evict"), eqFold(sub, "no-touch"):
-		return routePinned
-	case eqFold(sub, "unpause"):
-		return routeOwn
-	default:
-		if s.pinned != nil {
-			return routePinned
-		}
-		return routeShared
+	}
+	s.name = string(c.Args[2])
+	s.out = redcon.AppendOK(s.out)
+	return routeLocal
+}
+
+func (s *session) clientGetName(c *command) route {
+	if s.name == "" {
+		s.out = wire.AppendNull(s.out, s.proto)
+	} else {
+		s.out = redcon.AppendBulkString(s.out, s.name)
 	}
 	return routeLocal
 }
@@ -278,75 +398,6 @@ func (s *session) authReply(b []byte, ok bool) []byte {
 // 1/hz, 100 ms by default), so the nil reply comes late by up to a tick plus
 // scheduling; a short read timeout must not turn it into UNCERTAIN.
 const minBlockMargin = time.Second
-
-// blockTimeout is how long to wait for a blocking command's reply: its own
-// timeout plus the read timeout as margin, or forever for timeout 0.
-func blockTimeout(args [][]byte, margin time.Duration) time.Duration {
-	var t []byte
-	name := args[0]
-	switch {
-	case eqFold(name, "blmpop"), eqFold(name, "bzmpop"):
-		if len(args) > 1 {
-			t = args[1]
-		}
-	case eqFold(name, "wait"):
-		if len(args) > 2 {
-			t = args[2]
-		}
-	case eqFold(name, "waitaof"):
-		if len(args) > 3 {
-			t = args[3]
-		}
-	case eqFold(name, "xread"), eqFold(name, "xreadgroup"):
-		for i := 1; i+1 < len(args); i++ {
-			if eqFold(args[i], "block") {
-				ms, err := strconv.ParseInt(string(args[i+1]), 10, 64)
-				if err != nil || ms < 0 {
-					return margin
-				}
-				if ms == 0 {
-					return -1
-				}
-				return time.Duration(ms)*time.Millisecond + margin
-			}
-		}
-		return margin
-	default:
-		t = args[len(args)-1]
-	}
-	if eqFold(name, "wait") || eqFold(name, "waitaof") {
-		ms, err := strconv.ParseInt(string(t), 10, 64)
-		if err != nil || ms < 0 {
-			return margin
-		}
-		if ms == 0 {
-			return -1
-		}
-		return time.Duration(ms)*time.Millisecond + margin
-	}
-	sec, err := strconv.ParseFloat(string(t), 64)
-	if err != nil || sec < 0 {
-		return margin
-	}
-	if sec == 0 {
-		return -1
-	}
-	return time.Duration(sec*float64(time.Second)) + margin
-}
-
-// hasBlockArg reports whether an XREAD/XREADGROUP has a BLOCK option before
-// its STREAMS keyword.
-func hasBlockArg(args [][]byte) bool {
-	for _, a := range args[1:] {
-		if eqFold(a, "streams") {
-			return false
-		}
-		if eqFold(a, "block") {
-			return true
-		}
-	}
-	return false
-}
 
 // eqFold compares an ASCII argument with a lowercase word.
 func eqFold(b []byte, lower string) bool { return keyspace.EqFold(b, lower) }

@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/agentproxy/agentproxy/internal/membudget"
+	"github.com/agentproxy/agentproxy/keyspace"
 )
 
 // Protocol errors answered to a client before its connection is closed. The
@@ -43,6 +44,9 @@ type command struct {
 	Raw  []byte // the RESP bytes to forward
 	off  int    // offset of Raw in the reader buffer, -1 for inline commands
 	deny string // set by access control: the error to answer instead
+	// cmd is the command's table entry (nil: unknown to the table) and sub
+	// its subcommand's (cmd itself for commands without), set by checkBatch.
+	cmd, sub *keyspace.Command
 }
 
 // reader parses pipelined client requests out of one growing buffer without

@@ -225,14 +225,15 @@ func (s *session) flush() bool {
 }
 
 // classify decides where cmd goes in the session's current state.
-func (s *session) classify(c *command, info *keyspace.Command) route {
+func (s *session) classify(c *command) route {
+	info := c.cmd
 	if c.deny != "" {
 		return routeRefuse
 	}
 	if s.inMulti {
-		// Inside MULTI Redis queues everything; only the proxy's own
-		// connection commands stay here.
-		if info.Has(keyspace.Local) && (eqFold(c.Args[0], "quit") || eqFold(c.Args[0], "reset")) {
+		// Inside MULTI Redis queues everything; only QUIT and RESET run
+		// at once.
+		if lc := localOf(info); lc != nil && lc.immediate {
 			return routeLocal
 		}
 		return routePinned
@@ -251,14 +252,12 @@ func (s *session) classify(c *command, info *keyspace.Command) route {
 		return routeRefuse
 	case f&keyspace.Transaction != 0:
 		return routePinned
-	case f&keyspace.Blocking != 0, f&keyspace.BlockingIfArg != 0 && hasBlockArg(c.Args):
+	case f&keyspace.Blocking != 0, f&keyspace.BlockingIfArg != 0 && keyspace.HasBlockArg(c.Args):
 		return routeBlock
 	case f&(keyspace.PubSub|keyspace.Tunnel) != 0:
 		return routeTunnel
-	case info.Container && len(c.Args) > 1:
-		if sub := keyspace.Resolve(c.Args); sub.Has(keyspace.Bypass) {
-			return routeOwn
-		}
+	case c.sub.Has(keyspace.Bypass):
+		return routeOwn
 	}
 	if s.pinned != nil {
 		return routePinned
@@ -284,8 +283,7 @@ func (s *session) exec(cmds []command) {
 			i++
 			continue
 		}
-		info := keyspace.Lookup(c.Args[0])
-		rt := s.classify(c, info)
+		rt := s.classify(c)
 		switch rt {
 		case routeLocal:
 			rt = s.local(c)
@@ -334,28 +332,27 @@ func (s *session) exec(cmds []command) {
 // the same connection as cmds[i]. Inside a MULTI started in this very batch
 // everything is queued by Redis, so the run follows the transaction.
 func (s *session) runEnd(cmds []command, i int, rt route) int {
-	multi := s.inMulti || eqFold(cmds[i].Args[0], "multi")
+	multi := s.inMulti || cmds[i].cmd == cmdMulti
 	j := i + 1
 	for ; j < len(cmds); j++ {
 		next := &cmds[j]
-		name := next.Args[0]
 		if multi {
-			if next.deny != "" || eqFold(name, "quit") || eqFold(name, "reset") {
+			if lc := localOf(next.cmd); next.deny != "" || lc != nil && lc.immediate {
 				break
 			}
-			if eqFold(name, "exec") || eqFold(name, "discard") {
+			if isTxEnd(next.cmd) {
 				multi = false
 			}
 			continue
 		}
-		nrt := s.classify(next, keyspace.Lookup(name))
+		nrt := s.classify(next)
 		if rt == routeShared && nrt != routeShared {
 			break
 		}
 		if rt == routePinned && nrt != routeShared && nrt != routePinned {
 			break
 		}
-		if eqFold(name, "multi") {
+		if next.cmd == cmdMulti {
 			multi = true
 		}
 	}
@@ -566,36 +563,36 @@ func (s *session) forwardPinned(cmds []command) {
 // track updates the pinned state from one command and its reply.
 func (s *session) track(c *command, reply []byte) {
 	ok := len(reply) > 0 && reply[0] != '-'
-	name := c.Args[0]
-	switch {
+	switch cmd := c.cmd; {
 	case s.inMulti:
 		switch {
-		case eqFold(name, "exec"), eqFold(name, "discard"):
+		case isTxEnd(cmd):
 			s.inMulti, s.watching = false, false
-		case eqFold(name, "select"), eqFold(name, "client"), eqFold(name, "hello"), eqFold(name, "auth"):
+		case connChanging(cmd):
 			if ok {
 				s.sticky = true
 			}
 		}
-	case eqFold(name, "multi"):
+	case cmd == cmdMulti:
 		s.inMulti = ok
-	case eqFold(name, "watch"):
+	case cmd == cmdWatch:
 		s.watching = s.watching || ok
-	case eqFold(name, "unwatch"):
+	case cmd == cmdUnwatch:
 		if ok {
 			s.watching = false
 		}
-	case eqFold(name, "exec"), eqFold(name, "discard"):
+	case isTxEnd(cmd):
 		// Outside MULTI both are errors that leave WATCH in place.
 		if ok {
 			s.watching = false
 		}
-	case eqFold(name, "select"):
+	case cmd == cmdSelect:
 		if ok {
 			s.db, _ = parseInt(c.Args[1])
 		}
-	case eqFold(name, "client"):
-		if ok && len(c.Args) > 1 && (eqFold(c.Args[1], "no-evict") || eqFold(c.Args[1], "no-touch")) {
+	case cmd == cmdClient:
+		// CLIENT NO-EVICT / NO-TOUCH set state on the pinned connection.
+		if ok && (c.sub == cmdNoEvict || c.sub == cmdNoTouch) {
 			s.sticky = true
 		}
 	}
@@ -638,7 +635,7 @@ func (s *session) forwardBlocking(c *command) {
 		return
 	}
 	w := s.watch(conn)
-	err := s.do(conn, []command{*c}, blockTimeout(c.Args, max(s.srv.pool.ReadTimeout(), minBlockMargin)), false)
+	err := s.do(conn, []command{*c}, keyspace.BlockTimeout(c.cmd, c.Args, max(s.srv.pool.ReadTimeout(), minBlockMargin)), false)
 	gone := w.stop()
 	if own {
 		s.srv.pool.Release(conn, s.proto, err == nil && !gone)

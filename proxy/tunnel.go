@@ -12,8 +12,6 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/agentproxy/agentproxy/internal/wire"
-	"github.com/agentproxy/agentproxy/keyspace"
-	"github.com/agentproxy/agentproxy/policy"
 	"github.com/agentproxy/agentproxy/upstream"
 )
 
@@ -120,7 +118,8 @@ func (s *session) startTunnel() string {
 }
 
 // execTunnel forwards requests to the tunnel, answering the proxy's own in
-// their place (see tunnelLocal).
+// their place (see tunnelLocal). Each command's entry says how it runs
+// while tunnelled.
 func (s *session) execTunnel(cmds []command) {
 	s.scratch = s.scratch[:0]
 	for i := range cmds {
@@ -128,60 +127,28 @@ func (s *session) execTunnel(cmds []command) {
 		if c.deny == denyPending {
 			s.checkBatch(cmds[i:])
 		}
-		name := c.Args[0]
-		info := keyspace.Lookup(name)
 		mark := len(s.out)
+		lc := localOf(c.sub)
+		if lc == nil {
+			lc = localOf(c.cmd)
+		}
 		switch {
 		case c.deny != "":
 			s.out = wire.AppendError(s.out, c.deny)
 			s.answer(mark)
-		case info.Has(keyspace.Unsupported):
-			s.out = wire.AppendError(s.out, wire.ErrUnsupported)
-			s.answer(mark)
-		case eqFold(name, "hello"):
-			if len(c.Args) > 1 {
-				if v, ok := parseInt(c.Args[1]); ok && v != s.proto {
-					s.out = wire.AppendError(s.out, wire.ErrProtoSwitch)
-					s.answer(mark)
-					continue
-				}
-			}
-			s.hello(c.Args[1:])
-			s.answer(mark)
-		case eqFold(name, "reset"):
-			// Redis resets the tunnel connection (no subscriptions, RESP2,
-			// no name); the session's view of it follows.
-			s.scratch = append(s.scratch, c.Raw...)
-			s.proto, s.name = 2, ""
-		case eqFold(name, "auth"):
-			s.auth(c.Args[1:])
-			s.answer(mark)
-		case eqFold(name, "workspace"):
-			s.workspace(c.Args[1:])
-			s.answer(mark)
-		case eqFold(name, "info"):
-			s.info(c.Args[1:])
-			s.answer(mark)
-		case eqFold(name, "client") && len(c.Args) > 1 && !s.tunnelClient(c.Args[1]):
-			if s.client(c.Args[1:]) != routeLocal {
-				s.scratch = append(s.scratch, c.Raw...)
-			} else {
-				s.answer(mark)
-			}
-		default:
+		case lc == nil || lc.tunnel == tunnelForward:
 			// QUIT too: Redis answers +OK and closes, and the pump
 			// closes the client after writing it.
+			s.scratch = append(s.scratch, c.Raw...)
+		case lc.tunnel == tunnelOwn:
+			lc.run(s, c)
+		case lc.run(s, c) == routeLocal:
+			s.answer(mark)
+		default:
 			s.scratch = append(s.scratch, c.Raw...)
 		}
 	}
 	s.sendTunnel()
-}
-
-// tunnelClient reports whether a CLIENT subcommand goes down the tunnel:
-// those about its tracking, and an admin's CLIENT LIST.
-func (s *session) tunnelClient(sub []byte) bool {
-	return eqFold(sub, "tracking") || eqFold(sub, "caching") || eqFold(sub, "getredir") ||
-		eqFold(sub, "trackinginfo") || eqFold(sub, "list") && s.ident.Role == policy.RoleAdmin
 }
 
 // sendTunnel writes the forwarded requests gathered in scratch.

@@ -12,7 +12,6 @@ import (
 
 // Error replies, without the leading '-' and trailing CRLF.
 const (
-
 	ErrTryAgainDown      = "TRYAGAIN upstream Redis is unreachable; the command was not sent, retry shortly"
 	ErrTryAgainNotSent   = "TRYAGAIN the command was not sent upstream; retry shortly"
 	ErrTryAgainDedicated = "TRYAGAIN this workspace holds as many dedicated upstream connections as it may (upstream.max_dedicated_per_workspace: transactions, blocking commands, subscriptions, bulk transfers); retry when some end"
