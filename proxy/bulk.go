@@ -9,7 +9,6 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/agentproxy/agentproxy/internal/wire"
-	"github.com/agentproxy/agentproxy/upstream"
 )
 
 // The bulk lane. On the shared connection every client's replies come back
@@ -67,7 +66,7 @@ func (s *session) forwardBulk(cmds []command, payload []byte) {
 // streamBatch writes payload (n commands) on the session's bulk
 // connection and copies n replies to the client as they arrive.
 func (s *session) streamBatch(payload []byte, n int) error {
-	if s.bulkConn == nil {
+	if s.bulk == nil {
 		var ws string
 		if !s.takeDedicated(&ws) {
 			for k := 0; k < n; k++ {
@@ -75,7 +74,7 @@ func (s *session) streamBatch(payload []byte, n int) error {
 			}
 			return errors.New("dedicated connection limit")
 		}
-		nc, left, err := s.srv.pool.DialRaw(s.proto)
+		st, err := s.srv.pool.DialStream(s.proto, bulkBuf)
 		if err != nil {
 			s.giveDedicated(ws)
 			for k := 0; k < n; k++ {
@@ -83,72 +82,28 @@ func (s *session) streamBatch(payload []byte, n int) error {
 			}
 			return err
 		}
-		s.bulkConn, s.bulkBuf, s.bulkWS = nc, make([]byte, bulkBuf), ws
-		s.bulkW = copy(s.bulkBuf, left)
+		st.Tick = func() {
+			if s.slot && time.Since(s.slotAt) > bulkLease {
+				s.releaseSlot()
+			}
+		}
+		s.bulk, s.bulkWS = st, ws
 	}
-	nc, buf := s.bulkConn, s.bulkBuf
-	rt, wt := s.srv.pool.ReadTimeout(), s.srv.pool.WriteTimeout()
-	if wt > 0 {
-		nc.SetWriteDeadline(time.Now().Add(wt))
-	}
-	if _, err := nc.Write(payload); err != nil {
-		for k := 0; k < n; k++ {
-			s.out = wire.AppendError(s.out, wire.ErrUncertain)
+	moved, got, cut, err := s.bulk.Do(payload, n, s.srv.pool.ReadTimeout(), s.srv.pool.WriteTimeout(), s.writeClient)
+	switch {
+	case err != nil && cut:
+		return errStreamCut
+	case err != nil:
+		msg := wire.ErrUncertain
+		var ne net.Error
+		if errors.As(err, &ne) && ne.Timeout() {
+			msg = wire.ErrUncertainTimeout
+		}
+		s.srv.Stats.UpstreamErrors.Add(1)
+		for k := got; k < n; k++ {
+			s.out = wire.AppendError(s.out, msg)
 		}
 		return err
-	}
-	var f upstream.Framer
-	got, w := 0, s.bulkW
-	started := false // part of the current reply went to the client
-	moved := 0
-	for got < n {
-		r := 0
-		for r < w && got < n {
-			k, done, err := f.Scan(buf[r:w])
-			if err != nil {
-				return s.streamFail(n-got, started, err)
-			}
-			push := f.Push()
-			if !push {
-				if err := s.writeClient(buf[r : r+k]); err != nil {
-					s.quit = true
-					return err
-				}
-				started = !done
-			}
-			r += k
-			moved += k
-			if !done {
-				break
-			}
-			f.Reset()
-			if !push {
-				got++
-			}
-		}
-		w = copy(buf, buf[r:w])
-		if got == n {
-			break
-		}
-		if w == len(buf) {
-			return s.streamFail(n-got, started, upstream.ErrProtocol) // a header line longer than the buffer
-		}
-		if rt > 0 {
-			nc.SetReadDeadline(time.Now().Add(rt))
-		}
-		if s.slot && time.Since(s.slotAt) > bulkLease {
-			s.releaseSlot()
-		}
-		k, err := nc.Read(buf[w:])
-		w += k
-		if err != nil && k == 0 {
-			return s.streamFail(n-got, started, err)
-		}
-	}
-	s.bulkW = w
-	if w > 0 {
-		// More than the replies asked for: the connection is out of step.
-		return errors.New("bulk connection out of step")
 	}
 	if moved < bulkBytes && len(payload) < bulkBytes {
 		s.bulky--
@@ -167,23 +122,6 @@ func (s *session) releaseSlot() {
 		s.slot = false
 		<-s.srv.bulk
 	}
-}
-
-// streamFail answers the replies that will not come.
-func (s *session) streamFail(missing int, started bool, err error) error {
-	if started {
-		return errStreamCut
-	}
-	msg := wire.ErrUncertain
-	var ne net.Error
-	if errors.As(err, &ne) && ne.Timeout() {
-		msg = wire.ErrUncertainTimeout
-	}
-	s.srv.Stats.UpstreamErrors.Add(1)
-	for k := 0; k < missing; k++ {
-		s.out = wire.AppendError(s.out, msg)
-	}
-	return err
 }
 
 // writeClient writes streamed reply bytes straight to the client.
@@ -207,9 +145,9 @@ func (s *session) writeClient(b []byte) error {
 // closeBulk drops the bulk connection (the client is no longer bulky, or
 // the connection failed).
 func (s *session) closeBulk() {
-	if s.bulkConn != nil {
-		s.bulkConn.Close()
-		s.bulkConn, s.bulkBuf, s.bulkW = nil, nil, 0
+	if s.bulk != nil {
+		s.bulk.Close()
+		s.bulk = nil
 		s.giveDedicated(s.bulkWS)
 		s.bulkWS = ""
 	}

@@ -57,33 +57,6 @@ func multiRefusal(c *command, admin bool) string {
 	return "ERR '" + info.Name + "' cannot be queued in MULTI through agentproxy: it changes or describes the client's connection, or is answered by the proxy; send it outside the transaction"
 }
 
-// unsubscribe answers UNSUBSCRIBE, PUNSUBSCRIBE and SUNSUBSCRIBE for a
-// client that is not subscribed: once per channel (once with a null channel
-// when none is named), as Redis does, with no subscriptions left.
-func (s *session) unsubscribe(name string, channels [][]byte) {
-	one := func(ch []byte, null bool) {
-		if s.proto == 3 {
-			s.out = append(s.out, ">3\r\n"...)
-		} else {
-			s.out = append(s.out, "*3\r\n"...)
-		}
-		s.out = redcon.AppendBulkString(s.out, name)
-		if null {
-			s.out = wire.AppendNull(s.out, s.proto)
-		} else {
-			s.out = redcon.AppendBulk(s.out, ch)
-		}
-		s.out = redcon.AppendInt(s.out, 0)
-	}
-	if len(channels) == 0 {
-		one(nil, true)
-		return
-	}
-	for _, ch := range channels {
-		one(ch, false)
-	}
-}
-
 // clientLine is this connection as a line of CLIENT LIST / CLIENT INFO.
 func (s *session) clientLine(b []byte, cmd string) []byte {
 	flags := "N"
@@ -199,15 +172,6 @@ func (s *session) trackingInfoOff(*command) route {
 	return routeLocal
 }
 
-// infoAgent lists what an agent's INFO keeps from Redis's: fields of the
-// whole server that say nothing about other workspaces or the host.
-var infoAgent = map[string]map[string]bool{
-	"server": {"redis_version": true, "redis_mode": true, "arch_bits": true, "uptime_in_seconds": true,
-		"uptime_in_days": true, "hz": true},
-	"memory":  {"used_memory_human": true, "maxmemory_human": true, "maxmemory_policy": true},
-	"cluster": {"cluster_enabled": true},
-}
-
 // info answers INFO. Admins get Redis's INFO with the proxy's section
 // added; other users get only the fields in infoAgent, the proxy's own
 // Clients section instead of Redis's (which counts the proxy's upstream
@@ -244,7 +208,7 @@ func (s *session) info(args [][]byte) {
 				text = s.appendClientsSection(text)
 				continue
 			}
-			text = appendFiltered(text, up, sec, infoAgent[sec])
+			text = policy.AppendAgentInfo(text, up, sec)
 		}
 	}
 	if all || want["proxy"] {
@@ -289,38 +253,6 @@ func (s *session) upstreamText(argv [][]byte) ([]byte, bool) {
 	out := append([]byte(nil), body...)
 	s.out = s.out[:start]
 	return out, true
-}
-
-// appendFiltered appends section sec of an INFO text, keeping only the
-// fields in keep.
-func appendFiltered(b, info []byte, sec string, keep map[string]bool) []byte {
-	in := false
-	wrote := false
-	for _, line := range bytes.Split(info, []byte("\r\n")) {
-		if len(line) > 0 && line[0] == '#' {
-			in = strings.EqualFold(strings.TrimSpace(string(line[1:])), sec)
-			continue
-		}
-		if !in {
-			continue
-		}
-		k, _, ok := bytes.Cut(line, []byte(":"))
-		if !ok || !keep[string(k)] {
-			continue
-		}
-		if !wrote {
-			b = append(b, "# "...)
-			b = append(b, strings.ToUpper(sec[:1])+sec[1:]...)
-			b = append(b, "\r\n"...)
-			wrote = true
-		}
-		b = append(b, line...)
-		b = append(b, "\r\n"...)
-	}
-	if wrote {
-		b = append(b, "\r\n"...)
-	}
-	return b
 }
 
 func (s *session) appendClientsSection(b []byte) []byte {

@@ -3,8 +3,6 @@ package proxy
 import (
 	"net"
 	"strconv"
-	"sync"
-	"time"
 
 	"github.com/tidwall/redcon"
 	"go.uber.org/zap"
@@ -103,7 +101,12 @@ func (s *session) checkBatch(cmds []command) {
 			s.srv.warnSampled(msg, s.ident.Name())
 		}
 		if info == cmdScan && s.ident.Role != policy.RoleAdmin && p.Mode != policy.Off {
-			s.confineScan(c, p.Grammar, p.Mode == policy.Enforce)
+			start := len(s.rewrite)
+			var rewritten bool
+			s.rewrite, rewritten, c.deny = p.ConfineScan(s.rewrite, c.Args, s.ident.Workspace)
+			if rewritten {
+				c.Raw, c.off = s.rewrite[start:len(s.rewrite):len(s.rewrite)], -1
+			}
 		}
 	}
 }
@@ -121,68 +124,6 @@ func (s *session) checkLater(rest []command) {
 	}
 }
 
-// maxScanCount bounds SCAN's COUNT for agents: SCAN walks the whole
-// keyspace, every workspace's keys, and COUNT 1000000000 would make it
-// KEYS * in one call that stalls Redis for everyone.
-const maxScanCount = 1000
-
-// confineScan keeps SCAN inside the workspace: no MATCH gets MATCH <ws>*,
-// a MATCH starting with * is narrowed to <ws>*..., one already inside the
-// workspace is kept, and anything else is refused (confine false, warn
-// mode: patterns are left alone). A COUNT above maxScanCount is lowered.
-func (s *session) confineScan(c *command, g *keyspace.Grammar, confine bool) {
-	wsPrefix := g.WorkspacePrefix(s.ident.Workspace)
-	match, count := -1, -1
-	for i := 2; i+1 < len(c.Args); i += 2 {
-		switch {
-		case eqFold(c.Args[i], "match"):
-			match = i + 1 // the last MATCH wins, as in Redis
-		case eqFold(c.Args[i], "count"):
-			if n, ok := parseInt(c.Args[i+1]); ok && n > maxScanCount {
-				count = i + 1
-			}
-		}
-	}
-	var pattern []byte
-	switch {
-	case !confine:
-		match = -2 // keep the arguments as they are
-	case match < 0:
-		pattern = append([]byte(wsPrefix), '*')
-	case g.Pattern(c.Args[match], s.ident.Workspace) == keyspace.OK:
-		match = -2
-	case len(c.Args[match]) > 0 && c.Args[match][0] == '*':
-		pattern = append([]byte(wsPrefix), c.Args[match]...)
-	default:
-		c.deny = "NOPERM SCAN MATCH '" + string(c.Args[match]) + "' reaches outside workspace '" + s.ident.Workspace + "'; start the pattern with " + wsPrefix + " or *"
-		return
-	}
-	if match == -2 && count < 0 {
-		return
-	}
-	start := len(s.rewrite)
-	n := len(c.Args)
-	if match == -1 {
-		n += 2
-	}
-	s.rewrite = redcon.AppendArray(s.rewrite, n)
-	for i, a := range c.Args {
-		switch i {
-		case match:
-			a = pattern
-		case count:
-			a = []byte(strconv.Itoa(maxScanCount))
-		}
-		s.rewrite = redcon.AppendBulk(s.rewrite, a)
-	}
-	if match == -1 {
-		s.rewrite = redcon.AppendBulkString(s.rewrite, "MATCH")
-		s.rewrite = redcon.AppendBulk(s.rewrite, pattern)
-	}
-	c.Raw = s.rewrite[start:len(s.rewrite):len(s.rewrite)]
-	c.off = -1
-}
-
 // checkAuth verifies credentials, rate-limited per user name, per
 // connection and (for clients beyond loopback) per address, and switches
 // the identity on success. Every sidecar client is 127.0.0.1, so a limit per
@@ -198,14 +139,14 @@ func (s *session) checkAuth(user, pass []byte) bool {
 	}
 	u := p.Users[string(user)]
 	keys := s.authKeys(u)
-	if !s.srv.limiter.allow(keys...) {
+	if !s.srv.limiter.Allow(keys...) {
 		s.authLimited = true
 		return false
 	}
 	ok := u != nil && u.Check(pass)
 	if !ok {
 		s.authFailed = true
-		s.srv.limiter.fail(keys...)
+		s.srv.limiter.Fail(keys...)
 		s.srv.Stats.AuthFailures.Add(1)
 		s.log.Warn("auth failed", zap.String("user", string(user)), zap.String("remote", s.nc.RemoteAddr().String()))
 		return false
@@ -326,77 +267,3 @@ func (s *session) refuse(c *command) {
 }
 
 var discardCmd = []byte("*1\r\n$7\r\nDISCARD\r\n")
-
-// authLimiter counts failed AUTH attempts per bucket (a user name, a
-// connection, an address) in a sliding window; past the limit in any of an
-// attempt's buckets, it is refused without checking.
-type authLimiter struct {
-	mu     sync.Mutex
-	max    int
-	window time.Duration
-	fails  map[string][]time.Time
-}
-
-func newAuthLimiter(max int, window time.Duration) *authLimiter {
-	if max <= 0 {
-		max = 10
-	}
-	if window <= 0 {
-		window = time.Minute
-	}
-	return &authLimiter{max: max, window: window, fails: map[string][]time.Time{}}
-}
-
-func (l *authLimiter) recent(host string, now time.Time) []time.Time {
-	ts := l.fails[host]
-	k := 0
-	for _, t := range ts {
-		if now.Sub(t) < l.window {
-			ts[k] = t
-			k++
-		}
-	}
-	ts = ts[:k]
-	if k == 0 {
-		delete(l.fails, host)
-	} else {
-		l.fails[host] = ts
-	}
-	return ts
-}
-
-func (l *authLimiter) allow(keys ...string) bool {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	now := time.Now()
-	for _, k := range keys {
-		if len(l.recent(k, now)) >= l.max {
-			return false
-		}
-	}
-	return true
-}
-
-// forget drops a bucket (a closed connection's).
-func (l *authLimiter) forget(key string) {
-	l.mu.Lock()
-	delete(l.fails, key)
-	l.mu.Unlock()
-}
-
-func (l *authLimiter) fail(keys ...string) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	now := time.Now()
-	if len(l.fails) > 100000 {
-		// Bound memory under a spraying attack (many connections or
-		// addresses): forget everyone.
-		l.fails = map[string][]time.Time{}
-	}
-	for _, k := range keys {
-		ts := l.recent(k, now)
-		if len(ts) < l.max {
-			l.fails[k] = append(ts, now)
-		}
-	}
-}

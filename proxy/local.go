@@ -219,7 +219,7 @@ func (s *session) infoCmd(c *command) route {
 }
 
 func (s *session) unsubscribeCmd(c *command) route {
-	s.unsubscribe(c.cmd.Name, c.Args[1:])
+	s.out = wire.AppendUnsubscribed(s.out, s.proto, c.cmd.Name, c.Args[1:])
 	return routeLocal
 }
 
@@ -339,25 +339,7 @@ func (s *session) hello(args [][]byte) {
 	if setName {
 		s.name = name
 	}
-	s.out = s.appendHello(s.out)
-}
-
-func (s *session) appendHello(b []byte) []byte {
-	b = wire.AppendMap(b, 7, s.proto)
-	b = redcon.AppendBulkString(b, "server")
-	b = redcon.AppendBulkString(b, "redis")
-	b = redcon.AppendBulkString(b, "version")
-	b = redcon.AppendBulkString(b, s.srv.pool.Version())
-	b = redcon.AppendBulkString(b, "proto")
-	b = redcon.AppendInt(b, int64(s.proto))
-	b = redcon.AppendBulkString(b, "id")
-	b = redcon.AppendInt(b, s.id)
-	b = redcon.AppendBulkString(b, "mode")
-	b = redcon.AppendBulkString(b, "standalone")
-	b = redcon.AppendBulkString(b, "role")
-	b = redcon.AppendBulkString(b, "master")
-	b = redcon.AppendBulkString(b, "modules")
-	return redcon.AppendArray(b, 0)
+	s.out = wire.AppendHello(s.out, s.proto, s.id, s.srv.pool.Version())
 }
 
 // auth answers AUTH [user] pass. Without configured users the proxy behaves
@@ -401,7 +383,3 @@ const minBlockMargin = time.Second
 
 // eqFold compares an ASCII argument with a lowercase word.
 func eqFold(b []byte, lower string) bool { return keyspace.EqFold(b, lower) }
-
-func appendArrayHeader(b []byte, n int) []byte { return redcon.AppendArray(b, n) }
-
-func appendBulk(b, v []byte) []byte { return redcon.AppendBulk(b, v) }

@@ -8,6 +8,7 @@ import (
 
 	"github.com/agentproxy/agentproxy/internal/membudget"
 	"github.com/agentproxy/agentproxy/keyspace"
+	"github.com/tidwall/redcon"
 )
 
 // Protocol errors answered to a client before its connection is closed. The
@@ -328,9 +329,9 @@ func (r *reader) parseInline() (bool, error) {
 		pos += 4 + n
 	}
 	raw := len(args)
-	args = appendArrayHeader(args, len(m)/2)
+	args = redcon.AppendArray(args, len(m)/2)
 	for k := 0; k < len(m); k += 2 {
-		args = appendBulk(args, args[start+m[k]:start+m[k+1]])
+		args = redcon.AppendBulk(args, args[start+m[k]:start+m[k+1]])
 	}
 	r.inline = args
 	first := len(r.argv)

@@ -24,6 +24,7 @@ import (
 
 	"github.com/agentproxy/agentproxy/domain"
 	"github.com/agentproxy/agentproxy/internal/membudget"
+	"github.com/agentproxy/agentproxy/internal/quota"
 	"github.com/agentproxy/agentproxy/internal/rawio"
 	"github.com/agentproxy/agentproxy/internal/wire"
 	"github.com/agentproxy/agentproxy/policy"
@@ -113,13 +114,13 @@ type Server struct {
 	closing atomic.Bool
 
 	policy   atomic.Pointer[policy.Policy]
-	limiter  *authLimiter
+	limiter  *policy.AuthLimiter
 	lastWarn atomic.Int64
 
 	env    *domain.Env
 	budget *membudget.Budget
 	bulk   chan struct{} // slots of the bulk lane (bulk.go)
-	ded    wsLimit       // dedicated connections held per workspace
+	ded    quota.Quota   // dedicated connections held per workspace
 
 	mu       sync.Mutex
 	sessions map[*session]struct{}
@@ -170,8 +171,8 @@ func New(opts Options, pool *upstream.Pool, p *policy.Policy, log *zap.Logger) *
 	}
 	s := &Server{opts: opts, pool: pool, log: log, sessions: make(map[*session]struct{}), budget: membudget.New(opts.MemoryBudget), env: env,
 		bulk:    make(chan struct{}, bulkSlots),
-		ded:     wsLimit{max: opts.MaxDedicatedPerWorkspace, n: map[string]int{}},
-		limiter: newAuthLimiter(opts.AuthMaxFailures, opts.AuthWindow)}
+		ded:     quota.Quota{Max: opts.MaxDedicatedPerWorkspace},
+		limiter: policy.NewAuthLimiter(opts.AuthMaxFailures, opts.AuthWindow)}
 	s.policy.Store(p)
 	return s
 }
@@ -188,37 +189,6 @@ func (s *Server) warnSampled(msg, user string) {
 	}
 	s.log.Warn("keyspace violation forwarded (warn mode)", zap.String("user", user), zap.String("violation", msg),
 		zap.Int64("warned_total", s.Stats.Warned.Load()))
-}
-
-// wsLimit counts something held per workspace against a maximum.
-type wsLimit struct {
-	mu  sync.Mutex
-	max int
-	n   map[string]int
-}
-
-func (l *wsLimit) take(ws string) bool {
-	if l.max <= 0 {
-		return true
-	}
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	if l.n[ws] >= l.max {
-		return false
-	}
-	l.n[ws]++
-	return true
-}
-
-func (l *wsLimit) give(ws string) {
-	if l.max <= 0 {
-		return
-	}
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	if l.n[ws]--; l.n[ws] <= 0 {
-		delete(l.n, ws)
-	}
 }
 
 // Budget is the proxy-wide memory budget.

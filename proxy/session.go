@@ -66,12 +66,10 @@ type session struct {
 	wmu    sync.Mutex
 
 	scratch   []byte
-	outHeld   int64 // bytes of out's capacity taken from the memory budget
-	bulky     int   // batches left in the bulk lane (bulk.go)
-	bulkConn  net.Conn
+	outHeld   int64            // bytes of out's capacity taken from the memory budget
+	bulky     int              // batches left in the bulk lane (bulk.go)
+	bulk      *upstream.Stream // the bulk lane's connection while bulky
 	bulkWS    string
-	bulkBuf   []byte
-	bulkW     int       // bytes left in bulkBuf after the last batch
 	slot      bool      // holds a slot of the bulk lane
 	slotAt    time.Time // since when
 	stopping  atomic.Bool
@@ -183,7 +181,7 @@ func (s *session) close() {
 	s.srv.budget.Give(s.outHeld)
 	s.outHeld = 0
 	if s.authFailed {
-		s.srv.limiter.forget("conn:" + strconv.FormatInt(s.id, 10))
+		s.srv.limiter.Forget("conn:" + strconv.FormatInt(s.id, 10))
 	}
 }
 
@@ -495,7 +493,7 @@ func (s *session) takeDedicated(ws *string) bool {
 		return true
 	}
 	*ws = "w:" + s.ident.Workspace
-	if !s.srv.ded.take(*ws) {
+	if !s.srv.ded.Take(*ws) {
 		s.srv.Stats.DedicatedLimit.Add(1)
 		return false
 	}
@@ -505,7 +503,7 @@ func (s *session) takeDedicated(ws *string) bool {
 // giveDedicated ends what takeDedicated counted.
 func (s *session) giveDedicated(ws string) {
 	if ws != "" {
-		s.srv.ded.give(ws)
+		s.srv.ded.Give(ws)
 	}
 }
 

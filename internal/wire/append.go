@@ -70,3 +70,54 @@ func QuoteArg(b []byte) string {
 		return r
 	}, string(b))
 }
+
+// AppendHello appends the reply to HELLO: the server as the proxy
+// presents it, with the client's proxy id.
+func AppendHello(b []byte, proto int, id int64, version string) []byte {
+	b = AppendMap(b, 7, proto)
+	b = redcon.AppendBulkString(b, "server")
+	b = redcon.AppendBulkString(b, "redis")
+	b = redcon.AppendBulkString(b, "version")
+	b = redcon.AppendBulkString(b, version)
+	b = redcon.AppendBulkString(b, "proto")
+	b = redcon.AppendInt(b, int64(proto))
+	b = redcon.AppendBulkString(b, "id")
+	b = redcon.AppendInt(b, id)
+	b = redcon.AppendBulkString(b, "mode")
+	b = redcon.AppendBulkString(b, "standalone")
+	b = redcon.AppendBulkString(b, "role")
+	b = redcon.AppendBulkString(b, "master")
+	b = redcon.AppendBulkString(b, "modules")
+	return redcon.AppendArray(b, 0)
+}
+
+// AppendUnsubscribed appends what Redis answers UNSUBSCRIBE, PUNSUBSCRIBE
+// or SUNSUBSCRIBE (name) of a client that is not subscribed: once per
+// channel (once with a null channel when none is named), with no
+// subscriptions left; a push under RESP3.
+func AppendUnsubscribed(b []byte, proto int, name string, channels [][]byte) []byte {
+	one := func(ch []byte) {
+		if proto == 3 {
+			b = append(b, ">3\r\n"...)
+		} else {
+			b = append(b, "*3\r\n"...)
+		}
+		b = redcon.AppendBulkString(b, name)
+		if ch == nil {
+			b = AppendNull(b, proto)
+		} else {
+			b = redcon.AppendBulk(b, ch)
+		}
+		b = redcon.AppendInt(b, 0)
+	}
+	if len(channels) == 0 {
+		one(nil)
+	}
+	for _, ch := range channels {
+		if ch == nil {
+			ch = []byte{}
+		}
+		one(ch)
+	}
+	return b
+}
