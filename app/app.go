@@ -23,7 +23,9 @@ import (
 	"github.com/agentproxy/agentproxy/config"
 	"github.com/agentproxy/agentproxy/domain"
 	_ "github.com/agentproxy/agentproxy/domain/all" // the domain commands
+	"github.com/agentproxy/agentproxy/domain/events"
 	"github.com/agentproxy/agentproxy/embedded"
+	"github.com/agentproxy/agentproxy/fencing"
 	"github.com/agentproxy/agentproxy/internal/membudget"
 	"github.com/agentproxy/agentproxy/keyspace"
 	"github.com/agentproxy/agentproxy/policy"
@@ -42,6 +44,8 @@ type App struct {
 	httpSrv *http.Server
 	httpLn  net.Listener
 	served  chan error
+	stop    context.CancelFunc // ends the background goroutines (lock watch, events)
+	emitter *events.Emitter
 }
 
 // Start builds everything and starts serving. It returns once the listener
@@ -79,7 +83,17 @@ func Start(cfg config.Config, log *zap.Logger) (*App, error) {
 		return nil, err
 	}
 	l := cfg.Listen
+	ctx, stop := context.WithCancel(context.Background())
+	a.stop = stop
+	locks := fencing.NewRegistry()
+	go locks.Watch(ctx, a.pool, cfg.Keyspace.Prefix, log.Named("fencing"))
+	a.emitter = events.NewEmitter(a.pool, cfg.Keyspace.Prefix, cfg.Events.StreamMaxLen, cfg.Events.Coalesce.Duration, log.Named("events"))
+	go a.emitter.Run(ctx)
 	a.srv = proxy.New(proxy.Options{
+		Locks: locks,
+		OnWrite: func(w proxy.Write) {
+			a.emitter.Emit(events.Write{WS: w.WS, Actor: w.Actor, Cmd: w.Cmd, Kind: w.Kind, Resource: w.Resource, Delete: w.Delete, TS: w.TS})
+		},
 		RequireAuth:              l.RequireAuth,
 		AuthMaxFailures:          cfg.Auth.MaxFailures,
 		AuthWindow:               cfg.Auth.FailureWindow.Duration,
@@ -93,18 +107,20 @@ func Start(cfg config.Config, log *zap.Logger) (*App, error) {
 		MaxDedicatedPerWorkspace: u.MaxDedicatedPerWorkspace,
 		Embedded:                 a.store != nil,
 		Disabled:                 disabled(cfg.Features),
-		Domain: &domain.Env{Files: domain.FileOptions{ChunkSize: cfg.Files.ChunkSize,
+		Domain: &domain.Env{Locks: locks, Files: domain.FileOptions{ChunkSize: cfg.Files.ChunkSize,
 			MaxBytes: cfg.Files.MaxFileBytes, UploadTTL: cfg.Files.UploadTTL.Duration}},
 	}, a.pool, pol, log.Named("proxy"))
 
 	a.ln, err = net.Listen("tcp", l.Addr)
 	if err != nil {
+		stop()
 		a.pool.Close()
 		a.closeStore()
 		return nil, fmt.Errorf("listen %s: %w", l.Addr, err)
 	}
 	if l.MetricsAddr != "" {
 		if err := a.startHTTP(l.MetricsAddr); err != nil {
+			stop()
 			a.ln.Close()
 			a.pool.Close()
 			a.closeStore()
@@ -142,6 +158,7 @@ func (a *App) Shutdown() error {
 	if a.httpSrv != nil {
 		a.httpSrv.Close()
 	}
+	a.stop()
 	a.pool.Close()
 	if serr := a.closeStore(); serr != nil {
 		err = errors.Join(err, serr)
@@ -268,9 +285,17 @@ func BuildPolicy(cfg config.Config) (*policy.Policy, error) {
 		Mode:          cfg.Keyspace.Mode,
 		AllowScripts:  cfg.Keyspace.AllowScripts,
 		AllowCommands: cfg.Keyspace.AllowCommands,
+		FenceKinds:    cfg.Fencing.Kinds,
+		FenceStrict:   cfg.Fencing.Strict,
+		EventKinds:    cfg.Events.PlainWrites,
+		AllowSelect:   cfg.Keyspace.AllowSelect,
 		Owners:        cfg.Keyspace.Owners,
 		DefaultWS:     cfg.Keyspace.DefaultWorkspace,
 		DefaultRole:   cfg.Keyspace.DefaultRole,
+	}
+	for _, t := range cfg.TTL {
+		pc.TTL = append(pc.TTL, policy.TTLConfig{Kind: t.Kind, Pattern: t.Pattern, Default: t.Default.Duration,
+			Max: t.Max.Duration, Require: t.Require})
 	}
 	for _, u := range cfg.Users {
 		pc.Users = append(pc.Users, policy.UserConfig{Name: u.Name, PasswordSHA256: u.PasswordSHA256, Role: u.Role, Workspaces: u.Workspaces})

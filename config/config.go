@@ -31,6 +31,10 @@ type Config struct {
 	Keyspace Keyspace `toml:"keyspace"`
 	Auth     Auth     `toml:"auth"`
 	Features Features `toml:"features"`
+	Fencing  Fencing  `toml:"fencing"`
+	TTL      []TTL    `toml:"ttl"`
+	Events   Events   `toml:"events"`
+	Limits   Limits   `toml:"ratelimit"`
 	Files    Files    `toml:"files"`
 	Users    []User   `toml:"users"`
 	Log      Log      `toml:"log"`
@@ -44,6 +48,55 @@ type User struct {
 	PasswordSHA256 string   `toml:"password_sha256"`
 	Workspaces     []string `toml:"workspaces"`
 	Role           string   `toml:"role"`
+}
+
+// Fencing guards plain writes with the domain's locks (SPEC §6): a write
+// to a key of these kinds is checked, atomically with it, against the lock
+// on any resource that guards the key.
+type Fencing struct {
+	// Kinds whose plain writes are guarded. The domain's own kinds are
+	// written only by domain commands, which fence themselves.
+	Kinds []string `toml:"kinds"`
+	// Strict checks every guarded write in Redis, not only those the
+	// proxy knows may be locked: exact when several proxies share a Redis
+	// (see docs), at the cost of a script per guarded write.
+	Strict bool `toml:"strict"`
+}
+
+// TTL is one [[ttl]] rule: for the keys of a kind (or matching a pattern),
+// the TTL a write that leaves a key without one gets, the longest allowed,
+// and whether a TTL is required (PERSIST refused).
+type TTL struct {
+	Kind    string   `toml:"kind"`
+	Pattern string   `toml:"pattern"`
+	Default Duration `toml:"default"`
+	Max     Duration `toml:"max"`
+	Require bool     `toml:"require"`
+}
+
+// Events configures events on writes (SPEC §8).
+type Events struct {
+	// StreamMaxLen trims each workspace's event log (approximately).
+	StreamMaxLen int `toml:"stream_maxlen"`
+	// PlainWrites lists the kinds whose plain writes (SET, HSET, DEL, ...)
+	// emit an event per written key after Redis acknowledges them. The
+	// domain commands always emit, inside their scripts.
+	PlainWrites []string `toml:"plain_writes"`
+	// Coalesce, when positive, sends at most one event per written key
+	// within this window (the last).
+	Coalesce Duration `toml:"coalesce"`
+}
+
+// Limits are rate limits per user and per workspace (0: none). Past a
+// limit commands answer TRYAGAIN with the wait.
+type Limits struct {
+	UserCommands      int `toml:"user_commands"`
+	UserBytes         int `toml:"user_bytes"`
+	WorkspaceCommands int `toml:"workspace_commands"`
+	WorkspaceBytes    int `toml:"workspace_bytes"`
+	// Burst is how much above the rate a bucket holds, in time at the
+	// rate (a burst of 1s at 100 commands/s allows 100 at once).
+	Burst Duration `toml:"burst"`
 }
 
 // Features switch the agent domain's command families on and off (the
@@ -124,6 +177,10 @@ type Keyspace struct {
 	// AllowCommands names Redis @dangerous commands agents may use after
 	// all (sort, sort_ro, keys, restore); they are refused by default.
 	AllowCommands []string `toml:"allow_commands"`
+	// AllowSelect lets agents SELECT a database other than the upstream's
+	// (refused in enforce mode by default: Redis Cluster has only db 0,
+	// and the domain commands always use the upstream's).
+	AllowSelect bool `toml:"allow_select"`
 	// Owners says who writes each kind with raw commands: "domain" (only
 	// the domain commands, and admins) or "agents" (free-form). Kinds not
 	// named keep their default: every domain kind is "domain", kv and the
@@ -187,6 +244,9 @@ func Default() Config {
 			Owners: keyspace.DefaultOwners()},
 		Auth:     Auth{MaxFailures: 10, FailureWindow: D(time.Minute)},
 		Features: Features{Cache: true, Todos: true, Files: true, Coord: true},
+		Fencing:  Fencing{Kinds: []string{"kv"}},
+		Events:   Events{StreamMaxLen: 10000},
+		Limits:   Limits{Burst: D(time.Second)},
 		Files:    Files{ChunkSize: 256 << 10, MaxFileBytes: 1 << 30, UploadTTL: D(time.Hour)},
 		Log:      Log{Level: "info", Format: "json"},
 	}
@@ -418,6 +478,60 @@ func (c *Config) Validate() error {
 			bad(fmt.Sprintf("keyspace.allow_commands[%d]", i), "%q cannot be allowed for agents (only %s)", name, strings.Join(keyspace.ConfinableNames(), ", "))
 		}
 	}
+	for i, k := range c.Fencing.Kinds {
+		if !kinds[k] {
+			bad(fmt.Sprintf("fencing.kinds[%d]", i), "%q is not a kind", k)
+		} else if c.owner(k) == "domain" {
+			bad(fmt.Sprintf("fencing.kinds[%d]", i), "%q is written only by the domain commands, which fence themselves", k)
+		}
+	}
+	for i, k := range c.Events.PlainWrites {
+		if !kinds[k] {
+			bad(fmt.Sprintf("events.plain_writes[%d]", i), "%q is not a kind", k)
+		}
+	}
+	if c.Events.StreamMaxLen <= 0 {
+		bad("events.stream_maxlen", "must be positive, got %d", c.Events.StreamMaxLen)
+	}
+	nonNeg("events.coalesce", c.Events.Coalesce)
+	for i, r := range c.TTL {
+		key := fmt.Sprintf("ttl[%d]", i)
+		switch {
+		case r.Kind == "" && r.Pattern == "":
+			bad(key, "needs kind or pattern")
+		case r.Kind != "" && r.Pattern != "":
+			bad(key, "takes kind or pattern, not both")
+		case r.Kind != "" && !kinds[r.Kind]:
+			bad(key+".kind", "%q is not a kind", r.Kind)
+		}
+		if r.Default.Duration < 0 || r.Max.Duration < 0 {
+			bad(key, "durations must not be negative")
+		}
+		if r.Default.Duration > 0 && r.Max.Duration > 0 && r.Default.Duration > r.Max.Duration {
+			bad(key+".default", "%s is longer than max %s", r.Default.Duration, r.Max.Duration)
+		}
+		if r.Require && r.Default.Duration == 0 && r.Max.Duration == 0 {
+			bad(key+".require", "needs default or max: they are what gives every written key its TTL")
+		}
+		if r.Default.Duration == 0 && r.Max.Duration == 0 && !r.Require {
+			bad(key, "sets nothing: give default, max or require")
+		}
+		if (r.Default.Duration > 0 && r.Default.Duration < time.Millisecond) || (r.Max.Duration > 0 && r.Max.Duration < time.Millisecond) {
+			bad(key, "TTLs are at least 1ms")
+		}
+	}
+	for _, l := range []struct {
+		key string
+		v   int
+	}{{"ratelimit.user_commands", c.Limits.UserCommands}, {"ratelimit.user_bytes", c.Limits.UserBytes},
+		{"ratelimit.workspace_commands", c.Limits.WorkspaceCommands}, {"ratelimit.workspace_bytes", c.Limits.WorkspaceBytes}} {
+		if l.v < 0 {
+			bad(l.key, "must not be negative (0: no limit), got %d", l.v)
+		}
+	}
+	if c.Limits.Burst.Duration <= 0 {
+		bad("ratelimit.burst", "must be positive, got %s", c.Limits.Burst.Duration)
+	}
 	if c.Auth.MaxFailures <= 0 {
 		bad("auth.max_failures", "must be positive, got %d", c.Auth.MaxFailures)
 	}
@@ -465,6 +579,18 @@ func (c *Config) Validate() error {
 		bad("log.format", "must be json or console, got %q", c.Log.Format)
 	}
 	return errors.Join(errs...)
+}
+
+// owner is who writes kind k with raw commands (keyspace.owners, else the
+// default: domain for the domain's kinds, agents for the rest).
+func (c *Config) owner(k string) string {
+	if o := c.Keyspace.Owners[k]; o != "" {
+		return o
+	}
+	if o := keyspace.DefaultOwners()[k]; o != "" {
+		return o
+	}
+	return "agents"
 }
 
 func sortedKeys(m map[string]string) []string {

@@ -357,6 +357,12 @@ func TestExampleFile(t *testing.T) {
 	if len(cfg.Keyspace.AllowCommands) == 0 {
 		cfg.Keyspace.AllowCommands = nil
 	}
+	if len(cfg.Events.PlainWrites) == 0 {
+		cfg.Events.PlainWrites = want.Events.PlainWrites
+	}
+	if len(cfg.TTL) == 0 {
+		cfg.TTL = want.TTL
+	}
 	if len(cfg.Users) == 0 {
 		cfg.Users = nil
 	}

@@ -33,12 +33,42 @@ type Entry struct {
 	// "todos", "files", "coord").
 	Feature string
 	Run     Handler
+	// Tx, when set, lets the command be queued inside MULTI: it is one
+	// script or command, which the handler produces with Req.InTx set
+	// (it is queued instead of run), and Tx finishes its reply inside
+	// EXEC's (RESP3 maps, the connection's lock tokens, counters). Nil:
+	// the command makes several round trips and is refused in MULTI.
+	Tx TxFix
 }
+
+// TxFix finishes a queued domain command's reply (its element of EXEC's
+// reply) and returns it.
+type TxFix func(r *Req, args [][]byte, reply []byte) []byte
+
+// TxAsIs keeps the reply as Redis gave it.
+func TxAsIs(_ *Req, _ [][]byte, reply []byte) []byte { return reply }
 
 // Register attaches a handler to the table entry of a domain command
 // (called from the families' init functions).
 func Register(name, feature string, h Handler) {
 	keyspace.SetHandler(name, &Entry{Feature: feature, Run: h})
+}
+
+// RegisterTx is Register for a command that may be queued in MULTI.
+func RegisterTx(name, feature string, h Handler, fix TxFix) {
+	keyspace.SetHandler(name, &Entry{Feature: feature, Run: h, Tx: fix})
+}
+
+// Fix runs f over reply as if it were the handler's own output at
+// Out[start:] and returns what f leaves there (for TxFix functions built
+// on a handler's finishing steps).
+func (r *Req) Fix(reply []byte, f func(start int)) []byte {
+	start := len(r.Out)
+	r.Out = append(r.Out, reply...)
+	f(start)
+	out := append([]byte(nil), r.Out[start:]...)
+	r.Out = r.Out[:start]
+	return out
 }
 
 // Upstream is how a handler reaches Redis from the connection that sent
@@ -78,6 +108,10 @@ type Req struct {
 	Locks map[string]int64
 	Env   *Env
 	Up    Upstream
+	// InTx: the command is being queued inside MULTI; Script sends EVAL
+	// (a NOSCRIPT at EXEC could not be retried) and Up queues instead of
+	// running.
+	InTx bool
 
 	// Buffers kept across the connection's commands.
 	Scratch []byte
@@ -106,6 +140,10 @@ type Env struct {
 	// MaxOutput is the client output limit (listen.max_output_bytes):
 	// replies the handlers build must fit in it.
 	MaxOutput int
+	// Locks, when set, learns of the locks the domain's lock commands take
+	// and release (the proxy's fencing registry; other proxies learn them
+	// from the lock events).
+	Locks LockObserver
 
 	mu  sync.Mutex
 	ext map[any]any
@@ -125,6 +163,12 @@ func (e *Env) Value(key any, mk func() any) any {
 		e.ext[key] = v
 	}
 	return v
+}
+
+// LockObserver learns of lock changes (expiresAt: unix ms).
+type LockObserver interface {
+	Acquired(ws, resource string, expiresAt int64)
+	Released(ws, resource string)
 }
 
 // Limits of the domain's arguments.
@@ -182,6 +226,11 @@ func (r *Req) Version(b []byte) bool {
 // when Redis no longer has it cached. The reply is appended to Out.
 func (r *Req) Script(sc *lua.Script, keys, args []string) {
 	start := len(r.Out)
+	if r.InTx {
+		r.Scratch = sc.AppendEval(r.Scratch[:0], keys, args)
+		r.Up.Shared(r, r.Scratch, 1)
+		return
+	}
 	r.Scratch = sc.AppendEvalSHA(r.Scratch[:0], keys, args)
 	if r.Up.Shared(r, r.Scratch, 1) != nil {
 		return

@@ -132,6 +132,11 @@ type Policy struct {
 	DefaultWS     string
 	DefaultRole   Role
 
+	// Writes are the rules for plain writes (fencing, TTLs, events).
+	Writes *Writes
+	// AllowSelect lets agents SELECT another database (enforce mode).
+	AllowSelect bool
+
 	kinds        []kindRule // by the grammar's kind index
 	eventsDomain bool       // the workspace's event channel is the domain's
 }
@@ -218,6 +223,11 @@ func (p *Policy) Check(id *Identity, c *keyspace.Command, args [][]byte, acc *ke
 			if r := &p.kinds[kind]; r.secret || r.domain && acc.IsWritten(i) {
 				return p.violation(r.refusal(args[i], acc.IsWritten(i)))
 			}
+		}
+	}
+	if w := p.Writes; len(w.patterns) > 0 || hasRequire(w) {
+		if msg := p.requiresTTL(c, args, acc, ws); msg != "" {
+			return p.violation(msg)
 		}
 	}
 	if c.Name == "copy" && hasArg(args, "db") {
@@ -374,6 +384,13 @@ type Config struct {
 	DefaultWS   string
 	DefaultRole string
 	Users       []UserConfig
+	// The rules for plain writes: guarded kinds, whether every guarded
+	// write is checked in Redis, TTL rules, kinds whose writes emit events.
+	FenceKinds  []string
+	FenceStrict bool
+	TTL         []TTLConfig
+	EventKinds  []string
+	AllowSelect bool
 }
 
 // UserConfig is one configured user.
@@ -428,6 +445,8 @@ func New(c Config) (*Policy, error) {
 	if i := p.Grammar.KindIndex("events"); i >= 0 {
 		p.eventsDomain = p.kinds[i].domain
 	}
+	p.AllowSelect = c.AllowSelect
+	p.compileWrites(c)
 	if c.DefaultRole != "" {
 		if p.DefaultRole, ok = ParseRole(c.DefaultRole); !ok {
 			return nil, errors.New("keyspace.default_role: must be agent, readonly or admin")

@@ -1,6 +1,8 @@
 package proxy
 
 import (
+	"bytes"
+
 	"github.com/agentproxy/agentproxy/domain"
 	"github.com/agentproxy/agentproxy/internal/wire"
 	"github.com/agentproxy/agentproxy/keyspace"
@@ -21,6 +23,7 @@ func (s *session) runDomain(e *domain.Entry, args [][]byte) {
 		return
 	}
 	r := &s.dreq
+	s.mark = len(s.out)
 	r.Out, r.Proto, r.Workspace, r.Actor = s.out, s.proto, s.ident.Workspace, s.ident.Name()
 	r.Grammar, r.Env, r.Up = s.srv.policy.Load().Grammar, s.srv.env, s
 	e.Run(r, args)
@@ -28,9 +31,41 @@ func (s *session) runDomain(e *domain.Entry, args [][]byte) {
 	r.Out = nil
 }
 
+// queueDomain prepares the domain command c (entry e) to be queued inside
+// MULTI: the handler runs with Req.InTx, and what it would have sent
+// becomes the command to queue. It returns "" or the refusal.
+func (s *session) queueDomain(c *command, e *domain.Entry) string {
+	if e.Tx == nil {
+		return "ERR '" + c.cmd.Name + "' cannot be queued in MULTI: it makes several round trips to Redis; send it outside the transaction"
+	}
+	s.capture, s.captured = s.capture[:0], 0
+	s.dreq.InTx = true
+	s.runDomain(e, c.Args[1:])
+	s.dreq.InTx = false
+	if len(s.out) > s.mark {
+		// The handler refused its arguments: a queueing error, which
+		// discards the transaction, as Redis does.
+		msg := string(bytes.TrimRight(s.out[s.mark+1:], "\r\n"))
+		s.out = s.out[:s.mark]
+		return msg
+	}
+	if s.captured != 1 {
+		return "ERR '" + c.cmd.Name + "' cannot be queued in MULTI in this form (it would block or make several round trips); send it outside the transaction"
+	}
+	start := len(s.rewrite)
+	s.rewrite = append(s.rewrite, s.capture...)
+	c.Raw, c.off, c.tx = s.rewrite[start:len(s.rewrite):len(s.rewrite)], -1, e
+	return ""
+}
+
 // Shared implements domain.Upstream: a shared connection, with this
 // client's output limit and the memory budget.
 func (s *session) Shared(r *domain.Req, payload []byte, n int) error {
+	if r.InTx {
+		s.capture = append(s.capture, payload...)
+		s.captured += n
+		return nil
+	}
 	conn := s.srv.pool.Shared(s.proto)
 	if conn == nil {
 		for k := 0; k < n; k++ {
@@ -47,6 +82,10 @@ func (s *session) Shared(r *domain.Req, payload []byte, n int) error {
 // Blocking implements domain.Upstream: one blocking command on a
 // connection of its own (EVENTS.READ BLOCK).
 func (s *session) Blocking(r *domain.Req, args [][]byte, raw []byte) {
+	if r.InTx {
+		s.captured += 2 // a blocking command cannot be queued
+		return
+	}
 	s.out = r.Out
 	cmd := keyspace.Lookup(args[0])
 	s.forwardBlocking(&command{Args: args, Raw: raw, off: -1, cmd: cmd, sub: cmd})
@@ -65,6 +104,51 @@ func (s *session) GiveDedicated(ws string) { s.giveDedicated(ws) }
 
 // Stopping implements domain.Upstream.
 func (s *session) Stopping() bool { return s.stopping.Load() }
+
+// txItem is a command queued in the client's MULTI, in order: a domain
+// command's reply is finished by its entry's Tx once EXEC answers.
+type txItem struct {
+	e    *domain.Entry
+	args [][]byte
+}
+
+// queued records a command Redis queued.
+func (s *session) queued(c *command) {
+	it := txItem{e: c.tx}
+	if c.tx != nil {
+		for _, a := range c.Args[1:] {
+			it.args = append(it.args, append([]byte(nil), a...))
+		}
+		s.txFix = true
+	}
+	s.txItems = append(s.txItems, it)
+}
+
+// finishExec applies the queued domain commands' Tx to their elements of
+// EXEC's reply at out[start:end] and returns the new end.
+func (s *session) finishExec(start, end int) int {
+	if !s.txFix {
+		return end
+	}
+	elems, ok := wire.Elements(s.out[start:end])
+	if !ok || len(elems) == 0 || len(elems) != len(s.txItems) {
+		return end
+	}
+	r := &s.dreq
+	r.Out, r.Proto, r.Workspace, r.Actor = nil, s.proto, s.ident.Workspace, s.ident.Name()
+	r.Grammar, r.Env, r.Up = s.srv.policy.Load().Grammar, s.srv.env, s
+	b := append([]byte(nil), s.out[start:start+elems[0][0]]...) // the array header
+	for k, el := range elems {
+		e := s.out[start+el[0] : start+el[1]]
+		if it := s.txItems[k]; it.e != nil {
+			e = it.e.Tx(r, it.args, e)
+		}
+		b = append(b, e...)
+	}
+	tail := append([]byte(nil), s.out[end:]...)
+	s.out = append(append(s.out[:start], b...), tail...)
+	return start + len(b)
+}
 
 // domainEntry is the domain handler of a command, or nil.
 func domainEntry(info *keyspace.Command) *domain.Entry {

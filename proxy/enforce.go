@@ -19,12 +19,13 @@ import (
 func (s *session) checkBatch(cmds []command) {
 	p := s.srv.policy.Load()
 	s.rewrite = s.rewrite[:0]
+	s.planned, s.evKeys = false, s.evKeys[:0]
 	// Follow MULTI through the batch: what may be queued differs.
 	multi := s.inMulti
 	admin := s.ident.Role == policy.RoleAdmin
 	for i := range cmds {
 		c := &cmds[i]
-		c.deny = ""
+		c.deny, c.hidden, c.wrap, c.evLo, c.evHi = "", 0, false, 0, 0
 		c.cmd = keyspace.Lookup(c.Args[0])
 		c.sub = c.cmd.Sub(c.Args)
 		lc := localOf(c.cmd)
@@ -68,6 +69,12 @@ func (s *session) checkBatch(cmds []command) {
 				continue
 			}
 		}
+		if c.cmd == cmdSelect {
+			if c.deny = s.selectRefusal(c.Args, p); c.deny != "" {
+				s.srv.Stats.Refused.Add(1)
+				continue
+			}
+		}
 		if info.Has(keyspace.Local) {
 			// Answered by the session itself (PING, HELLO, WORKSPACE ...).
 			// Subcommands resolve to their own entries, so CLIENT KILL is
@@ -99,6 +106,15 @@ func (s *session) checkBatch(cmds []command) {
 		case policy.WarnOK:
 			s.srv.Stats.Warned.Add(1)
 			s.srv.warnSampled(msg, s.ident.Name())
+		}
+		if e := domainEntry(c.cmd); multi && e != nil {
+			if msg := s.queueDomain(c, e); msg != "" {
+				c.deny = msg
+			}
+			continue
+		}
+		if p.Writes.Any && len(s.acc.Written) > 0 && p.Mode != policy.Off {
+			s.planWrite(c, p, multi || s.tconn != nil)
 		}
 		if info == cmdScan && s.ident.Role != policy.RoleAdmin && p.Mode != policy.Off {
 			start := len(s.rewrite)

@@ -1,6 +1,7 @@
 package proxy
 
 import (
+	"strconv"
 	"time"
 
 	"github.com/tidwall/redcon"
@@ -77,7 +78,7 @@ func init() {
 		return routeLocal
 	}, tunnel: tunnelAnswer})
 	reg("client|info", &localCmd{run: func(s *session, c *command) route {
-		s.out = s.appendText(s.out, s.clientLine(nil, "client|info"))
+		s.out = wire.AppendText(s.out, wire.AppendClientLine(nil, s.conn(), "client|info"), s.proto)
 		return routeLocal
 	}, tunnel: tunnelAnswer})
 	reg("client|list", &localCmd{run: func(s *session, c *command) route {
@@ -97,7 +98,10 @@ func init() {
 		s.out = redcon.AppendInt(s.out, -1)
 		return routeLocal
 	}})
-	reg("client|trackinginfo", &localCmd{run: (*session).trackingInfoOff})
+	reg("client|trackinginfo", &localCmd{run: func(s *session, c *command) route {
+		s.out = wire.TrackingInfoOff(s.out, s.proto)
+		return routeLocal
+	}})
 	reg("client|tracking", &localCmd{run: func(s *session, c *command) route {
 		if len(c.Args) >= 3 && eqFold(c.Args[2], "on") {
 			return routeTunnel
@@ -192,7 +196,7 @@ func (s *session) helloCmd(c *command) route {
 	}
 	mark := len(s.out)
 	if len(c.Args) > 1 {
-		if v, ok := parseInt(c.Args[1]); ok && v != s.proto {
+		if v, ok := wire.ParseInt(c.Args[1]); ok && v != s.proto {
 			s.out = wire.AppendError(s.out, wire.ErrProtoSwitch)
 			s.answer(mark)
 			return routeLocal
@@ -228,7 +232,7 @@ func (s *session) selectCmd(c *command) route {
 		s.out = wire.AppendArity(s.out, "select")
 		return routeLocal
 	}
-	n, ok := parseInt(c.Args[1])
+	n, ok := wire.ParseInt(c.Args[1])
 	if !ok {
 		s.out = wire.AppendError(s.out, wire.ErrSelectInvalid)
 		return routeLocal
@@ -238,6 +242,20 @@ func (s *session) selectCmd(c *command) route {
 		return routeLocal
 	}
 	return routePinned
+}
+
+// selectRefusal says whether this client may SELECT: agents stay in the
+// configured database (checked in checkBatch, so also inside MULTI and
+// while tunnelled).
+func (s *session) selectRefusal(args [][]byte, p *policy.Policy) string {
+	if len(args) != 2 || s.ident.Role == policy.RoleAdmin || p.Mode != policy.Enforce || p.AllowSelect {
+		return ""
+	}
+	if n, ok := wire.ParseInt(args[1]); !ok || n == s.srv.pool.DB() {
+		return ""
+	}
+	return "NOPERM SELECT of another database is refused for agents: the domain commands and Redis Cluster use only database " +
+		strconv.Itoa(s.srv.pool.DB()) + "; keys live in workspaces, not databases (keyspace.allow_select)"
 }
 
 // commandCmd: the embedded store ignores COMMAND DOCS and answers
@@ -294,7 +312,7 @@ func (s *session) clientGetName(c *command) route {
 func (s *session) hello(args [][]byte) {
 	proto := s.proto
 	if len(args) > 0 {
-		v, ok := parseInt(args[0])
+		v, ok := wire.ParseInt(args[0])
 		if !ok {
 			s.out = wire.AppendError(s.out, "ERR Protocol version is not an integer or out of range")
 			return

@@ -23,6 +23,7 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/agentproxy/agentproxy/domain"
+	"github.com/agentproxy/agentproxy/fencing"
 	"github.com/agentproxy/agentproxy/internal/membudget"
 	"github.com/agentproxy/agentproxy/internal/quota"
 	"github.com/agentproxy/agentproxy/internal/rawio"
@@ -60,6 +61,13 @@ type Options struct {
 	// MemoryBudget bounds the bytes held for incomplete requests and
 	// undelivered replies across all clients (0: membudget.Default()).
 	MemoryBudget int64
+	// Locks is the fencing registry of the locks that may guard plain
+	// writes (its Watch runs elsewhere); nil: a new, never-synced one
+	// (every guarded write takes the script).
+	Locks *fencing.Registry
+	// OnWrite, when set, receives the keys of evented kinds written by
+	// acknowledged plain writes (the event emitter).
+	OnWrite func(Write)
 	// MaxDedicatedPerWorkspace bounds the dedicated upstream connections
 	// (transactions, blocking commands, subscriptions, bulk transfers) the
 	// clients of one workspace hold at once, so one workspace cannot use
@@ -118,6 +126,7 @@ type Server struct {
 	lastWarn atomic.Int64
 
 	env    *domain.Env
+	locks  *fencing.Registry
 	budget *membudget.Budget
 	bulk   chan struct{} // slots of the bulk lane (bulk.go)
 	ded    quota.Quota   // dedicated connections held per workspace
@@ -149,6 +158,10 @@ func New(opts Options, pool *upstream.Pool, p *policy.Policy, log *zap.Logger) *
 	if opts.ReadBufferSize <= 0 {
 		opts.ReadBufferSize = d.ReadBufferSize
 	}
+	locks := opts.Locks
+	if locks == nil {
+		locks = fencing.NewRegistry()
+	}
 	env := opts.Domain
 	if env == nil {
 		env = &domain.Env{}
@@ -169,7 +182,7 @@ func New(opts Options, pool *upstream.Pool, p *policy.Policy, log *zap.Logger) *
 	if log == nil {
 		log = zap.NewNop()
 	}
-	s := &Server{opts: opts, pool: pool, log: log, sessions: make(map[*session]struct{}), budget: membudget.New(opts.MemoryBudget), env: env,
+	s := &Server{opts: opts, pool: pool, log: log, sessions: make(map[*session]struct{}), budget: membudget.New(opts.MemoryBudget), env: env, locks: locks,
 		bulk:    make(chan struct{}, bulkSlots),
 		ded:     quota.Quota{Max: opts.MaxDedicatedPerWorkspace},
 		limiter: policy.NewAuthLimiter(opts.AuthMaxFailures, opts.AuthWindow)}

@@ -13,6 +13,7 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/agentproxy/agentproxy/domain"
+	"github.com/agentproxy/agentproxy/fencing"
 	"github.com/agentproxy/agentproxy/internal/wire"
 	"github.com/agentproxy/agentproxy/keyspace"
 	"github.com/agentproxy/agentproxy/policy"
@@ -65,9 +66,14 @@ type session struct {
 	tlocal *tunnelLocal
 	wmu    sync.Mutex
 
-	scratch   []byte
-	outHeld   int64            // bytes of out's capacity taken from the memory budget
-	bulky     int              // batches left in the bulk lane (bulk.go)
+	scratch []byte
+	outHeld int64 // bytes of out's capacity taken from the memory budget
+	bulky   int   // batches left in the bulk lane (bulk.go)
+	// The batch's write plans (writes.go).
+	planned   bool
+	wplan     fencing.Write
+	wscratch  fencing.Scratch
+	evKeys    []int
 	bulk      *upstream.Stream // the bulk lane's connection while bulky
 	bulkWS    string
 	slot      bool      // holds a slot of the bulk lane
@@ -86,7 +92,12 @@ type session struct {
 
 	// dreq is the domain commands' view of this connection (dispatch.go);
 	// it keeps their lock tokens and buffers between commands.
-	dreq domain.Req
+	dreq     domain.Req
+	mark     int    // len(out) when a domain command started
+	capture  []byte // what a domain command queued in MULTI would send
+	captured int
+	txItems  []txItem // the commands queued in the client's MULTI
+	txFix    bool     // some of them are domain commands
 }
 
 func newSession(srv *Server, nc net.Conn) *session {
@@ -384,7 +395,27 @@ func (s *session) rawLen(cmds []command) int {
 
 // do sends cmds on conn and appends their replies (or errors) to out.
 func (s *session) do(conn *upstream.Conn, cmds []command, timeout time.Duration, ends bool) error {
-	return s.doPayload(conn, s.payload(cmds), len(cmds), timeout, ends)
+	return s.doRun(conn, cmds, s.payload(cmds), timeout, ends)
+}
+
+// doRun is do with the payload of cmds already gathered.
+func (s *session) doRun(conn *upstream.Conn, cmds []command, payload []byte, timeout time.Duration, ends bool) error {
+	if !s.planned || !anyPlanned(cmds) {
+		return s.doPayload(conn, payload, len(cmds), timeout, ends)
+	}
+	start := len(s.out)
+	err := s.doPayload(conn, payload, replies(cmds), timeout, true)
+	s.afterWrites(cmds, start, err)
+	return err
+}
+
+func anyPlanned(cmds []command) bool {
+	for k := range cmds {
+		if c := &cmds[k]; c.hidden > 0 || c.wrap || c.evHi > c.evLo {
+			return true
+		}
+	}
+	return false
 }
 
 // doPayload sends n commands already encoded in payload on conn and appends
@@ -448,7 +479,7 @@ func (s *session) failRest(n, got int, err error) {
 
 func (s *session) forwardShared(cmds []command) {
 	payload := s.payload(cmds)
-	if s.bulky > 0 || len(payload) >= bulkBytes {
+	if (s.bulky > 0 || len(payload) >= bulkBytes) && !(s.planned && anyPlanned(cmds)) {
 		if s.bulky <= 0 {
 			s.bulky = bulkBatches
 		}
@@ -464,7 +495,7 @@ func (s *session) forwardShared(cmds []command) {
 		return
 	}
 	start := len(s.out)
-	s.doPayload(conn, payload, len(cmds), 0, false)
+	s.doRun(conn, cmds, payload, 0, false)
 	if len(s.out)-start >= bulkBytes {
 		s.bulky = bulkBatches
 	}
@@ -543,10 +574,16 @@ func (s *session) forwardPinned(cmds []command) {
 	start := len(s.out)
 	err := s.do(s.pinned, cmds, 0, true)
 	// Follow the connection state through the replies that arrived.
-	prev := start
+	prev, shift := start, 0
 	for k := 0; k < len(s.ends) && k < len(cmds); k++ {
-		reply := s.out[prev:s.ends[k]]
-		prev = s.ends[k]
+		end := s.ends[k] + shift
+		if s.inMulti && isTxEnd(cmds[k].cmd) && len(s.out) > prev && s.out[prev] != '-' {
+			// EXEC's reply: queued domain commands finish theirs.
+			n := s.finishExec(prev, end)
+			shift, end = shift+n-end, n
+		}
+		reply := s.out[prev:end]
+		prev = end
 		s.track(&cmds[k], reply)
 	}
 	if err != nil {
@@ -566,6 +603,12 @@ func (s *session) track(c *command, reply []byte) {
 		switch {
 		case isTxEnd(cmd):
 			s.inMulti, s.watching = false, false
+			s.txItems, s.txFix = s.txItems[:0], false
+		case ok && len(reply) > 0 && reply[0] == '+':
+			s.queued(c)
+			if connChanging(cmd) {
+				s.sticky = true
+			}
 		case connChanging(cmd):
 			if ok {
 				s.sticky = true
@@ -573,6 +616,7 @@ func (s *session) track(c *command, reply []byte) {
 		}
 	case cmd == cmdMulti:
 		s.inMulti = ok
+		s.txItems, s.txFix = s.txItems[:0], false
 	case cmd == cmdWatch:
 		s.watching = s.watching || ok
 	case cmd == cmdUnwatch:
@@ -586,7 +630,7 @@ func (s *session) track(c *command, reply []byte) {
 		}
 	case cmd == cmdSelect:
 		if ok {
-			s.db, _ = parseInt(c.Args[1])
+			s.db, _ = wire.ParseInt(c.Args[1])
 		}
 	case cmd == cmdClient:
 		// CLIENT NO-EVICT / NO-TOUCH set state on the pinned connection.

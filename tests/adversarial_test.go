@@ -273,19 +273,30 @@ func TestAdversarialSharedConnectionState(t *testing.T) {
 			t.Errorf("EXEC after refused %q: %q", inner, got)
 		}
 	}
-	// SELECT pins: the attacker's database never leaks into others'.
-	if got := alice.DoS("SELECT", "5"); got != "+OK\r\n" {
-		t.Fatalf("SELECT 5: %q", got)
+	// Agents stay in database 0; SELECT 0 is a no-op that clients send.
+	e.mustRefuse(alice, "SELECT", "5")
+	if got := alice.DoS("SELECT", "0"); got != "+OK\r\n" {
+		t.Fatalf("SELECT 0: %q", got)
 	}
-	alice.Do("SET", advAcme+"kv:in5", "x")
-	if got := alice.DoS("MULTI"); got != "+OK\r\n" {
-		t.Fatal(got)
-	}
-	alice.Do("SELECT", "6")
-	if got := alice.DoS("EXEC"); !strings.HasPrefix(got, "*1\r\n") {
-		t.Fatalf("EXEC: %q", got)
+	alice.Do("MULTI")
+	e.mustRefuse(alice, "SELECT", "6")
+	if got := alice.DoS("EXEC"); !strings.HasPrefix(got, "-EXECABORT") {
+		t.Fatalf("EXEC after SELECT 6: %q", got)
 	}
 	alice.Close()
+	// An admin may SELECT; that pins, and the database never leaks into
+	// others' connections.
+	root := e.login("root")
+	if got := root.DoS("SELECT", "5"); got != "+OK\r\n" {
+		t.Fatalf("admin SELECT 5: %q", got)
+	}
+	root.Do("SET", advAcme+"kv:in5", "x")
+	root.Do("MULTI")
+	root.Do("SELECT", "6")
+	if got := root.DoS("EXEC"); !strings.HasPrefix(got, "*1\r\n") {
+		t.Fatalf("admin EXEC: %q", got)
+	}
+	root.Close()
 	// Bob's commands, shared and pinned, still land in database 0 and get
 	// their own replies.
 	for i := 0; i < 20; i++ {
@@ -311,8 +322,8 @@ func TestAdversarialSharedConnectionState(t *testing.T) {
 	for {
 		bad := ""
 		for _, c := range e.clientList() {
-			if c["cmd"] == "client|list" {
-				continue
+			if c["cmd"] == "client|list" || strings.HasPrefix(c["name"], "agentproxy-") {
+				continue // this check's own connection, the proxy's lock watch
 			}
 			if c["db"] != "0" || c["sub"] != "0" || c["psub"] != "0" || strings.ContainsAny(c["flags"], "etPx") {
 				bad = fmt.Sprint(c)

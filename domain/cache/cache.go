@@ -23,8 +23,9 @@ const (
 type req struct{ *domain.Req }
 
 func init() {
-	domain.Register("cache.get", "cache", func(r *domain.Req, a [][]byte) { req{r}.cacheGet(a) })
-	domain.Register("cache.set", "cache", func(r *domain.Req, a [][]byte) { req{r}.cacheSet(a) })
+	domain.RegisterTx("cache.get", "cache", func(r *domain.Req, a [][]byte) { req{r}.cacheGet(a) },
+		func(r *domain.Req, _ [][]byte, reply []byte) []byte { req{r}.count(reply); return reply })
+	domain.RegisterTx("cache.set", "cache", func(r *domain.Req, a [][]byte) { req{r}.cacheSet(a) }, domain.TxAsIs)
 }
 
 // cacheEntry validates <tool> <hash> and names the entry "<tool>:<hash>".
@@ -52,7 +53,12 @@ func (s req) cacheGet(args [][]byte) {
 	if s.Up.Shared(s.Req, s.Scratch, 1) != nil {
 		return
 	}
-	if r := s.Out[start:]; len(r) > 0 && (r[0] == '_' || string(r[:min(len(r), 3)]) == "$-1") {
+	s.count(s.Out[start:])
+}
+
+// count counts a CACHE.GET reply as a hit or a miss.
+func (s req) count(r []byte) {
+	if len(r) > 0 && (r[0] == '_' || string(r[:min(len(r), 3)]) == "$-1") {
 		s.Env.Stats.CacheMisses.Add(1)
 	} else if len(r) > 0 && r[0] == '$' {
 		s.Env.Stats.CacheHits.Add(1)

@@ -15,7 +15,7 @@ import (
 type req struct{ *domain.Req }
 
 func init() {
-	domain.Register("events.read", "coord", func(r *domain.Req, a [][]byte) { req{r}.eventsRead(a) })
+	domain.RegisterTx("events.read", "coord", func(r *domain.Req, a [][]byte) { req{r}.eventsRead(a) }, domain.TxAsIs)
 }
 
 // eventsRead: EVENTS.READ [AFTER id] [COUNT n] [BLOCK ms] reads the

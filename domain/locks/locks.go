@@ -24,11 +24,35 @@ const (
 type req struct{ *domain.Req }
 
 func init() {
-	domain.Register("lock.acquire", "coord", func(r *domain.Req, a [][]byte) { req{r}.lockAcquire(a) })
-	domain.Register("lock.extend", "coord", func(r *domain.Req, a [][]byte) { req{r}.lockToken(a, "lock_extend") })
-	domain.Register("lock.release", "coord", func(r *domain.Req, a [][]byte) { req{r}.lockToken(a, "lock_release") })
-	domain.Register("lock.info", "coord", func(r *domain.Req, a [][]byte) { req{r}.lockInfo(a) })
-	domain.Register("lock.use", "coord", func(r *domain.Req, a [][]byte) { req{r}.lockUse(a) })
+	domain.RegisterTx("lock.acquire", "coord", func(r *domain.Req, a [][]byte) { req{r}.lockAcquire(a) },
+		func(r *domain.Req, a [][]byte, reply []byte) []byte {
+			s, res := req{r}, string(a[0])
+			return r.Fix(reply, func(st int) {
+				s.rememberToken(res, r.Out[st:])
+				s.observe(res, r.Out[st:])
+				s.AsMap(st)
+			})
+		})
+	domain.RegisterTx("lock.extend", "coord", func(r *domain.Req, a [][]byte) { req{r}.lockToken(a, "lock_extend") },
+		func(r *domain.Req, a [][]byte, reply []byte) []byte {
+			return r.Fix(reply, func(st int) { req{r}.observe(string(a[0]), r.Out[st:]); r.AsMap(st) })
+		})
+	domain.RegisterTx("lock.release", "coord", func(r *domain.Req, a [][]byte) { req{r}.lockToken(a, "lock_release") },
+		func(r *domain.Req, a [][]byte, reply []byte) []byte {
+			if len(reply) > 0 && reply[0] == ':' {
+				req{r}.released(string(a[0]))
+			}
+			return reply
+		})
+	domain.RegisterTx("lock.info", "coord", func(r *domain.Req, a [][]byte) { req{r}.lockInfo(a) },
+		func(r *domain.Req, a [][]byte, reply []byte) []byte { return r.Fix(reply, r.AsMap) })
+	domain.RegisterTx("lock.use", "coord", func(r *domain.Req, a [][]byte) { req{r}.lockUse(a) },
+		func(r *domain.Req, a [][]byte, reply []byte) []byte {
+			if t, err := strconv.ParseInt(string(a[1]), 10, 64); err == nil && len(reply) > 0 && reply[0] == '+' {
+				r.Hold(string(a[0]), t)
+			}
+			return reply
+		})
 }
 
 // lockInfo: LOCK.INFO <resource>.
@@ -75,6 +99,10 @@ func (s req) lockAcquire(args [][]byte) {
 			return
 		}
 	}
+	if wait > 0 && s.InTx {
+		s.Err("ERR LOCK.ACQUIRE ... WAIT retries in the proxy and cannot be queued in MULTI; acquire before MULTI, or without WAIT")
+		return
+	}
 	keys := []string{s.Key("lock", res), s.Key("fence", res), s.Key("events", "log")}
 	argv := []string{strconv.FormatInt(ttl, 10), owner, s.Workspace, res, domain.EventsMaxLen, s.Channel(), ifv, s.Actor}
 	deadline := time.Now().Add(time.Duration(wait) * time.Millisecond)
@@ -86,6 +114,7 @@ func (s req) lockAcquire(args [][]byte) {
 		if !locked || wait == 0 || !time.Now().Before(deadline) || s.Up.Stopping() {
 			if !locked {
 				s.rememberToken(res, s.Out[start:])
+				s.observe(res, s.Out[start:])
 				s.AsMap(start)
 			}
 			return
@@ -118,12 +147,39 @@ func (s req) lockToken(args [][]byte, name string) {
 			return
 		}
 		s.Script(lua.Get(name), keys, []string{tok, strconv.FormatInt(ttl, 10), s.Workspace, res, domain.EventsMaxLen, s.Channel(), s.Actor})
+		s.observe(res, s.Out[start:])
 		s.AsMap(start)
 		return
 	}
 	s.Script(lua.Get(name), keys, []string{tok, s.Workspace, res, domain.EventsMaxLen, s.Channel(), s.Actor})
-	if len(s.Out) > start && s.Out[start] == ':' && s.Locks != nil {
-		delete(s.Locks, res)
+	if len(s.Out) > start && s.Out[start] == ':' {
+		s.released(res)
+	}
+}
+
+// released forgets the connection's token for res, and tells the registry.
+func (s req) released(res string) {
+	s.Drop(res)
+	if s.Env.Locks != nil {
+		s.Env.Locks.Released(s.Workspace, res)
+	}
+}
+
+// observe tells the proxy's lock registry (fencing of plain writes) about a
+// lock a successful ACQUIRE or EXTEND reply (token, expires_at, ...) holds.
+func (s req) observe(res string, reply []byte) {
+	if s.Env.Locks == nil || len(reply) == 0 || reply[0] != '*' {
+		return
+	}
+	v, _, err := domain.ParseReply(reply)
+	if err != nil {
+		return
+	}
+	for i := 0; i+1 < len(v.Kids); i += 2 {
+		if v.Kids[i].Str == "expires_at" {
+			exp, _ := strconv.ParseInt(v.Kids[i+1].Str, 10, 64)
+			s.Env.Locks.Acquired(s.Workspace, res, exp)
+		}
 	}
 }
 

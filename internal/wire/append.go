@@ -4,6 +4,7 @@ import (
 	"strconv"
 	"strings"
 
+	"github.com/agentproxy/agentproxy/upstream"
 	"github.com/tidwall/redcon"
 )
 
@@ -120,4 +121,32 @@ func AppendUnsubscribed(b []byte, proto int, name string, channels [][]byte) []b
 		one(ch)
 	}
 	return b
+}
+
+// Elements splits an array reply (RESP2 or RESP3) into its elements, as
+// [start, end) offsets in b; false when b is not one whole array.
+func Elements(b []byte) ([][2]int, bool) {
+	if len(b) < 4 || (b[0] != '*' && b[0] != '~' && b[0] != '>') {
+		return nil, false
+	}
+	i := strings.IndexByte(string(b[:min(len(b), 24)]), '\n')
+	if i < 0 {
+		return nil, false
+	}
+	n, err := strconv.Atoi(string(b[1 : i-1]))
+	if err != nil || n < 0 {
+		return nil, false
+	}
+	var out [][2]int
+	pos := i + 1
+	for k := 0; k < n; k++ {
+		var f upstream.Framer
+		m, done, err := f.Scan(b[pos:])
+		if err != nil || !done {
+			return nil, false
+		}
+		out = append(out, [2]int{pos, pos + m})
+		pos += m
+	}
+	return out, pos == len(b)
 }

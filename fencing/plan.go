@@ -1,0 +1,250 @@
+package fencing
+
+import (
+	"bytes"
+	"strconv"
+
+	"github.com/tidwall/redcon"
+
+	"github.com/agentproxy/agentproxy/keyspace"
+	"github.com/agentproxy/agentproxy/lua"
+	"github.com/agentproxy/agentproxy/policy"
+)
+
+// Guard is a resource a write is checked against, and the writing
+// connection's token for it ("" when it holds none).
+type Guard struct {
+	Resource string
+	Token    string
+}
+
+// TTLOp is the TTL policy for one written key: the TTL a key left without
+// one gets, and the longest it may keep (0: none).
+type TTLOp struct {
+	Key       []byte
+	DefaultMs int64
+	MaxMs     int64
+}
+
+// Candidates appends to gs the resources that guard a key whose part after
+// "<prefix>:{ws}:" is rest ("kv:a:b" → kv, kv:a, kv:a:b), with the tokens
+// the connection holds for them, skipping those already in gs.
+func Candidates(gs []Guard, rest []byte, held map[string]int64) []Guard {
+	for i := 0; i <= len(rest); i++ {
+		if i < len(rest) && rest[i] != ':' {
+			continue
+		}
+		res := string(rest[:i])
+		dup := false
+		for _, g := range gs {
+			dup = dup || g.Resource == res
+		}
+		if dup {
+			continue
+		}
+		tok := ""
+		if t, ok := held[res]; ok {
+			tok = strconv.FormatInt(t, 10)
+		}
+		gs = append(gs, Guard{Resource: res, Token: tok})
+	}
+	return gs
+}
+
+// Holds reports whether held has a token for a resource guarding rest.
+func Holds(held map[string]int64, rest []byte) bool {
+	if len(held) == 0 {
+		return false
+	}
+	for i := 0; i <= len(rest); i++ {
+		if i == len(rest) || rest[i] == ':' {
+			if _, ok := held[string(rest[:i])]; ok {
+				return true
+			}
+		}
+	}
+	return false
+}
+
+var script = lua.Get("fenced_write")
+
+// Script is the fenced-write script.
+func Script() *lua.Script { return script }
+
+// AppendScript appends the fenced-write script's call for the command args
+// (whose keys are keys) to dst: EVALSHA, or EVAL when full (inside MULTI,
+// where a NOSCRIPT could not be retried). wsPrefix is "<prefix>:{ws}:".
+func AppendScript(dst []byte, full bool, wsPrefix string, proto int, actor string, guards []Guard, ttls []TTLOp, args, keys [][]byte) []byte {
+	nl := len(guards)
+	nk := 2*nl + len(keys)
+	argc := 3 + 2*nl + 1 + 3*len(ttls) + len(args)
+	dst = redcon.AppendArray(dst, 3+nk+argc)
+	if full {
+		dst = redcon.AppendBulkString(dst, "EVAL")
+		dst = redcon.AppendBulkString(dst, script.Src)
+	} else {
+		dst = redcon.AppendBulkString(dst, "EVALSHA")
+		dst = redcon.AppendBulkString(dst, script.SHA)
+	}
+	dst = redcon.AppendBulkString(dst, strconv.Itoa(nk))
+	for _, g := range guards {
+		dst = redcon.AppendBulkString(dst, wsPrefix+"lock:"+g.Resource)
+	}
+	for _, g := range guards {
+		dst = redcon.AppendBulkString(dst, wsPrefix+"fence:"+g.Resource)
+	}
+	for _, k := range keys {
+		dst = redcon.AppendBulk(dst, k)
+	}
+	dst = redcon.AppendBulkString(dst, strconv.Itoa(proto))
+	dst = redcon.AppendBulkString(dst, actor)
+	dst = redcon.AppendBulkString(dst, strconv.Itoa(nl))
+	for _, g := range guards {
+		dst = redcon.AppendBulkString(dst, g.Resource)
+		dst = redcon.AppendBulkString(dst, g.Token)
+	}
+	dst = redcon.AppendBulkString(dst, strconv.Itoa(len(ttls)))
+	for _, t := range ttls {
+		dst = redcon.AppendBulk(dst, t.Key)
+		dst = redcon.AppendBulkString(dst, strconv.FormatInt(t.DefaultMs, 10))
+		dst = redcon.AppendBulkString(dst, strconv.FormatInt(t.MaxMs, 10))
+	}
+	for _, a := range args {
+		dst = redcon.AppendBulk(dst, a)
+	}
+	return dst
+}
+
+// AppendTTL appends, for a write that needs no guard, the commands that
+// apply the TTL policy to its keys, and returns how many it appended (their
+// replies are not the client's): PEXPIRE key default NX gives a key left
+// without a TTL the default, PEXPIRE key max LT clamps a longer one (and
+// gives a persistent one the max).
+func AppendTTL(dst []byte, ttls []TTLOp) ([]byte, int) {
+	n := 0
+	for _, t := range ttls {
+		if t.DefaultMs > 0 {
+			dst = appendPexpire(dst, t.Key, t.DefaultMs, "NX")
+			n++
+		}
+		if t.MaxMs > 0 {
+			dst = appendPexpire(dst, t.Key, t.MaxMs, "LT")
+			n++
+		}
+	}
+	return dst, n
+}
+
+func appendPexpire(dst, key []byte, ms int64, cond string) []byte {
+	dst = redcon.AppendArray(dst, 4)
+	dst = redcon.AppendBulkString(dst, "PEXPIRE")
+	dst = redcon.AppendBulk(dst, key)
+	dst = redcon.AppendBulkString(dst, strconv.FormatInt(ms, 10))
+	return redcon.AppendBulkString(dst, cond)
+}
+
+// Write is a plain write to plan: the command, which of its arguments are
+// keys and which of those it writes, and who sends it.
+type Write struct {
+	Args          [][]byte
+	Raw           []byte // the command as RESP
+	Keys, Written []int
+	WS, Actor     string
+	Proto         int
+	Held          map[string]int64 // the connection's lock tokens
+	Blocking      bool
+	// Full: the command runs inside MULTI or down a tunnel, where no
+	// hidden reply can be taken out and no NOSCRIPT retried: any plan is
+	// the script, sent as EVAL.
+	Full bool
+}
+
+// Plan is what a write needs beyond forwarding.
+type Plan struct {
+	Raw     []byte // the command to send instead (nil: as it is)
+	Hidden  int    // replies after its own that are not the client's
+	Wrap    bool   // it runs as the fenced-write script
+	Deny    string // refused
+	Evented []int  // the written keys of evented kinds
+}
+
+// Scratch keeps a planner's slices between writes (no allocation in the
+// steady state).
+type Scratch struct {
+	ttls   []TTLOp
+	guards []Guard
+	keys   [][]byte
+}
+
+// PlanWrite plans w under p's write rules with the lock registry reg.
+// The rewritten command, if any, is appended to dst (returned in
+// Plan.Raw); evented key indexes are appended to ev.
+func PlanWrite(dst []byte, ev []int, w *Write, p *policy.Policy, reg *Registry, sc *Scratch) ([]byte, []int, Plan) {
+	rules, g := p.Writes, p.Grammar
+	n := len(g.WorkspacePrefix(w.WS))
+	guard := false
+	sc.ttls = sc.ttls[:0]
+	evLo := len(ev)
+	for _, i := range w.Written {
+		key := w.Args[i]
+		prob, kind := g.KeyKind(key, w.WS)
+		if prob != keyspace.OK {
+			continue
+		}
+		rest := key[n:]
+		if rules.Fence[kind] && (rules.Strict || reg.MayBeLocked(w.WS, rest) || Holds(w.Held, rest)) {
+			guard = true
+		}
+		if r := rules.TTL(kind, key); r != nil {
+			sc.ttls = append(sc.ttls, TTLOp{Key: key, DefaultMs: r.Default.Milliseconds(), MaxMs: r.Max.Milliseconds()})
+		}
+		if rules.Evented[kind] {
+			ev = append(ev, i)
+		}
+	}
+	pl := Plan{Evented: ev[evLo:]}
+	switch {
+	case !guard && len(sc.ttls) == 0:
+		return dst, ev, pl
+	case w.Blocking && guard:
+		pl.Deny = "ERR a blocking command cannot write a key a lock may guard; take the lock's token (LOCK.USE) or use the non-blocking form"
+		return dst, ev, pl
+	case w.Blocking:
+		return dst, ev, pl // it keeps its own connection; TTL rules do not follow it
+	}
+	start := len(dst)
+	if guard || w.Full {
+		sc.guards = sc.guards[:0]
+		for _, i := range w.Written {
+			if prob, kind := g.KeyKind(w.Args[i], w.WS); prob == keyspace.OK && rules.Fence[kind] {
+				sc.guards = Candidates(sc.guards, w.Args[i][n:], w.Held)
+			}
+		}
+		sc.keys = sc.keys[:0]
+		for _, i := range w.Keys {
+			sc.keys = append(sc.keys, w.Args[i])
+		}
+		dst = AppendScript(dst, w.Full, g.WorkspacePrefix(w.WS), w.Proto, w.Actor, sc.guards, sc.ttls, w.Args, sc.keys)
+		pl.Wrap = true
+	} else {
+		dst = append(dst, w.Raw...)
+		dst, pl.Hidden = AppendTTL(dst, sc.ttls)
+	}
+	pl.Raw = dst[start:len(dst):len(dst)]
+	return dst, ev, pl
+}
+
+// FullForm turns a wrapped write's EVALSHA into the EVAL of the script's
+// source (for a Redis that lost the script), or nil.
+func FullForm(raw []byte) []byte {
+	i := bytes.Index(raw, []byte(script.SHA))
+	j := bytes.IndexByte(raw, '\n')
+	if i < 0 || j < 0 {
+		return nil
+	}
+	req := append([]byte(nil), raw[:j+1]...)
+	req = append(req, "$4\r\nEVAL\r\n$"...)
+	req = strconv.AppendInt(req, int64(len(script.Src)), 10)
+	req = append(req, "\r\n"+script.Src...)
+	return append(req, raw[i+len(script.SHA):]...)
+}
