@@ -46,6 +46,7 @@ type App struct {
 	served  chan error
 	stop    context.CancelFunc // ends the background goroutines (lock watch, events)
 	emitter *events.Emitter
+	locks   *fencing.Registry
 }
 
 // Start builds everything and starts serving. It returns once the listener
@@ -86,6 +87,7 @@ func Start(cfg config.Config, log *zap.Logger) (*App, error) {
 	ctx, stop := context.WithCancel(context.Background())
 	a.stop = stop
 	locks := fencing.NewRegistry()
+	a.locks = locks
 	go locks.Watch(ctx, a.pool, cfg.Keyspace.Prefix, log.Named("fencing"))
 	a.emitter = events.NewEmitter(a.pool, cfg.Keyspace.Prefix, cfg.Events.StreamMaxLen, cfg.Events.Coalesce.Duration, log.Named("events"))
 	go a.emitter.Run(ctx)
@@ -189,6 +191,7 @@ func (a *App) startHTTP(addr string) error {
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	registerStats(reg, a.srv, a.pool)
+	a.registerPolicyStats(reg)
 	mux := http.NewServeMux()
 	mux.Handle("/metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{}))
 	// Profiling, on the metrics address (loopback by default).
@@ -230,6 +233,7 @@ func registerStats(reg *prometheus.Registry, srv *proxy.Server, pool *upstream.P
 	counter("upstream_errors_total", "Batches that failed upstream (TRYAGAIN or UNCERTAIN).", st.UpstreamErrors.Load)
 	gauge("clients", "Connected clients.", func() float64 { return float64(st.Clients.Load()) })
 	counter("dedicated_limit_total", "Commands refused at upstream.max_dedicated_per_workspace.", st.DedicatedLimit.Load)
+	counter("rate_limited_total", "Commands refused with TRYAGAIN by [ratelimit].", st.RateLimited.Load)
 	counter("budget_cuts_total", "Clients disconnected because the memory budget (listen.memory_budget) was exhausted.", st.BudgetCuts.Load)
 	gauge("budget_used_bytes", "Bytes held for incomplete requests and undelivered replies, against listen.memory_budget.",
 		func() float64 { return float64(srv.Budget().Used()) })
@@ -241,6 +245,27 @@ func registerStats(reg *prometheus.Registry, srv *proxy.Server, pool *upstream.P
 		}
 		return 0
 	})
+}
+
+// registerPolicyStats exports the plain-write policies' state: events sent
+// and dropped, the locks the fencing registry knows and whether it is in
+// sync with Redis.
+func (a *App) registerPolicyStats(reg *prometheus.Registry) {
+	reg.MustRegister(
+		prometheus.NewCounterFunc(prometheus.CounterOpts{Namespace: "agentproxy", Name: "events_sent_total",
+			Help: "Events of plain writes sent to Redis ([events] plain_writes)."}, func() float64 { return float64(a.emitter.Sent.Load()) }),
+		prometheus.NewCounterFunc(prometheus.CounterOpts{Namespace: "agentproxy", Name: "events_dropped_total",
+			Help: "Events of plain writes dropped: Redis did not take them in time, or was down."}, func() float64 { return float64(a.emitter.Dropped.Load()) }),
+		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Namespace: "agentproxy", Name: "fencing_locks",
+			Help: "Resources the fencing registry holds as possibly locked."}, func() float64 { return float64(a.locks.Count()) }),
+		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Namespace: "agentproxy", Name: "fencing_synced",
+			Help: "1 when the fencing registry knows every lock (else every guarded write is checked in Redis)."}, func() float64 {
+			if a.locks.Synced() {
+				return 1
+			}
+			return 0
+		}),
+	)
 }
 
 // redact hides a password in an upstream URL for logs.
@@ -289,9 +314,11 @@ func BuildPolicy(cfg config.Config) (*policy.Policy, error) {
 		FenceStrict:   cfg.Fencing.Strict,
 		EventKinds:    cfg.Events.PlainWrites,
 		AllowSelect:   cfg.Keyspace.AllowSelect,
-		Owners:        cfg.Keyspace.Owners,
-		DefaultWS:     cfg.Keyspace.DefaultWorkspace,
-		DefaultRole:   cfg.Keyspace.DefaultRole,
+		Limits: policy.NewLimits(cfg.Limits.UserCommands, cfg.Limits.UserBytes, cfg.Limits.WorkspaceCommands,
+			cfg.Limits.WorkspaceBytes, cfg.Limits.Burst.Duration),
+		Owners:      cfg.Keyspace.Owners,
+		DefaultWS:   cfg.Keyspace.DefaultWorkspace,
+		DefaultRole: cfg.Keyspace.DefaultRole,
 	}
 	for _, t := range cfg.TTL {
 		pc.TTL = append(pc.TTL, policy.TTLConfig{Kind: t.Kind, Pattern: t.Pattern, Default: t.Default.Duration,

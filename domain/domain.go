@@ -112,6 +112,9 @@ type Req struct {
 	// (a NOSCRIPT at EXEC could not be retried) and Up queues instead of
 	// running.
 	InTx bool
+	// txAcquires are the lock acquires queued in the client's MULTI
+	// ("ws\x00resource"), in flight for the registry until EndTx.
+	txAcquires []string
 
 	// Buffers kept across the connection's commands.
 	Scratch []byte
@@ -165,10 +168,41 @@ func (e *Env) Value(key any, mk func() any) any {
 	return v
 }
 
-// LockObserver learns of lock changes (expiresAt: unix ms).
+// LockObserver learns of lock changes (expiresAt: unix ms). An acquire is
+// announced (Acquiring) before it is sent and ended (Done) after its reply
+// was observed, so that the observer never misses a lock that already
+// holds in Redis.
 type LockObserver interface {
+	Acquiring(ws, resource string)
+	Done(ws, resource string)
 	Acquired(ws, resource string, expiresAt int64)
 	Released(ws, resource string)
+}
+
+// Acquiring announces an acquire of resource to the lock observer. Inside
+// MULTI it stays announced until the transaction ends (EndTx); otherwise
+// the caller calls the returned func once the reply was observed.
+func (r *Req) Acquiring(resource string) (done func()) {
+	if r.Env == nil || r.Env.Locks == nil {
+		return func() {}
+	}
+	r.Env.Locks.Acquiring(r.Workspace, resource)
+	if r.InTx {
+		r.txAcquires = append(r.txAcquires, r.Workspace+"\x00"+resource)
+		return func() {}
+	}
+	ws := r.Workspace
+	return func() { r.Env.Locks.Done(ws, resource) }
+}
+
+// EndTx ends the acquires queued in a transaction that is over (executed,
+// discarded or abandoned).
+func (r *Req) EndTx() {
+	for _, k := range r.txAcquires {
+		ws, res, _ := strings.Cut(k, "\x00")
+		r.Env.Locks.Done(ws, res)
+	}
+	r.txAcquires = r.txAcquires[:0]
 }
 
 // Limits of the domain's arguments.

@@ -6,7 +6,6 @@ import (
 
 	"github.com/tidwall/redcon"
 
-	"github.com/agentproxy/agentproxy/keyspace"
 	"github.com/agentproxy/agentproxy/lua"
 	"github.com/agentproxy/agentproxy/policy"
 )
@@ -14,6 +13,7 @@ import (
 // Guard is a resource a write is checked against, and the writing
 // connection's token for it ("" when it holds none).
 type Guard struct {
+	Prefix   string // "<prefix>:{ws}:" of the resource's workspace
 	Resource string
 	Token    string
 }
@@ -27,9 +27,10 @@ type TTLOp struct {
 }
 
 // Candidates appends to gs the resources that guard a key whose part after
-// "<prefix>:{ws}:" is rest ("kv:a:b" → kv, kv:a, kv:a:b), with the tokens
-// the connection holds for them, skipping those already in gs.
-func Candidates(gs []Guard, rest []byte, held map[string]int64) []Guard {
+// prefix ("<prefix>:{ws}:") is rest ("kv:a:b" → kv, kv:a, kv:a:b), with
+// the tokens held has for them (the connection's, for its workspace; nil
+// for another), skipping those already in gs.
+func Candidates(gs []Guard, prefix []byte, rest []byte, held map[string]int64) []Guard {
 	for i := 0; i <= len(rest); i++ {
 		if i < len(rest) && rest[i] != ':' {
 			continue
@@ -37,7 +38,7 @@ func Candidates(gs []Guard, rest []byte, held map[string]int64) []Guard {
 		res := string(rest[:i])
 		dup := false
 		for _, g := range gs {
-			dup = dup || g.Resource == res
+			dup = dup || (g.Resource == res && g.Prefix == string(prefix))
 		}
 		if dup {
 			continue
@@ -46,7 +47,7 @@ func Candidates(gs []Guard, rest []byte, held map[string]int64) []Guard {
 		if t, ok := held[res]; ok {
 			tok = strconv.FormatInt(t, 10)
 		}
-		gs = append(gs, Guard{Resource: res, Token: tok})
+		gs = append(gs, Guard{Prefix: string(prefix), Resource: res, Token: tok})
 	}
 	return gs
 }
@@ -73,8 +74,8 @@ func Script() *lua.Script { return script }
 
 // AppendScript appends the fenced-write script's call for the command args
 // (whose keys are keys) to dst: EVALSHA, or EVAL when full (inside MULTI,
-// where a NOSCRIPT could not be retried). wsPrefix is "<prefix>:{ws}:".
-func AppendScript(dst []byte, full bool, wsPrefix string, proto int, actor string, guards []Guard, ttls []TTLOp, args, keys [][]byte) []byte {
+// where a NOSCRIPT could not be retried).
+func AppendScript(dst []byte, full bool, proto int, actor string, guards []Guard, ttls []TTLOp, args, keys [][]byte) []byte {
 	nl := len(guards)
 	nk := 2*nl + len(keys)
 	argc := 3 + 2*nl + 1 + 3*len(ttls) + len(args)
@@ -88,10 +89,10 @@ func AppendScript(dst []byte, full bool, wsPrefix string, proto int, actor strin
 	}
 	dst = redcon.AppendBulkString(dst, strconv.Itoa(nk))
 	for _, g := range guards {
-		dst = redcon.AppendBulkString(dst, wsPrefix+"lock:"+g.Resource)
+		dst = redcon.AppendBulkString(dst, g.Prefix+"lock:"+g.Resource)
 	}
 	for _, g := range guards {
-		dst = redcon.AppendBulkString(dst, wsPrefix+"fence:"+g.Resource)
+		dst = redcon.AppendBulkString(dst, g.Prefix+"fence:"+g.Resource)
 	}
 	for _, k := range keys {
 		dst = redcon.AppendBulk(dst, k)
@@ -178,21 +179,22 @@ type Scratch struct {
 
 // PlanWrite plans w under p's write rules with the lock registry reg.
 // The rewritten command, if any, is appended to dst (returned in
-// Plan.Raw); evented key indexes are appended to ev.
+// Plan.Raw); evented key indexes are appended to ev. Each key is judged in
+// its own workspace (an admin's, or a user's with several, may differ from
+// the connection's); the connection's tokens count only in its own.
 func PlanWrite(dst []byte, ev []int, w *Write, p *policy.Policy, reg *Registry, sc *Scratch) ([]byte, []int, Plan) {
 	rules, g := p.Writes, p.Grammar
-	n := len(g.WorkspacePrefix(w.WS))
 	guard := false
 	sc.ttls = sc.ttls[:0]
 	evLo := len(ev)
 	for _, i := range w.Written {
 		key := w.Args[i]
-		prob, kind := g.KeyKind(key, w.WS)
-		if prob != keyspace.OK {
+		ws, kind, n := g.Split(key)
+		if kind < 0 {
 			continue
 		}
 		rest := key[n:]
-		if rules.Fence[kind] && (rules.Strict || reg.MayBeLocked(w.WS, rest) || Holds(w.Held, rest)) {
+		if rules.Fence[kind] && (rules.Strict || reg.MayBeLocked(ws, rest) || (string(ws) == w.WS && Holds(w.Held, rest))) {
 			guard = true
 		}
 		if r := rules.TTL(kind, key); r != nil {
@@ -207,28 +209,44 @@ func PlanWrite(dst []byte, ev []int, w *Write, p *policy.Policy, reg *Registry, 
 	case !guard && len(sc.ttls) == 0:
 		return dst, ev, pl
 	case w.Blocking && guard:
-		pl.Deny = "ERR a blocking command cannot write a key a lock may guard; take the lock's token (LOCK.USE) or use the non-blocking form"
+		pl.Deny = "ERR a blocking command cannot write a key a lock may guard (the check runs in a script, where it cannot block); use the non-blocking form"
 		return dst, ev, pl
-	case w.Blocking:
-		return dst, ev, pl // it keeps its own connection; TTL rules do not follow it
+	case w.Blocking && w.Full:
+		// Inside MULTI it runs as its non-blocking form, which can be
+		// wrapped; a blocking command cannot (NOSCRIPT).
+		pl.Deny = "ERR a blocking command inside MULTI cannot write a key with TTL rules; MULTI runs it without blocking anyway: send its non-blocking form"
+		return dst, ev, pl
 	}
 	start := len(dst)
-	if guard || w.Full {
+	if w.Blocking {
+		// A blocking command cannot run in a script: the PEXPIREs follow
+		// it on its connection (Redis runs them once it unblocks).
+		dst = append(dst, w.Raw...)
+		dst, pl.Hidden = AppendTTL(dst, sc.ttls)
+	} else {
+		// The script applies the TTL rules only when the write succeeded
+		// (a refused write changes nothing), atomically with it.
 		sc.guards = sc.guards[:0]
-		for _, i := range w.Written {
-			if prob, kind := g.KeyKind(w.Args[i], w.WS); prob == keyspace.OK && rules.Fence[kind] {
-				sc.guards = Candidates(sc.guards, w.Args[i][n:], w.Held)
+		if guard {
+			for _, i := range w.Written {
+				key := w.Args[i]
+				ws, kind, n := g.Split(key)
+				if kind < 0 || !rules.Fence[kind] {
+					continue
+				}
+				held := w.Held
+				if string(ws) != w.WS {
+					held = nil
+				}
+				sc.guards = Candidates(sc.guards, key[:n], key[n:], held)
 			}
 		}
 		sc.keys = sc.keys[:0]
 		for _, i := range w.Keys {
 			sc.keys = append(sc.keys, w.Args[i])
 		}
-		dst = AppendScript(dst, w.Full, g.WorkspacePrefix(w.WS), w.Proto, w.Actor, sc.guards, sc.ttls, w.Args, sc.keys)
+		dst = AppendScript(dst, w.Full, w.Proto, w.Actor, sc.guards, sc.ttls, w.Args, sc.keys)
 		pl.Wrap = true
-	} else {
-		dst = append(dst, w.Raw...)
-		dst, pl.Hidden = AppendTTL(dst, sc.ttls)
 	}
 	pl.Raw = dst[start:len(dst):len(dst)]
 	return dst, ev, pl

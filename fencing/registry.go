@@ -27,6 +27,11 @@ import (
 // Margin is how long past its expiry a lock is still assumed possible.
 const Margin = 2 * time.Second
 
+// InflightMax bounds how long an acquire in flight (sent, its reply not yet
+// seen) keeps its resource "may be locked" when its end is never reported
+// (a transaction left open); past it the lock events still tell.
+const InflightMax = time.Minute
+
 // Registry is safe for concurrent use; readers take no lock.
 type Registry struct {
 	snap   atomic.Pointer[locks] // immutable; replaced on every change
@@ -35,8 +40,22 @@ type Registry struct {
 	now    func() time.Time
 }
 
-// locks maps workspace → resource → expiry (unix ms, margin included).
-type locks map[string]map[string]int64
+// locks maps workspace → resource → what is known of its lock. A
+// workspace's map is immutable once published; a change copies that
+// workspace's map and the outer one, never the others.
+type locks map[string]map[string]entry
+
+// entry is one resource: the lock's expiry (unix ms, margin included; 0:
+// not known to be locked), and the acquires in flight for it since when.
+type entry struct {
+	exp      int64
+	inflight int32
+	since    int64
+}
+
+func (e entry) live(now int64) bool {
+	return e.exp >= now || (e.inflight > 0 && now < e.since+InflightMax.Milliseconds())
+}
 
 // NewRegistry returns a registry that is not synced yet.
 func NewRegistry() *Registry {
@@ -52,90 +71,132 @@ func (r *Registry) Synced() bool { return r.synced.Load() }
 // SetSynced says the registry is (or no longer is) complete.
 func (r *Registry) SetSynced(ok bool) { r.synced.Store(ok) }
 
+// Acquiring records that an acquire of resource is about to be sent: until
+// its Done, writes to what it guards take the script, so none slips in
+// between the lock taking effect in Redis and its reply reaching here.
+func (r *Registry) Acquiring(ws, resource string) {
+	now := r.now().UnixMilli()
+	r.change(ws, resource, func(e entry) entry {
+		e.inflight++
+		e.since = now
+		return e
+	})
+}
+
+// Done ends an Acquiring (after Acquired, if the acquire took the lock).
+func (r *Registry) Done(ws, resource string) {
+	r.change(ws, resource, func(e entry) entry {
+		if e.inflight > 0 {
+			e.inflight--
+		}
+		return e
+	})
+}
+
 // Acquired records that resource of ws is locked until expiresAt (unix ms;
 // 0: unknown, assumed for a minute).
 func (r *Registry) Acquired(ws, resource string, expiresAt int64) {
 	if expiresAt <= 0 {
 		expiresAt = r.now().Add(time.Minute).UnixMilli()
 	}
-	r.update(func(m locks) {
-		res := m[ws]
-		if res == nil {
-			res = map[string]int64{}
-			m[ws] = res
-		}
-		res[resource] = expiresAt + Margin.Milliseconds()
+	r.change(ws, resource, func(e entry) entry {
+		e.exp = expiresAt + Margin.Milliseconds()
+		return e
 	})
 }
 
 // Released records that resource of ws is no longer locked.
 func (r *Registry) Released(ws, resource string) {
-	r.update(func(m locks) {
-		if res := m[ws]; res != nil {
-			delete(res, resource)
-			if len(res) == 0 {
-				delete(m, ws)
-			}
-		}
+	r.change(ws, resource, func(e entry) entry {
+		e.exp = 0
+		return e
 	})
 }
 
-// Purge drops the locks past their expiry.
-func (r *Registry) Purge() {
-	now := r.now().UnixMilli()
-	r.update(func(m locks) {
-		for ws, res := range m {
-			for k, exp := range res {
-				if exp < now {
-					delete(res, k)
-				}
-			}
-			if len(res) == 0 {
-				delete(m, ws)
-			}
-		}
-	})
-}
-
-// Reset forgets every lock (before reloading them).
-func (r *Registry) Reset() {
-	r.mu.Lock()
-	r.snap.Store(&locks{})
-	r.mu.Unlock()
-}
-
-// update applies f to a copy of the snapshot and publishes it.
-func (r *Registry) update(f func(locks)) {
+// change applies f to one resource's entry, dropping entries left with
+// nothing to say.
+func (r *Registry) change(ws, resource string, f func(entry) entry) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	old := *r.snap.Load()
 	m := make(locks, len(old)+1)
-	for ws, res := range old {
-		c := make(map[string]int64, len(res))
-		for k, v := range res {
-			c[k] = v
-		}
-		m[ws] = c
+	for k, v := range old {
+		m[k] = v
 	}
-	f(m)
+	res := make(map[string]entry, len(old[ws])+1)
+	for k, v := range old[ws] {
+		res[k] = v
+	}
+	e := f(res[resource])
+	if e.exp == 0 && e.inflight == 0 {
+		delete(res, resource)
+	} else {
+		res[resource] = e
+	}
+	if len(res) == 0 {
+		delete(m, ws)
+	} else {
+		m[ws] = res
+	}
+	r.snap.Store(&m)
+}
+
+// Purge drops the locks past their expiry and in-flight marks past
+// InflightMax.
+func (r *Registry) Purge() {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	now := r.now().UnixMilli()
+	old := *r.snap.Load()
+	m := make(locks, len(old))
+	for ws, res := range old {
+		c := make(map[string]entry, len(res))
+		for k, e := range res {
+			if e.live(now) {
+				c[k] = e
+			}
+		}
+		if len(c) > 0 {
+			m[ws] = c
+		}
+	}
+	r.snap.Store(&m)
+}
+
+// Reset forgets every lock (before reloading them), keeping the acquires
+// in flight.
+func (r *Registry) Reset() {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	m := locks{}
+	for ws, res := range *r.snap.Load() {
+		for k, e := range res {
+			if e.inflight > 0 {
+				if m[ws] == nil {
+					m[ws] = map[string]entry{}
+				}
+				m[ws][k] = entry{inflight: e.inflight, since: e.since}
+			}
+		}
+	}
 	r.snap.Store(&m)
 }
 
 // MayBeLocked reports whether a lock may guard the key whose part after
 // "<prefix>:{ws}:" is rest (e.g. "kv:doc:part1", guarded by the resources
 // "kv", "kv:doc" and "kv:doc:part1"). It allocates nothing.
-func (r *Registry) MayBeLocked(ws string, rest []byte) bool {
+func (r *Registry) MayBeLocked(ws, rest []byte) bool {
 	if !r.synced.Load() {
 		return true
 	}
-	res := (*r.snap.Load())[ws]
+	res := (*r.snap.Load())[string(ws)]
 	if len(res) == 0 {
 		return false
 	}
 	now := r.now().UnixMilli()
 	for i := 0; i <= len(rest); i++ {
 		if i == len(rest) || rest[i] == ':' {
-			if exp, ok := res[string(rest[:i])]; ok && exp >= now {
+			if e, ok := res[string(rest[:i])]; ok && e.live(now) {
 				return true
 			}
 		}

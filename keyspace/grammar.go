@@ -95,6 +95,32 @@ func (g *Grammar) KeyKind(key []byte, ws string) (Problem, int) {
 	return OK, k
 }
 
+// Split returns the workspace of a key that follows the grammar (a slice
+// of key), the index of its kind and the length of its workspace prefix
+// "<prefix>:{ws}:"; kind is -1 for a key outside the grammar. It
+// allocates nothing.
+func (g *Grammar) Split(key []byte) (ws []byte, kind, prefixLen int) {
+	p := g.Prefix
+	if len(key) < len(p)+4 || string(key[:len(p)]) != p || key[len(p)] != ':' || key[len(p)+1] != '{' {
+		return nil, -1, 0
+	}
+	rest := key[len(p)+2:]
+	end := bytes.IndexByte(rest, '}')
+	if end <= 0 || end+1 >= len(rest) || rest[end+1] != ':' {
+		return nil, -1, 0
+	}
+	ws = rest[:end]
+	kindPart := rest[end+2:]
+	if i := bytes.IndexByte(kindPart, ':'); i >= 0 {
+		kindPart = kindPart[:i]
+	}
+	k, ok := g.kinds[string(kindPart)]
+	if !ok {
+		return nil, -1, 0
+	}
+	return ws, k, len(p) + 2 + end + 2
+}
+
 // KindNames lists the kinds in index order.
 func (g *Grammar) KindNames() []string { return g.names }
 

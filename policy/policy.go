@@ -136,6 +136,8 @@ type Policy struct {
 	Writes *Writes
 	// AllowSelect lets agents SELECT another database (enforce mode).
 	AllowSelect bool
+	// Limits are the rate limits.
+	Limits Limits
 
 	kinds        []kindRule // by the grammar's kind index
 	eventsDomain bool       // the workspace's event channel is the domain's
@@ -391,6 +393,7 @@ type Config struct {
 	TTL         []TTLConfig
 	EventKinds  []string
 	AllowSelect bool
+	Limits      Limits
 }
 
 // UserConfig is one configured user.
@@ -445,7 +448,7 @@ func New(c Config) (*Policy, error) {
 	if i := p.Grammar.KindIndex("events"); i >= 0 {
 		p.eventsDomain = p.kinds[i].domain
 	}
-	p.AllowSelect = c.AllowSelect
+	p.AllowSelect, p.Limits = c.AllowSelect, c.Limits
 	p.compileWrites(c)
 	if c.DefaultRole != "" {
 		if p.DefaultRole, ok = ParseRole(c.DefaultRole); !ok {

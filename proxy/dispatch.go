@@ -2,6 +2,7 @@ package proxy
 
 import (
 	"bytes"
+	"time"
 
 	"github.com/agentproxy/agentproxy/domain"
 	"github.com/agentproxy/agentproxy/internal/wire"
@@ -110,11 +111,20 @@ func (s *session) Stopping() bool { return s.stopping.Load() }
 type txItem struct {
 	e    *domain.Entry
 	args [][]byte
+	ev   []Write // a plain write's events, sent if it succeeds
+	sub  *keyspace.Command
 }
 
 // queued records a command Redis queued.
 func (s *session) queued(c *command) {
-	it := txItem{e: c.tx}
+	it := txItem{e: c.tx, ev: c.txEv}
+	s.txFix = s.txFix || len(c.txEv) > 0
+	if len(c.txEv) > 0 {
+		it.sub = c.sub
+		for _, a := range c.Args {
+			it.args = append(it.args, append([]byte(nil), a...))
+		}
+	}
 	if c.tx != nil {
 		for _, a := range c.Args[1:] {
 			it.args = append(it.args, append([]byte(nil), a...))
@@ -138,10 +148,18 @@ func (s *session) finishExec(start, end int) int {
 	r.Out, r.Proto, r.Workspace, r.Actor = nil, s.proto, s.ident.Workspace, s.ident.Name()
 	r.Grammar, r.Env, r.Up = s.srv.policy.Load().Grammar, s.srv.env, s
 	b := append([]byte(nil), s.out[start:start+elems[0][0]]...) // the array header
+	now := time.Now().UnixMilli()
 	for k, el := range elems {
 		e := s.out[start+el[0] : start+el[1]]
-		if it := s.txItems[k]; it.e != nil {
+		it := s.txItems[k]
+		if it.e != nil {
 			e = it.e.Tx(r, it.args, e)
+		}
+		if len(it.ev) > 0 && !wroteNothing(&command{Args: it.args, sub: it.sub}, e) {
+			for _, w := range it.ev {
+				w.TS = now
+				s.srv.opts.OnWrite(w)
+			}
 		}
 		b = append(b, e...)
 	}

@@ -3,6 +3,7 @@ package proxy
 import (
 	"net"
 	"strconv"
+	"time"
 
 	"github.com/tidwall/redcon"
 	"go.uber.org/zap"
@@ -25,7 +26,7 @@ func (s *session) checkBatch(cmds []command) {
 	admin := s.ident.Role == policy.RoleAdmin
 	for i := range cmds {
 		c := &cmds[i]
-		c.deny, c.hidden, c.wrap, c.evLo, c.evHi = "", 0, false, 0, 0
+		c.deny, c.hidden, c.wrap, c.evLo, c.evHi, c.txEv = "", 0, false, 0, 0, nil
 		c.cmd = keyspace.Lookup(c.Args[0])
 		c.sub = c.cmd.Sub(c.Args)
 		lc := localOf(c.cmd)
@@ -49,6 +50,12 @@ func (s *session) checkBatch(cmds []command) {
 				c.deny = wire.ErrNoAuthRequired
 			}
 			continue
+		}
+		if p.Limits.On {
+			if c.deny = s.srv.rates.Take(&p.Limits, &s.ident, 1, float64(len(c.Raw)), time.Now()); c.deny != "" {
+				s.srv.Stats.RateLimited.Add(1)
+				continue
+			}
 		}
 		info := c.sub
 		if info == nil {
@@ -114,7 +121,7 @@ func (s *session) checkBatch(cmds []command) {
 			continue
 		}
 		if p.Writes.Any && len(s.acc.Written) > 0 && p.Mode != policy.Off {
-			s.planWrite(c, p, multi || s.tconn != nil)
+			s.planWrite(c, p, multi, s.tconn != nil)
 		}
 		if info == cmdScan && s.ident.Role != policy.RoleAdmin && p.Mode != policy.Off {
 			start := len(s.rewrite)

@@ -57,6 +57,7 @@ type command struct {
 	wrap       bool
 	evLo, evHi int
 	tx         *domain.Entry // a domain command queued in MULTI
+	txEv       []Write       // the events of a write queued in MULTI, sent if EXEC runs it
 }
 
 // reader parses pipelined client requests out of one growing buffer without

@@ -108,6 +108,7 @@ type Stats struct {
 	BudgetCuts     atomic.Int64 // clients cut because the memory budget was exhausted
 	BulkWaits      atomic.Int64 // bulky batches that waited for a slot of the bulk lane
 	DedicatedLimit atomic.Int64 // commands refused at upstream.max_dedicated_per_workspace
+	RateLimited    atomic.Int64 // commands refused by [ratelimit]
 }
 
 // Server accepts clients and runs a session for each.
@@ -123,6 +124,7 @@ type Server struct {
 
 	policy   atomic.Pointer[policy.Policy]
 	limiter  *policy.AuthLimiter
+	rates    policy.RateLimiter
 	lastWarn atomic.Int64
 
 	env    *domain.Env

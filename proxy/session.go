@@ -187,6 +187,7 @@ func (s *session) close() {
 		s.giveDedicated(s.tunWS)
 	}
 	s.nc.Close()
+	s.dreq.EndTx()
 	s.closeBulk()
 	s.rd.release()
 	s.srv.budget.Give(s.outHeld)
@@ -560,6 +561,7 @@ func (s *session) unpin(clean bool) {
 	s.giveDedicated(s.pinWS)
 	s.pinWS = ""
 	s.inMulti, s.watching, s.sticky = false, false, false
+	s.dreq.EndTx()
 	s.db = s.srv.pool.DB()
 	s.srv.Stats.Pinned.Add(-1)
 }
@@ -604,6 +606,7 @@ func (s *session) track(c *command, reply []byte) {
 		case isTxEnd(cmd):
 			s.inMulti, s.watching = false, false
 			s.txItems, s.txFix = s.txItems[:0], false
+			s.dreq.EndTx()
 		case ok && len(reply) > 0 && reply[0] == '+':
 			s.queued(c)
 			if connChanging(cmd) {
@@ -617,6 +620,7 @@ func (s *session) track(c *command, reply []byte) {
 	case cmd == cmdMulti:
 		s.inMulti = ok
 		s.txItems, s.txFix = s.txItems[:0], false
+		s.dreq.EndTx()
 	case cmd == cmdWatch:
 		s.watching = s.watching || ok
 	case cmd == cmdUnwatch:

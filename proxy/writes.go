@@ -20,18 +20,24 @@ import (
 // as sent: planning costs it a kind lookup and, when its workspace holds a
 // lock, a map read per resource of its key.
 
-// planWrite plans command c, which passed policy and writes s.acc.Written.
-func (s *session) planWrite(c *command, p *policy.Policy, full bool) {
+// planWrite plans command c, which passed policy and writes s.acc.Written,
+// queued in MULTI (multi) or sent down a tunnel.
+func (s *session) planWrite(c *command, p *policy.Policy, multi, tunnel bool) {
 	s.wplan = fencing.Write{Args: c.Args, Raw: c.Raw, Keys: s.acc.Keys, Written: s.acc.Written, WS: s.ident.Workspace,
-		Actor: s.ident.Name(), Proto: s.proto, Held: s.dreq.Locks, Full: full,
+		Actor: s.ident.Name(), Proto: s.proto, Held: s.dreq.Locks, Full: multi || tunnel,
 		Blocking: c.cmd.Has(keyspace.Blocking) || c.cmd.Has(keyspace.BlockingIfArg)}
 	c.evLo = len(s.evKeys)
 	var pl fencing.Plan
 	s.rewrite, s.evKeys, pl = fencing.PlanWrite(s.rewrite, s.evKeys, &s.wplan, p, s.srv.locks, &s.wscratch)
-	if s.srv.opts.OnWrite == nil {
+	if s.srv.opts.OnWrite == nil || tunnel {
 		s.evKeys = s.evKeys[:c.evLo]
 	}
 	c.evHi = len(s.evKeys)
+	if multi && c.evHi > c.evLo {
+		// Queued, it has not run: its events wait for EXEC's reply.
+		c.txEv = s.writesOf(c, p)
+		s.evKeys, c.evHi = s.evKeys[:c.evLo], c.evLo
+	}
 	if pl.Deny != "" {
 		c.deny = pl.Deny
 		return
@@ -61,72 +67,142 @@ func (s *session) afterWrites(cmds []command, start int, err error) {
 	if s.quit {
 		return
 	}
-	prev, w, e, answered := start, start, 0, 0
+	// The replies are compacted in place (what is kept never moves
+	// forward), unless a write must be run again: its new reply may be
+	// longer than the one it replaces, so the replies are read from a copy.
+	src, base := s.out, 0
+	if s.rerunNeeded(cmds, start) {
+		src, base = append([]byte(nil), s.out[start:]...), start
+	}
+	out := s.out[:start]
+	prev, e, answered := start, 0, 0
 	for k := range cmds {
 		c := &cmds[k]
 		n := 1 + c.hidden
 		if e+n > len(s.ends) {
 			break
 		}
-		reply := s.out[prev:s.ends[e]]
-		if c.wrap && bytes.HasPrefix(reply, []byte("-NOSCRIPT")) {
-			reply = s.rerunFull(c)
+		reply := src[prev-base : s.ends[e]-base]
+		next := s.ends[e+n-1]
+		mark := len(out)
+		if c.wrap && isNoScript(reply) {
+			s.out = out
+			s.rerunFull(c)
+			out = s.out
+		} else {
+			out = append(out, reply...)
 		}
-		if c.evHi > c.evLo && len(reply) > 0 && reply[0] != '-' {
+		if c.evHi > c.evLo && !wroteNothing(c, out[mark:]) {
 			s.emitWrites(c)
 		}
-		w += copy(s.out[w:], reply)
-		s.ends[answered] = w
-		prev, e = s.ends[e+n-1], e+n
+		s.ends[answered] = len(out)
+		prev, e = next, e+n
 		answered++
 	}
+	s.out = out
 	s.ends = s.ends[:answered]
 	if err == nil {
-		s.out = s.out[:w]
 		return
 	}
 	// The rest failed: one error per command, however many replies each
 	// would have had.
-	s.out = s.out[:w]
 	msg := wire.CallError(err)
 	for k := answered; k < len(cmds); k++ {
 		s.out = wire.AppendError(s.out, msg)
 	}
 }
 
+// wroteNothing reports whether reply says that the write c changed
+// nothing: an error, a nil (SET NX that did not set, a pop from an empty
+// list; but SET ... GET answers nil for a key it created), a DEL or UNLINK
+// that found no key. Its keys then get no event.
+func wroteNothing(c *command, reply []byte) bool {
+	if len(reply) == 0 || reply[0] == '-' {
+		return true
+	}
+	switch string(reply) {
+	case "$-1\r\n", "*-1\r\n", "_\r\n":
+		return !(c.sub.Name == "set" && hasArgFold(c.Args[3:], "get"))
+	case ":0\r\n":
+		return c.sub.Name == "del" || c.sub.Name == "unlink"
+	}
+	return false
+}
+
+func hasArgFold(args [][]byte, s string) bool {
+	for _, a := range args {
+		if keyspace.EqFold(a, s) {
+			return true
+		}
+	}
+	return false
+}
+
+func isNoScript(reply []byte) bool { return bytes.HasPrefix(reply, []byte("-NOSCRIPT")) }
+
+// rerunNeeded reports whether a wrapped write among cmds met NOSCRIPT.
+func (s *session) rerunNeeded(cmds []command, start int) bool {
+	prev, e := start, 0
+	for k := range cmds {
+		n := 1 + cmds[k].hidden
+		if e+n > len(s.ends) {
+			return false
+		}
+		if cmds[k].wrap && isNoScript(s.out[prev:s.ends[e]]) {
+			return true
+		}
+		prev, e = s.ends[e+n-1], e+n
+	}
+	return false
+}
+
 // rerunFull sends a wrapped write again as EVAL (Redis had lost the
-// script) and returns its reply.
-func (s *session) rerunFull(c *command) []byte {
+// script) and appends its reply to out.
+func (s *session) rerunFull(c *command) {
 	req := fencing.FullForm(c.Raw)
 	conn := s.srv.pool.Shared(s.proto)
 	if req == nil || conn == nil {
-		return []byte("-" + wire.ErrTryAgainNotSent + "\r\n")
+		s.out = wire.AppendError(s.out, wire.ErrTryAgainNotSent)
+		return
 	}
-	mark, saved := len(s.out), s.ends
+	saved := s.ends
 	s.ends = nil
 	s.doPayload(conn, req, 1, 0, false)
 	s.ends = saved
-	reply := append([]byte(nil), s.out[mark:]...)
-	s.out = s.out[:mark]
-	return reply
 }
 
 // emitWrites hands the keys an evented command wrote to the emitter.
 func (s *session) emitWrites(c *command) {
 	p := s.srv.policy.Load()
-	ws := s.ident.Workspace
-	n := len(p.Grammar.WorkspacePrefix(ws))
-	del := c.sub.Name == "del" || c.sub.Name == "unlink" || c.sub.Name == "getdel"
 	now := time.Now().UnixMilli()
 	for _, i := range s.evKeys[c.evLo:c.evHi] {
-		key := c.Args[i]
-		_, kind := p.Grammar.KeyKind(key, ws)
-		if kind < 0 {
-			continue
+		if w, ok := s.writeOf(c, p, i, now); ok {
+			s.srv.opts.OnWrite(w)
 		}
-		s.srv.opts.OnWrite(Write{WS: ws, Actor: s.ident.Name(), Cmd: c.sub.Name, Kind: p.Grammar.KindNames()[kind],
-			Resource: string(key[n:]), Delete: del, TS: now})
 	}
+}
+
+// writesOf lists the events of c's evented keys.
+func (s *session) writesOf(c *command, p *policy.Policy) []Write {
+	var ws []Write
+	for _, i := range s.evKeys[c.evLo:c.evHi] {
+		if w, ok := s.writeOf(c, p, i, 0); ok {
+			ws = append(ws, w)
+		}
+	}
+	return ws
+}
+
+// writeOf is the event of c's key c.Args[i], in the key's own workspace.
+func (s *session) writeOf(c *command, p *policy.Policy, i int, now int64) (Write, bool) {
+	key := c.Args[i]
+	ws, kind, n := p.Grammar.Split(key)
+	if kind < 0 {
+		return Write{}, false
+	}
+	del := c.sub.Name == "del" || c.sub.Name == "unlink" || c.sub.Name == "getdel"
+	return Write{WS: string(ws), Actor: s.ident.Name(), Cmd: c.sub.Name, Kind: p.Grammar.KindNames()[kind],
+		Resource: string(key[n:]), Delete: del, TS: now}, true
 }
 
 // Write is a key written by an acknowledged plain write (Options.OnWrite).

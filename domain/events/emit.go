@@ -23,8 +23,8 @@ type Write struct {
 
 // Emitter turns plain writes into events (SPEC §8): one envelope per
 // written key on the workspace's channel and in its log, sent off the
-// client's path. Writes queue in a bounded channel (a full queue drops and
-// counts: clients never wait for events); one goroutine sends them in
+// client's path. Writes queue in a bounded channel (a writer waits at most
+// EmitWait for room, then the event is dropped and counted); one goroutine sends them in
 // batches on a shared connection, a PUBLISH and an XADD per event, and
 // optionally keeps only the last event per key within a window.
 type Emitter struct {
@@ -49,12 +49,25 @@ func NewEmitter(pool *upstream.Pool, prefix string, maxLen int, coalesce time.Du
 		ch: make(chan Write, 8192)}
 }
 
-// Emit queues w without waiting; false when the queue is full.
+// EmitWait is how long a writer waits for room in a full queue before its
+// event is dropped (and counted): writes faster than Redis takes their
+// events slow down to its pace, and a Redis that takes none does not stall
+// the writers for longer.
+const EmitWait = 100 * time.Millisecond
+
+// Emit queues w; false when it was dropped.
 func (e *Emitter) Emit(w Write) bool {
 	select {
 	case e.ch <- w:
 		return true
 	default:
+	}
+	t := time.NewTimer(EmitWait)
+	defer t.Stop()
+	select {
+	case e.ch <- w:
+		return true
+	case <-t.C:
 		e.Dropped.Add(1)
 		return false
 	}

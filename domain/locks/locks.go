@@ -109,6 +109,7 @@ func (s req) lockAcquire(args [][]byte) {
 	backoff := lockRetryBase
 	for {
 		start := len(s.Out)
+		done := s.Acquiring(res)
 		s.Script(lua.Get("lock_acquire"), keys, argv)
 		locked := len(s.Out) > start+7 && string(s.Out[start:start+7]) == "-LOCKED"
 		if !locked || wait == 0 || !time.Now().Before(deadline) || s.Up.Stopping() {
@@ -117,8 +118,10 @@ func (s req) lockAcquire(args [][]byte) {
 				s.observe(res, s.Out[start:])
 				s.AsMap(start)
 			}
+			done()
 			return
 		}
+		done()
 		s.Out = s.Out[:start]
 		time.Sleep(min(backoff, time.Until(deadline)))
 		if backoff < 200*time.Millisecond {

@@ -1,0 +1,130 @@
+package fencing
+
+import (
+	"testing"
+	"time"
+)
+
+func TestRegistryMayBeLocked(t *testing.T) {
+	now := time.Unix(1_000_000, 0)
+	r := NewRegistry()
+	r.now = func() time.Time { return now }
+	if !r.MayBeLocked([]byte("w"), []byte("kv:a")) {
+		t.Fatal("an unsynced registry must assume every key may be locked")
+	}
+	r.SetSynced(true)
+	if r.MayBeLocked([]byte("w"), []byte("kv:a")) {
+		t.Fatal("no lock: fast path")
+	}
+	r.Acquired("w", "kv:a", now.Add(time.Second).UnixMilli())
+	for key, want := range map[string]bool{"kv:a": true, "kv:a:b": true, "kv:a:b:c": true, "kv:ab": false, "kv": false, "kv:b": false} {
+		if got := r.MayBeLocked([]byte("w"), []byte(key)); got != want {
+			t.Errorf("%s: %v, want %v", key, got, want)
+		}
+	}
+	if r.MayBeLocked([]byte("other"), []byte("kv:a")) {
+		t.Error("locks are per workspace")
+	}
+	// Past expiry, within the margin: still possible; past it: not.
+	now = now.Add(time.Second + Margin - time.Millisecond)
+	if !r.MayBeLocked([]byte("w"), []byte("kv:a")) {
+		t.Error("within the margin past expiry")
+	}
+	now = now.Add(2 * time.Millisecond)
+	if r.MayBeLocked([]byte("w"), []byte("kv:a")) {
+		t.Error("past the margin")
+	}
+	r.Purge()
+	if r.Count() != 0 {
+		t.Errorf("purge left %d", r.Count())
+	}
+	r.Acquired("w", "kv", now.Add(time.Hour).UnixMilli())
+	if !r.MayBeLocked([]byte("w"), []byte("kv:anything")) {
+		t.Error("a lock on the kind guards all of it")
+	}
+	r.Released("w", "kv")
+	if r.MayBeLocked([]byte("w"), []byte("kv:anything")) || r.Count() != 0 {
+		t.Error("released")
+	}
+}
+
+func TestRegistryInflight(t *testing.T) {
+	now := time.Unix(1_000_000, 0)
+	r := NewRegistry()
+	r.now = func() time.Time { return now }
+	r.SetSynced(true)
+	// An acquire in flight guards before its reply is seen, and a release
+	// meanwhile (of an earlier holder) does not end that.
+	r.Acquiring("w", "kv:a")
+	if !r.MayBeLocked([]byte("w"), []byte("kv:a")) {
+		t.Fatal("acquire in flight")
+	}
+	r.Released("w", "kv:a")
+	if !r.MayBeLocked([]byte("w"), []byte("kv:a")) {
+		t.Fatal("a release must not end another acquire in flight")
+	}
+	r.Acquired("w", "kv:a", now.Add(time.Second).UnixMilli())
+	r.Done("w", "kv:a")
+	if !r.MayBeLocked([]byte("w"), []byte("kv:a")) {
+		t.Fatal("acquired")
+	}
+	r.Released("w", "kv:a")
+	if r.MayBeLocked([]byte("w"), []byte("kv:a")) || r.Count() != 0 {
+		t.Fatal("released, nothing in flight")
+	}
+	// A failed acquire leaves nothing behind.
+	r.Acquiring("w", "kv:b")
+	r.Done("w", "kv:b")
+	if r.Count() != 0 {
+		t.Fatal("failed acquire left an entry")
+	}
+	// An acquire whose end is never reported stops counting after
+	// InflightMax; Reset keeps acquires in flight.
+	r.Acquiring("w", "kv:c")
+	r.Reset()
+	if !r.MayBeLocked([]byte("w"), []byte("kv:c")) {
+		t.Fatal("reset dropped an acquire in flight")
+	}
+	now = now.Add(InflightMax + time.Millisecond)
+	if r.MayBeLocked([]byte("w"), []byte("kv:c")) {
+		t.Fatal("an abandoned acquire guards forever")
+	}
+	r.Purge()
+	if r.Count() != 0 {
+		t.Fatal("purge kept an abandoned acquire")
+	}
+}
+
+func TestMayBeLockedAllocs(t *testing.T) {
+	r := NewRegistry()
+	r.SetSynced(true)
+	r.Acquired("w", "kv:x", time.Now().Add(time.Hour).UnixMilli())
+	key, w, none := []byte("kv:some:long:key"), []byte("w"), []byte("none")
+	if n := testing.AllocsPerRun(100, func() { r.MayBeLocked(w, key) }); n != 0 {
+		t.Errorf("MayBeLocked allocates %v", n)
+	}
+	if n := testing.AllocsPerRun(100, func() { r.MayBeLocked(none, key) }); n != 0 {
+		t.Errorf("MayBeLocked allocates %v", n)
+	}
+}
+
+func BenchmarkMayBeLockedNoLocks(b *testing.B) {
+	r := NewRegistry()
+	r.SetSynced(true)
+	key, w := []byte("kv:agent:notes:today"), []byte("w")
+	for b.Loop() {
+		r.MayBeLocked(w, key)
+	}
+}
+
+func BenchmarkMayBeLockedOtherLocks(b *testing.B) {
+	r := NewRegistry()
+	r.SetSynced(true)
+	for i := 0; i < 100; i++ {
+		r.Acquired("w", "kv:res"+string(rune('a'+i%26))+string(rune('a'+i/26)), time.Now().Add(time.Hour).UnixMilli())
+	}
+	key, w := []byte("kv:agent:notes:today"), []byte("w")
+	for b.Loop() {
+		r.MayBeLocked(w, key)
+	}
+}
