@@ -70,6 +70,8 @@ type config struct {
 	prefix     string
 	keep       bool
 	verbose    bool
+	policies   bool
+	nPol       int
 }
 
 type target struct {
@@ -111,6 +113,8 @@ type harness struct {
 	// grammar, so the report says whether enforcement was on.
 	enforcement string
 	childCPU    time.Duration // CPU of finished redis-benchmark runs
+	polNames    []string      // the policy targets started (policies.go)
+	prop        *propagation  // event propagation, when measured
 }
 
 // ownTicks is the CPU, in ticks, of the harness and its servers so far.
@@ -196,7 +200,7 @@ func parseFlags() config {
 	flag.StringVar(&c.extraArgs, "extra-proxy-args", "", "extra arguments for 'agentproxy serve', space separated (e.g. \"--keyspace-mode off\")")
 	flag.IntVar(&c.procs, "proxy-procs", 1, "GOMAXPROCS for agentproxy (0: Go's default, every core); 1 matches twemproxy's single thread\nand leaves the other cores to redis-server and redis-benchmark")
 	flag.StringVar(&c.proxyCmd, "proxy-cmd", "", "development override: shell command run as the agentproxy target;\n{listen} {port} {upstream} {upstream_port} {dir} are substituted")
-	flag.DurationVar(&c.timeout, "timeout", 270*time.Second, "hard time budget for the whole run, build included; rounds that would not fit are skipped")
+	flag.DurationVar(&c.timeout, "timeout", 420*time.Second, "hard time budget for the whole run, build included; rounds that would not fit are skipped")
 	flag.DurationVar(&c.runTimeout, "run-timeout", 60*time.Second, "limit for a single redis-benchmark run")
 	flag.IntVar(&c.clients, "clients", 50, "redis-benchmark connections (-c) for throughput runs")
 	flag.IntVar(&c.pipeline, "pipeline", 16, "pipeline depth (-P) of the pipelined mode")
@@ -209,6 +213,8 @@ func parseFlags() config {
 	flag.StringVar(&c.prefix, "prefix", "deepagents", "key prefix of the key grammar")
 	flag.BoolVar(&c.keep, "keep", false, "keep the temp dir (configs, logs) for inspection")
 	flag.BoolVar(&c.verbose, "v", false, "print every redis-benchmark command line")
+	flag.BoolVar(&c.policies, "policies", true, "also measure the plain-write policies (fencing, TTL rules, events) on agentproxies of their own,\nand event propagation under load")
+	flag.IntVar(&c.nPol, "n-policies", 200000, "requests per pipelined SET run of the policy comparison")
 	flag.Usage = func() {
 		fmt.Fprintf(flag.CommandLine.Output(), "usage: go run ./bench [flags]\n\nBenchmarks agentproxy against direct Redis and twemproxy (SPEC §14).\n\n")
 		flag.PrintDefaults()
@@ -227,6 +233,7 @@ func parseFlags() config {
 			"n-unpipelined": func() { c.nPlain = 10000 },
 			"n-latency":     func() { c.nLat = 2000 },
 			"keyspace":      func() { c.keyspace = 10000 },
+			"n-policies":    func() { c.nPol = 20000 },
 		}
 		for name, apply := range quick {
 			if !set[name] {
@@ -238,7 +245,7 @@ func parseFlags() config {
 		fmt.Fprintf(os.Stderr, "bench: -workspace %q is not a valid workspace name\n", c.workspace)
 		os.Exit(2)
 	}
-	if c.rounds < 1 || c.clients < 1 || c.pipeline < 1 || c.nPipe < 1 || c.nPlain < 1 || c.nLat < 1 || c.keyspace < 1 || c.valueSize < 1 {
+	if c.rounds < 1 || c.clients < 1 || c.pipeline < 1 || c.nPipe < 1 || c.nPlain < 1 || c.nLat < 1 || c.nPol < 1 || c.keyspace < 1 || c.valueSize < 1 {
 		fmt.Fprintln(os.Stderr, "bench: counts and sizes must be positive")
 		os.Exit(2)
 	}
@@ -355,6 +362,9 @@ func (h *harness) setup(ctx context.Context) error {
 		h.logf("bench: baseline agentproxy %s (pid %d) from %s", baddr, bp.pid(), base)
 	}
 
+	if err := h.setupPolicies(ctx, bin, rport); err != nil {
+		return err
+	}
 	h.logf("bench: redis %s (pid %d), twemproxy %s (pid %d), agentproxy %s (pid %d); logs in %s",
 		raddr, rp.pid(), taddr, tp.pid(), aaddr, ap.pid(), h.dir)
 
@@ -556,10 +566,13 @@ func (h *harness) measure(ctx context.Context) error {
 					r+1, c.rounds, modeLatGo, s.cmd, name, rps, p50, p99)
 			}
 		}
+		if err := h.measurePolicies(ctx, r); err != nil {
+			return err
+		}
 		h.rounds++
 		roundDur = time.Since(start)
 	}
-	return nil
+	return h.measurePropagation(ctx)
 }
 
 // runOne runs redis-benchmark once against t and samples CPU around it.

@@ -192,6 +192,8 @@ func (h *harness) report(w io.Writer) {
 	}
 	tw.Flush()
 
+	h.reportPolicies(w)
+
 	fmt.Fprintf(w, "\nSPEC §14 TARGETS (this machine, this run)\n")
 	tw = tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
 	pass := 0

@@ -218,6 +218,15 @@ func PlanWrite(dst []byte, ev []int, w *Write, p *policy.Policy, reg *Registry, 
 		return dst, ev, pl
 	}
 	start := len(dst)
+	if !guard && len(sc.ttls) == 1 && !w.Blocking {
+		var rewritten, handled bool
+		if dst, rewritten, handled = appendSetTTL(dst, w.Args, sc.ttls[0]); handled {
+			if rewritten {
+				pl.Raw = dst[start:len(dst):len(dst)]
+			}
+			return dst, ev, pl
+		}
+	}
 	if w.Blocking {
 		// A blocking command cannot run in a script: the PEXPIREs follow
 		// it on its connection (Redis runs them once it unblocks).

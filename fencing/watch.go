@@ -17,7 +17,8 @@ import (
 )
 
 // Watch keeps r in step with the locks in Redis until ctx ends: it
-// subscribes to every workspace's event channel (<prefix>:{*}:events),
+// subscribes to every workspace's lock channel (<prefix>:{*}:events:locks,
+// published by the lock scripts only: agents may not publish there),
 // loads the locks that exist (SCAN <prefix>:{*}:lock:*, PTTL), marks r
 // synced, and applies the lock events as they come. When the subscription
 // fails r is marked unsynced (every guarded write takes the script) and
@@ -53,7 +54,7 @@ func (r *Registry) watchOnce(ctx context.Context, pool *upstream.Pool, prefix st
 	sub.SetDeadline(time.Now().Add(5 * time.Second))
 	// Named, so operators (and CLIENT LIST checks) can tell it apart.
 	req := upstream.AppendCommand(nil, "CLIENT", "SETNAME", "agentproxy-lockwatch")
-	if _, err := sub.Write(upstream.AppendCommand(req, "PSUBSCRIBE", prefix+":{*}:events")); err != nil {
+	if _, err := sub.Write(upstream.AppendCommand(req, "PSUBSCRIBE", prefix+":{*}:events:locks")); err != nil {
 		return err
 	}
 	fr := &frames{nc: sub, buf: append(make([]byte, 0, 64<<10), left...)}
@@ -81,7 +82,7 @@ func (r *Registry) watchOnce(ctx context.Context, pool *upstream.Pool, prefix st
 		if err != nil {
 			return err
 		}
-		r.apply(f)
+		r.apply(f, prefix)
 	}
 }
 
@@ -93,26 +94,40 @@ type event struct {
 	ExpiresAt int64  `json:"expires_at"`
 }
 
-// apply reads one pmessage frame.
-func (r *Registry) apply(frame []byte) {
+// apply reads one pmessage frame. The workspace is the channel's, which
+// must be exactly <prefix>:{ws}:events:locks (the pattern also matches
+// channels such as <prefix>:{a}:events:x}:events:locks, which an agent of
+// workspace a may publish on), and the envelope must agree.
+func (r *Registry) apply(frame []byte, prefix string) {
 	v, _, err := domain.ParseReply(frame)
 	if err != nil || v.Typ != '*' || len(v.Kids) != 4 || v.Kids[0].Str != "pmessage" {
 		return
 	}
-	payload := v.Kids[3].Str
-	if !strings.Contains(payload, `"lock.`) {
+	ws, ok := locksChannelWS(v.Kids[2].Str, prefix)
+	if !ok {
 		return
 	}
 	var e event
-	if json.Unmarshal([]byte(payload), &e) != nil || e.WS == "" || e.Resource == "" {
+	if json.Unmarshal([]byte(v.Kids[3].Str), &e) != nil || e.WS != ws || e.Resource == "" {
 		return
 	}
 	switch e.Type {
 	case "lock.acquired", "lock.extended":
-		r.Acquired(e.WS, e.Resource, e.ExpiresAt)
+		r.Acquired(ws, e.Resource, e.ExpiresAt)
 	case "lock.released":
-		r.Released(e.WS, e.Resource)
+		r.Released(ws, e.Resource)
 	}
+}
+
+// locksChannelWS returns ws of a channel that is exactly
+// <prefix>:{ws}:events:locks.
+func locksChannelWS(ch, prefix string) (string, bool) {
+	rest, ok := strings.CutPrefix(ch, prefix+":{")
+	if !ok {
+		return "", false
+	}
+	ws, tail, ok := strings.Cut(rest, "}")
+	return ws, ok && ws != "" && tail == ":events:locks"
 }
 
 // load reads every lock that exists, a page at a time.
@@ -184,14 +199,19 @@ func lockName(key, head string) (ws, res string, ok bool) {
 
 // frames reads whole RESP frames from a connection.
 type frames struct {
-	nc  net.Conn
-	buf []byte
-	f   upstream.Framer
-	pos int
+	nc   net.Conn
+	buf  []byte
+	f    upstream.Framer
+	pos  int
+	done int // bytes of buf handed out by the last next
 }
 
+// next returns the next frame; it is valid until the following call.
 func (fr *frames) next() ([]byte, error) {
-	tmp := make([]byte, 16<<10)
+	if fr.done > 0 {
+		fr.buf = append(fr.buf[:0], fr.buf[fr.done:]...)
+		fr.pos, fr.done = fr.pos-fr.done, 0
+	}
 	for {
 		if fr.pos < len(fr.buf) {
 			n, done, err := fr.f.Scan(fr.buf[fr.pos:])
@@ -200,14 +220,15 @@ func (fr *frames) next() ([]byte, error) {
 			}
 			fr.pos += n
 			if done {
-				out := append([]byte(nil), fr.buf[:fr.pos]...)
-				fr.buf = append(fr.buf[:0], fr.buf[fr.pos:]...)
-				fr.pos = 0
-				return out, nil
+				fr.done = fr.pos
+				return fr.buf[:fr.pos], nil
 			}
 		}
-		n, err := fr.nc.Read(tmp)
-		fr.buf = append(fr.buf, tmp[:n]...)
+		if cap(fr.buf)-len(fr.buf) < 4<<10 {
+			fr.buf = append(fr.buf, make([]byte, 16<<10)...)[:len(fr.buf)]
+		}
+		n, err := fr.nc.Read(fr.buf[len(fr.buf):cap(fr.buf)])
+		fr.buf = fr.buf[:len(fr.buf)+n]
 		if err != nil && n == 0 {
 			return nil, err
 		}

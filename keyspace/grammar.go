@@ -162,6 +162,15 @@ func (g *Grammar) IsEventsChannel(ch []byte, ws string) bool {
 	return g.hasWSPrefix(ch, ws) && string(ch[len(g.Prefix)+4+len(ws):]) == "events"
 }
 
+// LocksChannel is the channel the lock scripts announce ws's lock changes
+// on, which the proxies' fencing registries follow.
+func (g *Grammar) LocksChannel(ws string) string { return g.WorkspacePrefix(ws) + "events:locks" }
+
+// IsLocksChannel reports whether ch is exactly ws's lock channel.
+func (g *Grammar) IsLocksChannel(ch []byte, ws string) bool {
+	return g.hasWSPrefix(ch, ws) && string(ch[len(g.Prefix)+4+len(ws):]) == "events:locks"
+}
+
 // SortPatternKind is the kind a SORT BY/GET pattern of ws builds keys of,
 // or -1 when the kind is not spelt out literally before the first '*'
 // (the element value replaces it, so "<ws>:*" could build keys of any kind).

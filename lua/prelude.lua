@@ -54,4 +54,12 @@ local function emit(channel, log, maxlen, env)
   local s = cjson.encode(env)
   redis.call('PUBLISH', channel, s)
   redis.call('XADD', log, 'MAXLEN', '~', maxlen, '*', 'event', s)
+  return s
+end
+
+-- emit_lock is emit for lock events, which also go to the workspace's lock
+-- channel (<channel>:locks): the proxies' fencing registries follow it
+-- without reading every other event.
+local function emit_lock(channel, log, maxlen, env)
+  redis.call('PUBLISH', channel .. ':locks', emit(channel, log, maxlen, env))
 end

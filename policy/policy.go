@@ -239,6 +239,9 @@ func (p *Policy) Check(id *Identity, c *keyspace.Command, args [][]byte, acc *ke
 		if c.Name == "unsubscribe" || c.Name == "sunsubscribe" {
 			continue // leaving a channel is always allowed
 		}
+		if (c.Name == "publish" || c.Name == "spublish") && g.IsLocksChannel(args[i], ws) {
+			return p.violation("NOPERM channel '" + quote(args[i]) + "' announces the workspace's locks, published only by the lock commands (a forged announcement would mislead the proxies' fencing)")
+		}
 		if p.eventsDomain && (c.Name == "publish" || c.Name == "spublish") && g.IsEventsChannel(args[i], ws) {
 			return p.violation("NOPERM channel '" + quote(args[i]) + "' is the workspace's event feed, written only by the proxy (events come from writes); publish your own on " + g.WorkspacePrefix(ws) + "events:<name>")
 		}

@@ -2,10 +2,12 @@ package events
 
 import (
 	"context"
-	"encoding/json"
 	"strconv"
 	"sync/atomic"
 	"time"
+	"unicode/utf8"
+
+	"github.com/tidwall/redcon"
 
 	"go.uber.org/zap"
 
@@ -34,6 +36,7 @@ type Emitter struct {
 	coalesce time.Duration
 	log      *zap.Logger
 	ch       chan Write
+	env, ch0 []byte // scratch of append (the Run goroutine's)
 
 	// Sent and Dropped count events.
 	Sent    atomic.Int64
@@ -151,25 +154,104 @@ func lastPerKey(b []Write) []Write {
 	return out
 }
 
-// envelope is an event as SPEC §8 writes it.
-type envelope struct {
-	V        int    `json:"v"`
-	Type     string `json:"type"`
-	WS       string `json:"ws"`
-	Resource string `json:"resource"`
-	Actor    string `json:"actor"`
-	Cmd      string `json:"cmd"`
-	Version  int    `json:"version"`
-	TS       int64  `json:"ts"`
+// append adds the PUBLISH and XADD of w's envelope (SPEC §8) to req,
+// without allocating: the envelope is written once into e.env.
+func (e *Emitter) append(req []byte, w Write) []byte {
+	b := e.env[:0]
+	b = append(b, `{"v":1,"type":`...)
+	typ := ".write"
+	if w.Delete {
+		typ = ".delete"
+	}
+	b = append(b, '"')
+	b = appendJSONBody(b, w.Kind)
+	b = append(b, typ...)
+	b = append(b, `","ws":`...)
+	b = appendJSONString(b, w.WS)
+	b = append(b, `,"resource":`...)
+	b = appendJSONString(b, w.Resource)
+	b = append(b, `,"actor":`...)
+	b = appendJSONString(b, w.Actor)
+	b = append(b, `,"cmd":`...)
+	b = appendJSONString(b, w.Cmd)
+	b = append(b, `,"version":0,"ts":`...)
+	b = strconv.AppendInt(b, w.TS, 10)
+	b = append(b, '}')
+	e.env = b
+	// <prefix>:{ws}:events
+	ch := append(append(append(e.ch0[:0], e.prefix...), ":{"...), w.WS...)
+	ch = append(ch, "}:events"...)
+	e.ch0 = ch
+	req = redcon.AppendArray(req, 3)
+	req = redcon.AppendBulkString(req, "PUBLISH")
+	req = redcon.AppendBulk(req, ch)
+	req = redcon.AppendBulk(req, b)
+	req = redcon.AppendArray(req, 8)
+	req = redcon.AppendBulkString(req, "XADD")
+	req = appendBulk2(req, ch, ":log")
+	req = redcon.AppendBulkString(req, "MAXLEN")
+	req = redcon.AppendBulkString(req, "~")
+	req = redcon.AppendBulkString(req, e.maxLen)
+	req = redcon.AppendBulkString(req, "*")
+	req = redcon.AppendBulkString(req, "event")
+	return redcon.AppendBulk(req, b)
 }
 
-func (e *Emitter) append(req []byte, w Write) []byte {
-	typ := w.Kind + ".write"
-	if w.Delete {
-		typ = w.Kind + ".delete"
+// appendBulk2 appends the bulk string a+b.
+func appendBulk2(dst, a []byte, b string) []byte {
+	dst = append(dst, '$')
+	dst = strconv.AppendInt(dst, int64(len(a)+len(b)), 10)
+	dst = append(dst, "\r\n"...)
+	dst = append(append(dst, a...), b...)
+	return append(dst, "\r\n"...)
+}
+
+// appendJSONString appends s as a JSON string.
+func appendJSONString(dst []byte, s string) []byte {
+	dst = append(dst, '"')
+	dst = appendJSONBody(dst, s)
+	return append(dst, '"')
+}
+
+// appendJSONBody appends s escaped for a JSON string (as encoding/json
+// does: quotes, backslashes and control characters escaped, <, >, & and
+// U+2028/9 as \u escapes, invalid UTF-8 as U+FFFD).
+func appendJSONBody(dst []byte, s string) []byte {
+	const hex = "0123456789abcdef"
+	for i := 0; i < len(s); {
+		c := s[i]
+		if c < utf8.RuneSelf {
+			switch {
+			case c == '"' || c == '\\':
+				dst = append(dst, '\\', c)
+			case c == '\n':
+				dst = append(dst, '\\', 'n')
+			case c == '\r':
+				dst = append(dst, '\\', 'r')
+			case c == '\t':
+				dst = append(dst, '\\', 't')
+			case c == '\b':
+				dst = append(dst, '\\', 'b')
+			case c == '\f':
+				dst = append(dst, '\\', 'f')
+			case c < 0x20 || c == '<' || c == '>' || c == '&':
+				dst = append(dst, '\\', 'u', '0', '0', hex[c>>4], hex[c&0xf])
+			default:
+				dst = append(dst, c)
+			}
+			i++
+			continue
+		}
+		r, size := utf8.DecodeRuneInString(s[i:])
+		switch {
+		case r == utf8.RuneError && size == 1:
+			dst = append(dst, `\ufffd`...)
+		case r == '\u2028' || r == '\u2029':
+			dst = append(dst, '\\', 'u', '2', '0', '2', hex[r&0xf])
+		default:
+			dst = append(dst, s[i:i+size]...)
+		}
+		i += size
 	}
-	b, _ := json.Marshal(envelope{V: 1, Type: typ, WS: w.WS, Resource: w.Resource, Actor: w.Actor, Cmd: w.Cmd, TS: w.TS})
-	head := e.prefix + ":{" + w.WS + "}:events"
-	req = upstream.AppendCommand(req, "PUBLISH", head, string(b))
-	return upstream.AppendCommand(req, "XADD", head+":log", "MAXLEN", "~", e.maxLen, "*", "event", string(b))
+	return dst
 }

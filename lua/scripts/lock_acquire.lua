@@ -22,6 +22,6 @@ redis.call('HSET', KEYS[1], 'owner', ARGV[2], 'token', token)
 if ARGV[8] and ARGV[8] ~= '' then redis.call('HSET', KEYS[1], 'holder', ARGV[8]) end
 redis.call('PEXPIRE', KEYS[1], ttl)
 local now = now_ms()
-emit(ARGV[6], KEYS[3], ARGV[5], {v = 1, type = 'lock.acquired', ws = ARGV[3], resource = ARGV[4], actor = ARGV[2],
+emit_lock(ARGV[6], KEYS[3], ARGV[5], {v = 1, type = 'lock.acquired', ws = ARGV[3], resource = ARGV[4], actor = ARGV[2],
   cmd = 'LOCK.ACQUIRE', version = token, ts = now, expires_at = now + ttl})
 return {'token', token, 'expires_at', now + ttl, 'ttl_ms', ttl}

@@ -22,6 +22,6 @@ if refused then return refused end
 local ttl = tonumber(ARGV[2])
 redis.call('PEXPIRE', KEYS[1], ttl)
 local now = now_ms()
-emit(ARGV[6], KEYS[3], ARGV[5], {v = 1, type = 'lock.extended', ws = ARGV[3], resource = ARGV[4], actor = ARGV[7],
+emit_lock(ARGV[6], KEYS[3], ARGV[5], {v = 1, type = 'lock.extended', ws = ARGV[3], resource = ARGV[4], actor = ARGV[7],
   cmd = 'LOCK.EXTEND', version = token, ts = now, expires_at = now + ttl})
 return {'token', token, 'expires_at', now + ttl, 'ttl_ms', ttl}

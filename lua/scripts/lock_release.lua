@@ -15,6 +15,6 @@ local refused = not_holder(KEYS[1], ARGV[6], ARGV[3], ARGV[1])
 if refused then return refused end
 redis.call('DEL', KEYS[1])
 local now = now_ms()
-emit(ARGV[5], KEYS[3], ARGV[4], {v = 1, type = 'lock.released', ws = ARGV[2], resource = ARGV[3], actor = ARGV[6],
+emit_lock(ARGV[5], KEYS[3], ARGV[4], {v = 1, type = 'lock.released', ws = ARGV[2], resource = ARGV[3], actor = ARGV[6],
   cmd = 'LOCK.RELEASE', version = token, ts = now})
 return 1
