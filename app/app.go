@@ -12,6 +12,7 @@ import (
 	"net/http/pprof"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"time"
 
@@ -109,7 +110,7 @@ func Start(cfg config.Config, log *zap.Logger) (*App, error) {
 		MaxDedicatedPerWorkspace: u.MaxDedicatedPerWorkspace,
 		Embedded:                 a.store != nil,
 		Disabled:                 disabled(cfg.Features),
-		Domain: &domain.Env{Locks: locks, Files: domain.FileOptions{ChunkSize: cfg.Files.ChunkSize,
+		Domain: &domain.Env{Locks: locks, EventsMaxLen: strconv.Itoa(cfg.Events.StreamMaxLen), Files: domain.FileOptions{ChunkSize: cfg.Files.ChunkSize,
 			MaxBytes: cfg.Files.MaxFileBytes, UploadTTL: cfg.Files.UploadTTL.Duration}},
 	}, a.pool, pol, log.Named("proxy"))
 

@@ -143,6 +143,9 @@ type Env struct {
 	// MaxOutput is the client output limit (listen.max_output_bytes):
 	// replies the handlers build must fit in it.
 	MaxOutput int
+	// EventsMaxLen is the length each workspace's event log is trimmed to
+	// ([events] stream_maxlen); "" is DefaultEventsMaxLen.
+	EventsMaxLen string
 	// Locks, when set, learns of the locks the domain's lock commands take
 	// and release (the proxy's fencing registry; other proxies learn them
 	// from the lock events).
@@ -209,8 +212,9 @@ func (r *Req) EndTx() {
 const (
 	// MaxResource leaves room for files:<path> with the longest path.
 	MaxResource = 1100
-	// EventsMaxLen is the length the event log is trimmed to.
-	EventsMaxLen = "10000"
+	// DefaultEventsMaxLen is the length the event log is trimmed to when
+	// Env.EventsMaxLen is not set.
+	DefaultEventsMaxLen = "10000"
 )
 
 // Key builds <prefix>:{<workspace>}:<kind>[:<rest>].
@@ -279,6 +283,14 @@ func (r *Req) Script(sc *lua.Script, keys, args []string) {
 // AsMap turns a flat [field, value, ...] reply at Out[start:] into a RESP3
 // map for RESP3 clients.
 func (r *Req) AsMap(start int) { r.Out = wire.AsMap(r.Out, start, r.Proto) }
+
+// EventsMaxLen is the length the event log is trimmed to.
+func (r *Req) EventsMaxLen() string {
+	if r.Env != nil && r.Env.EventsMaxLen != "" {
+		return r.Env.EventsMaxLen
+	}
+	return DefaultEventsMaxLen
+}
 
 // HeldToken is the token this connection holds for resource (from
 // LOCK.ACQUIRE or LOCK.USE), injected into its writes (SPEC §6), or "".

@@ -105,5 +105,5 @@ func (s req) cacheSet(args [][]byte) {
 		token = s.HeldToken(res)
 	}
 	s.Script(lua.Get("cache_set"), []string{s.Key("cache", entry), s.Key("events", "log"), s.Key("lock", res), s.Key("fence", res)},
-		[]string{string(args[2]), strconv.FormatInt(ttl, 10), s.Workspace, res, domain.EventsMaxLen, s.Channel(), s.Actor, token, ifv})
+		[]string{string(args[2]), strconv.FormatInt(ttl, 10), s.Workspace, res, s.EventsMaxLen(), s.Channel(), s.Actor, token, ifv})
 }

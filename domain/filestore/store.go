@@ -434,7 +434,7 @@ func (f *fstore) commit(k fileKeys, path, ifv, token, event, cmd, gen string, c 
 	if gen != "" {
 		nchunks = (c.size + int64(cs) - 1) / int64(cs)
 	}
-	args := []string{path, f.s.Workspace, k.resource, domain.EventsMaxLen, f.s.Channel(), f.s.Actor, token, ifv,
+	args := []string{path, f.s.Workspace, k.resource, f.s.EventsMaxLen(), f.s.Channel(), f.s.Actor, token, ifv,
 		event, cmd, gen, strconv.FormatInt(c.size, 10), c.sha1, strconv.FormatInt(c.lines, 10), c.encoding,
 		strconv.FormatInt(nchunks, 10), strconv.Itoa(cs), c.nl, keep}
 	keys := []string{k.meta, k.index, k.gen, k.log, k.lock, k.fence}

@@ -241,7 +241,7 @@ func (f *fstore) del(paths []string, ifv, token string) (int64, error) {
 				t = f.s.HeldToken(k.resource)
 			}
 			f.req = sc.AppendCall(f.req, full, []string{k.meta, k.index, k.log, k.lock, k.fence},
-				[]string{p, f.s.Workspace, k.resource, domain.EventsMaxLen, f.s.Channel(), f.s.Actor, t, ifv}, 0)
+				[]string{p, f.s.Workspace, k.resource, f.s.EventsMaxLen(), f.s.Channel(), f.s.Actor, t, ifv}, 0)
 		}
 		r, err := f.send(len(paths), f.req)
 		if err != nil {

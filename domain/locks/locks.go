@@ -104,7 +104,7 @@ func (s req) lockAcquire(args [][]byte) {
 		return
 	}
 	keys := []string{s.Key("lock", res), s.Key("fence", res), s.Key("events", "log")}
-	argv := []string{strconv.FormatInt(ttl, 10), owner, s.Workspace, res, domain.EventsMaxLen, s.Channel(), ifv, s.Actor}
+	argv := []string{strconv.FormatInt(ttl, 10), owner, s.Workspace, res, s.EventsMaxLen(), s.Channel(), ifv, s.Actor}
 	deadline := time.Now().Add(time.Duration(wait) * time.Millisecond)
 	backoff := lockRetryBase
 	for {
@@ -149,12 +149,12 @@ func (s req) lockToken(args [][]byte, name string) {
 		if !ok {
 			return
 		}
-		s.Script(lua.Get(name), keys, []string{tok, strconv.FormatInt(ttl, 10), s.Workspace, res, domain.EventsMaxLen, s.Channel(), s.Actor})
+		s.Script(lua.Get(name), keys, []string{tok, strconv.FormatInt(ttl, 10), s.Workspace, res, s.EventsMaxLen(), s.Channel(), s.Actor})
 		s.observe(res, s.Out[start:])
 		s.AsMap(start)
 		return
 	}
-	s.Script(lua.Get(name), keys, []string{tok, s.Workspace, res, domain.EventsMaxLen, s.Channel(), s.Actor})
+	s.Script(lua.Get(name), keys, []string{tok, s.Workspace, res, s.EventsMaxLen(), s.Channel(), s.Actor})
 	if len(s.Out) > start && s.Out[start] == ':' {
 		s.released(res)
 	}

@@ -61,7 +61,7 @@ func (s req) todoArgv(op, ifv, token, next string) []string {
 	if token == "" {
 		token = s.HeldToken(todoResource)
 	}
-	return []string{op, s.Workspace, s.Actor, s.Channel(), domain.EventsMaxLen, ifv, token, next}
+	return []string{op, s.Workspace, s.Actor, s.Channel(), s.EventsMaxLen(), ifv, token, next}
 }
 
 // todoOpt parses IFVERSION v and FENCE t; false (with the error sent) on a
