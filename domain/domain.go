@@ -171,15 +171,16 @@ func (e *Env) Value(key any, mk func() any) any {
 	return v
 }
 
-// LockObserver learns of lock changes (expiresAt: unix ms). An acquire is
+// LockObserver learns of lock changes (expiresAt: unix ms; token: the
+// lock's fencing token, by which reports arriving out of order are told apart). An acquire is
 // announced (Acquiring) before it is sent and ended (Done) after its reply
 // was observed, so that the observer never misses a lock that already
 // holds in Redis.
 type LockObserver interface {
 	Acquiring(ws, resource string)
 	Done(ws, resource string)
-	Acquired(ws, resource string, expiresAt int64)
-	Released(ws, resource string)
+	Acquired(ws, resource string, token, expiresAt int64)
+	Released(ws, resource string, token int64)
 }
 
 // Acquiring announces an acquire of resource to the lock observer. Inside

@@ -46,9 +46,11 @@ type Registry struct {
 type locks map[string]map[string]entry
 
 // entry is one resource: the lock's expiry (unix ms, margin included; 0:
-// not known to be locked), and the acquires in flight for it since when.
+// not known to be locked), the newest fencing token heard of (0: unknown),
+// and the acquires in flight for it since when.
 type entry struct {
 	exp      int64
+	tok      int64
 	inflight int32
 	since    int64
 }
@@ -93,22 +95,34 @@ func (r *Registry) Done(ws, resource string) {
 	})
 }
 
-// Acquired records that resource of ws is locked until expiresAt (unix ms;
-// 0: unknown, assumed for a minute).
-func (r *Registry) Acquired(ws, resource string, expiresAt int64) {
+// Acquired records that resource of ws is locked with token (0: unknown)
+// until expiresAt (unix ms; 0: unknown, assumed for a minute). News of an
+// older token than one already heard of changes nothing: the reports of
+// different sessions and of the lock events arrive in any order.
+func (r *Registry) Acquired(ws, resource string, token, expiresAt int64) {
 	if expiresAt <= 0 {
 		expiresAt = r.now().Add(time.Minute).UnixMilli()
 	}
+	exp := expiresAt + Margin.Milliseconds()
 	r.change(ws, resource, func(e entry) entry {
-		e.exp = expiresAt + Margin.Milliseconds()
+		switch {
+		case token > e.tok:
+			e.tok, e.exp = token, exp
+		case token == e.tok || token == 0:
+			e.exp = max(e.exp, exp)
+		}
 		return e
 	})
 }
 
-// Released records that resource of ws is no longer locked.
-func (r *Registry) Released(ws, resource string) {
+// Released records that the lock with token on resource of ws is released.
+// A release of an older token than the newest heard of is stale (that lock
+// was taken over since) and changes nothing.
+func (r *Registry) Released(ws, resource string, token int64) {
 	r.change(ws, resource, func(e entry) entry {
-		e.exp = 0
+		if token >= e.tok {
+			e.exp, e.tok = 0, token
+		}
 		return e
 	})
 }

@@ -16,7 +16,7 @@ func TestRegistryMayBeLocked(t *testing.T) {
 	if r.MayBeLocked([]byte("w"), []byte("kv:a")) {
 		t.Fatal("no lock: fast path")
 	}
-	r.Acquired("w", "kv:a", now.Add(time.Second).UnixMilli())
+	r.Acquired("w", "kv:a", 1, now.Add(time.Second).UnixMilli())
 	for key, want := range map[string]bool{"kv:a": true, "kv:a:b": true, "kv:a:b:c": true, "kv:ab": false, "kv": false, "kv:b": false} {
 		if got := r.MayBeLocked([]byte("w"), []byte(key)); got != want {
 			t.Errorf("%s: %v, want %v", key, got, want)
@@ -38,11 +38,11 @@ func TestRegistryMayBeLocked(t *testing.T) {
 	if r.Count() != 0 {
 		t.Errorf("purge left %d", r.Count())
 	}
-	r.Acquired("w", "kv", now.Add(time.Hour).UnixMilli())
+	r.Acquired("w", "kv", 1, now.Add(time.Hour).UnixMilli())
 	if !r.MayBeLocked([]byte("w"), []byte("kv:anything")) {
 		t.Error("a lock on the kind guards all of it")
 	}
-	r.Released("w", "kv")
+	r.Released("w", "kv", 1)
 	if r.MayBeLocked([]byte("w"), []byte("kv:anything")) || r.Count() != 0 {
 		t.Error("released")
 	}
@@ -59,16 +59,16 @@ func TestRegistryInflight(t *testing.T) {
 	if !r.MayBeLocked([]byte("w"), []byte("kv:a")) {
 		t.Fatal("acquire in flight")
 	}
-	r.Released("w", "kv:a")
+	r.Released("w", "kv:a", 1)
 	if !r.MayBeLocked([]byte("w"), []byte("kv:a")) {
 		t.Fatal("a release must not end another acquire in flight")
 	}
-	r.Acquired("w", "kv:a", now.Add(time.Second).UnixMilli())
+	r.Acquired("w", "kv:a", 2, now.Add(time.Second).UnixMilli())
 	r.Done("w", "kv:a")
 	if !r.MayBeLocked([]byte("w"), []byte("kv:a")) {
 		t.Fatal("acquired")
 	}
-	r.Released("w", "kv:a")
+	r.Released("w", "kv:a", 2)
 	if r.MayBeLocked([]byte("w"), []byte("kv:a")) || r.Count() != 0 {
 		t.Fatal("released, nothing in flight")
 	}
@@ -98,7 +98,7 @@ func TestRegistryInflight(t *testing.T) {
 func TestMayBeLockedAllocs(t *testing.T) {
 	r := NewRegistry()
 	r.SetSynced(true)
-	r.Acquired("w", "kv:x", time.Now().Add(time.Hour).UnixMilli())
+	r.Acquired("w", "kv:x", 1, time.Now().Add(time.Hour).UnixMilli())
 	key, w, none := []byte("kv:some:long:key"), []byte("w"), []byte("none")
 	if n := testing.AllocsPerRun(100, func() { r.MayBeLocked(w, key) }); n != 0 {
 		t.Errorf("MayBeLocked allocates %v", n)
@@ -121,10 +121,41 @@ func BenchmarkMayBeLockedOtherLocks(b *testing.B) {
 	r := NewRegistry()
 	r.SetSynced(true)
 	for i := 0; i < 100; i++ {
-		r.Acquired("w", "kv:res"+string(rune('a'+i%26))+string(rune('a'+i/26)), time.Now().Add(time.Hour).UnixMilli())
+		r.Acquired("w", "kv:res"+string(rune('a'+i%26))+string(rune('a'+i/26)), 1, time.Now().Add(time.Hour).UnixMilli())
 	}
 	key, w := []byte("kv:agent:notes:today"), []byte("w")
 	for b.Loop() {
 		r.MayBeLocked(w, key)
+	}
+}
+
+// The reports of a lock's changes come from the sessions that made them and
+// from the lock events, in any order: news of an older token than the
+// newest heard of changes nothing.
+func TestRegistryOutOfOrder(t *testing.T) {
+	now := time.Unix(1_000_000, 0)
+	r := NewRegistry()
+	r.now = func() time.Time { return now }
+	r.SetSynced(true)
+	exp := now.Add(time.Second).UnixMilli()
+	r.Acquired("w", "kv:a", 5, exp)
+	r.Acquired("w", "kv:a", 6, exp) // taken over (session reply)
+	r.Released("w", "kv:a", 5)      // the release of 5, heard late (event)
+	if !r.MayBeLocked([]byte("w"), []byte("kv:a")) {
+		t.Fatal("a late release of an older token ended the newer lock")
+	}
+	r.Acquired("w", "kv:a", 5, now.Add(-time.Hour).UnixMilli()) // the acquire of 5, heard late
+	now = now.Add(time.Second + Margin/2)
+	if !r.MayBeLocked([]byte("w"), []byte("kv:a")) {
+		t.Fatal("a late acquire of an older token shortened the newer lock")
+	}
+	r.Acquired("w", "kv:a", 6, now.Add(time.Minute).UnixMilli()) // extended
+	now = now.Add(30 * time.Second)
+	if !r.MayBeLocked([]byte("w"), []byte("kv:a")) {
+		t.Fatal("extension lost")
+	}
+	r.Released("w", "kv:a", 6)
+	if r.MayBeLocked([]byte("w"), []byte("kv:a")) {
+		t.Fatal("released")
 	}
 }

@@ -91,6 +91,7 @@ type event struct {
 	Type      string `json:"type"`
 	WS        string `json:"ws"`
 	Resource  string `json:"resource"`
+	Version   int64  `json:"version"` // the fencing token
 	ExpiresAt int64  `json:"expires_at"`
 }
 
@@ -113,9 +114,9 @@ func (r *Registry) apply(frame []byte, prefix string) {
 	}
 	switch e.Type {
 	case "lock.acquired", "lock.extended":
-		r.Acquired(ws, e.Resource, e.ExpiresAt)
+		r.Acquired(ws, e.Resource, e.Version, e.ExpiresAt)
 	case "lock.released":
-		r.Released(ws, e.Resource)
+		r.Released(ws, e.Resource, e.Version)
 	}
 }
 
@@ -159,6 +160,7 @@ func (r *Registry) load(pool *upstream.Pool, prefix string) error {
 		for _, k := range v.Kids[1].Kids {
 			keys = append(keys, k.Str)
 			req = upstream.AppendCommand(req, "PTTL", k.Str)
+			req = upstream.AppendCommand(req, "HGET", k.Str, "token")
 		}
 		if len(keys) > 0 {
 			now := time.Now().UnixMilli()
@@ -171,13 +173,20 @@ func (r *Registry) load(pool *upstream.Pool, prefix string) error {
 					return err
 				}
 				ttl, _ := strconv.ParseInt(strings.TrimSpace(string(f[1:])), 10, 64)
+				if f, err = fr.next(); err != nil {
+					return err
+				}
+				var tok int64
+				if v, _, err := domain.ParseReply(f); err == nil && v.Typ == '$' {
+					tok, _ = strconv.ParseInt(v.Str, 10, 64)
+				}
 				ws, res, ok := lockName(k, head)
 				switch {
 				case !ok || ttl == -2:
 				case ttl < 0:
-					r.Acquired(ws, res, now+24*time.Hour.Milliseconds()) // no TTL: assume held
+					r.Acquired(ws, res, tok, now+24*time.Hour.Milliseconds()) // no TTL: assume held
 				default:
-					r.Acquired(ws, res, now+ttl)
+					r.Acquired(ws, res, tok, now+ttl)
 				}
 			}
 		}

@@ -40,7 +40,8 @@ func init() {
 	domain.RegisterTx("lock.release", "coord", func(r *domain.Req, a [][]byte) { req{r}.lockToken(a, "lock_release") },
 		func(r *domain.Req, a [][]byte, reply []byte) []byte {
 			if len(reply) > 0 && reply[0] == ':' {
-				req{r}.released(string(a[0]))
+				t, _ := strconv.ParseInt(string(a[1]), 10, 64)
+				req{r}.released(string(a[0]), t)
 			}
 			return reply
 		})
@@ -156,15 +157,15 @@ func (s req) lockToken(args [][]byte, name string) {
 	}
 	s.Script(lua.Get(name), keys, []string{tok, s.Workspace, res, s.EventsMaxLen(), s.Channel(), s.Actor})
 	if len(s.Out) > start && s.Out[start] == ':' {
-		s.released(res)
+		s.released(res, token)
 	}
 }
 
 // released forgets the connection's token for res, and tells the registry.
-func (s req) released(res string) {
+func (s req) released(res string, token int64) {
 	s.Drop(res)
 	if s.Env.Locks != nil {
-		s.Env.Locks.Released(s.Workspace, res)
+		s.Env.Locks.Released(s.Workspace, res, token)
 	}
 }
 
@@ -178,11 +179,17 @@ func (s req) observe(res string, reply []byte) {
 	if err != nil {
 		return
 	}
+	var tok, exp int64
 	for i := 0; i+1 < len(v.Kids); i += 2 {
-		if v.Kids[i].Str == "expires_at" {
-			exp, _ := strconv.ParseInt(v.Kids[i+1].Str, 10, 64)
-			s.Env.Locks.Acquired(s.Workspace, res, exp)
+		switch v.Kids[i].Str {
+		case "token":
+			tok, _ = strconv.ParseInt(v.Kids[i+1].Str, 10, 64)
+		case "expires_at":
+			exp, _ = strconv.ParseInt(v.Kids[i+1].Str, 10, 64)
 		}
+	}
+	if exp > 0 {
+		s.Env.Locks.Acquired(s.Workspace, res, tok, exp)
 	}
 }
 
