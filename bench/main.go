@@ -4,10 +4,11 @@
 // It starts a redis-server, a nutcracker and an agentproxy on free loopback
 // ports, runs redis-benchmark against each in interleaved rounds, samples the
 // CPU time of every process from /proc, and prints throughput, CPU per
-// request and single-client latency with ratios. Everything it starts, it
+// request and single-client latency with ratios, and the cost of the
+// plain-write policies (policies.go). Everything it starts, it
 // stops (by pid), also on error and Ctrl-C.
 //
-//	go run ./bench            # full run, about 3 minutes
+//	go run ./bench            # full run with the policy comparison, about 6 minutes
 //	go run ./bench -quick     # smoke run, well under a minute
 //
 // See bench/README.md for how to read the output.
