@@ -94,7 +94,7 @@ func Start(cfg config.Config, log *zap.Logger) (*App, error) {
 	go a.emitter.Run(ctx)
 	a.srv = proxy.New(proxy.Options{
 		Locks: locks,
-		OnWrite: func(w proxy.Write) {
+		OnWrite: func(w fencing.Written) {
 			a.emitter.Emit(events.Write{WS: w.WS, Actor: w.Actor, Cmd: w.Cmd, Kind: w.Kind, Resource: w.Resource, Delete: w.Delete, TS: w.TS})
 		},
 		RequireAuth:              l.RequireAuth,

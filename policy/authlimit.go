@@ -1,6 +1,8 @@
 package policy
 
 import (
+	"net"
+	"strconv"
 	"sync"
 	"time"
 )
@@ -81,4 +83,35 @@ func (l *AuthLimiter) Fail(keys ...string) {
 			l.fails[k] = append(ts, now)
 		}
 	}
+}
+
+// AuthBuckets are the limiter buckets an AUTH attempt for user u (nil: no
+// such user) by connection id from remote counts against. Every sidecar
+// client is 127.0.0.1, so a bucket per address there would let one
+// client's wrong passwords lock out everyone: attempts count against the
+// name tried and the connection trying it, and the address only beyond
+// loopback. Every unknown name shares one bucket, so memory stays bounded.
+func AuthBuckets(u *User, id int64, remote net.Addr) []string {
+	name := "user?"
+	if u != nil {
+		name = "user:" + u.Name
+	}
+	keys := []string{name, "conn:" + strconv.FormatInt(id, 10)}
+	if !IsLoopback(remote) {
+		host, _, err := net.SplitHostPort(remote.String())
+		if err != nil {
+			host = remote.String()
+		}
+		keys = append(keys, "addr:"+host)
+	}
+	return keys
+}
+
+// IsLoopback reports whether a client at remote connects from loopback
+// (or a unix socket).
+func IsLoopback(remote net.Addr) bool {
+	if a, ok := remote.(*net.TCPAddr); ok {
+		return a.IP.IsLoopback()
+	}
+	return remote.Network() == "unix"
 }

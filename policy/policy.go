@@ -9,8 +9,10 @@ import (
 	"crypto/subtle"
 	"encoding/hex"
 	"errors"
+	"strconv"
 	"strings"
 
+	"github.com/agentproxy/agentproxy/internal/wire"
 	"github.com/agentproxy/agentproxy/keyspace"
 )
 
@@ -290,6 +292,22 @@ func (r *kindRule) refusal(key []byte, write bool) string {
 	return "NOPERM key '" + quote(key) + "' holds a lock's holder and token, which only its holder may know; use LOCK.INFO"
 }
 
+// ConnRefusal is a refusal that holds for every user, admins too: commands
+// that cannot work through a multiplexer, and forms that name a Redis
+// connection (CLIENT TRACKING ... REDIRECT: connection ids name Redis's
+// connections, which the proxy shares). "" lets the command through.
+func ConnRefusal(info *keyspace.Command, args [][]byte) string {
+	if info.Agents == keyspace.AgentsNever {
+		return Unsupported(info)
+	}
+	if info == cmdTracking && hasArg(args[1:], "redirect") {
+		return "ERR CLIENT TRACKING REDIRECT is not supported through agentproxy: connection ids name Redis's connections, which the proxy shares; use RESP3 (HELLO 3) to get invalidations on this connection"
+	}
+	return ""
+}
+
+var cmdTracking = keyspace.Resolve([][]byte{[]byte("client"), []byte("tracking")})
+
 // Unsupported is the refusal of a command no user may send through the
 // proxy.
 func Unsupported(c *keyspace.Command) string {
@@ -481,4 +499,38 @@ func (p *Policy) FirstWorkspace(u *User) string {
 		}
 	}
 	return p.DefaultWS
+}
+
+// SelectRefusal is the refusal of SELECT args for id (db: the configured
+// database), or "": in enforce mode agents stay in the configured database
+// unless keyspace.allow_select; the domain commands and Redis Cluster use
+// only that one, and keys live in workspaces, not databases.
+func (p *Policy) SelectRefusal(id *Identity, args [][]byte, db int) string {
+	if len(args) != 2 || id.Role == RoleAdmin || p.Mode != Enforce || p.AllowSelect {
+		return ""
+	}
+	if n, err := strconv.Atoi(string(args[1])); err != nil || n == db {
+		return ""
+	}
+	return "NOPERM SELECT of another database is refused for agents: the domain commands and Redis Cluster use only database " +
+		strconv.Itoa(db) + "; keys live in workspaces, not databases (keyspace.allow_select)"
+}
+
+// WorkspaceRefusal is the refusal of WORKSPACE ws for id, or "": admins may
+// enter any workspace, users the ones they are allowed, and without users
+// everyone the default one.
+func (p *Policy) WorkspaceRefusal(id *Identity, ws string) string {
+	if !keyspace.ValidWorkspace(ws) {
+		return wire.ErrWSInvalid
+	}
+	allowed := id.Role == RoleAdmin
+	if id.User != nil {
+		allowed = allowed || id.User.Allows(ws)
+	} else {
+		allowed = allowed || ws == p.DefaultWS
+	}
+	if !allowed {
+		return "NOPERM workspace '" + ws + "' is not allowed for user '" + id.Name() + "'"
+	}
+	return ""
 }

@@ -3,6 +3,7 @@ package policy_test
 import (
 	"crypto/sha256"
 	"encoding/hex"
+	"net"
 	"strconv"
 	"strings"
 	"testing"
@@ -613,5 +614,40 @@ func TestWrongArityMatchesRedis(t *testing.T) {
 		if got := policy.WrongArity(name); got != want {
 			t.Errorf("WrongArity(%q) = %q, want %q", name, got, want)
 		}
+	}
+}
+
+func TestSelectAndWorkspaceRefusals(t *testing.T) {
+	p := newPolicy(t, "enforce", false)
+	agent := policy.Identity{Role: policy.RoleAgent, Workspace: "a"}
+	admin := policy.Identity{Role: policy.RoleAdmin, Workspace: "a"}
+	sel := func(n string) [][]byte { return [][]byte{[]byte("SELECT"), []byte(n)} }
+	if msg := p.SelectRefusal(&agent, sel("1"), 0); !strings.HasPrefix(msg, "NOPERM SELECT") {
+		t.Errorf("agent SELECT 1: %q", msg)
+	}
+	for _, n := range []string{"0", "x"} { // its own database; not a number (Redis's error)
+		if msg := p.SelectRefusal(&agent, sel(n), 0); msg != "" {
+			t.Errorf("agent SELECT %s: %q", n, msg)
+		}
+	}
+	if msg := p.SelectRefusal(&admin, sel("1"), 0); msg != "" {
+		t.Errorf("admin SELECT 1: %q", msg)
+	}
+	if msg := p.WorkspaceRefusal(&agent, "bad name"); msg == "" {
+		t.Error("invalid workspace name accepted")
+	}
+	if msg := p.WorkspaceRefusal(&admin, "anywhere"); msg != "" {
+		t.Errorf("admin: %q", msg)
+	}
+}
+
+func TestAuthBuckets(t *testing.T) {
+	lo := &net.TCPAddr{IP: net.IPv4(127, 0, 0, 1), Port: 5000}
+	far := &net.TCPAddr{IP: net.IPv4(10, 1, 2, 3), Port: 5000}
+	if got := strings.Join(policy.AuthBuckets(nil, 7, lo), ","); got != "user?,conn:7" {
+		t.Errorf("loopback, unknown user: %s", got)
+	}
+	if got := strings.Join(policy.AuthBuckets(&policy.User{Name: "bob"}, 7, far), ","); got != "user:bob,conn:7,addr:10.1.2.3" {
+		t.Errorf("remote: %s", got)
 	}
 }

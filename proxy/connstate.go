@@ -18,23 +18,6 @@ import (
 // client shares, or answer more than once; the proxy answers them for the
 // client it knows.
 
-// connRefusal is a refusal that holds for every user, admins too: commands
-// that cannot work through a multiplexer, and forms that name a Redis
-// connection. "" lets the command through.
-func connRefusal(info *keyspace.Command, args [][]byte) string {
-	if info.Agents == keyspace.AgentsNever {
-		return policy.Unsupported(info)
-	}
-	if info == cmdTracking {
-		for _, a := range args[2:] {
-			if eqFold(a, "redirect") {
-				return wire.ErrTrackingRedirect
-			}
-		}
-	}
-	return ""
-}
-
 // multiRefusal says whether a command may be queued inside MULTI. Queued,
 // a command that changes the connection (SUBSCRIBE, CLIENT TRACKING, HELLO,
 // AUTH) would change it at EXEC, and one that answers more than once (the

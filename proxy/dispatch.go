@@ -5,6 +5,7 @@ import (
 	"time"
 
 	"github.com/agentproxy/agentproxy/domain"
+	"github.com/agentproxy/agentproxy/fencing"
 	"github.com/agentproxy/agentproxy/internal/wire"
 	"github.com/agentproxy/agentproxy/keyspace"
 	"github.com/agentproxy/agentproxy/upstream"
@@ -111,7 +112,7 @@ func (s *session) Stopping() bool { return s.stopping.Load() }
 type txItem struct {
 	e    *domain.Entry
 	args [][]byte
-	ev   []Write // a plain write's events, sent if it succeeds
+	ev   []fencing.Written // a plain write's events, sent if it succeeds
 	sub  *keyspace.Command
 }
 
@@ -155,7 +156,7 @@ func (s *session) finishExec(start, end int) int {
 		if it.e != nil {
 			e = it.e.Tx(r, it.args, e)
 		}
-		if len(it.ev) > 0 && !wroteNothing(&command{Args: it.args, sub: it.sub}, e) {
+		if len(it.ev) > 0 && !fencing.WroteNothing(it.sub.Name, it.args, e) {
 			for _, w := range it.ev {
 				w.TS = now
 				s.srv.opts.OnWrite(w)

@@ -1,8 +1,6 @@
 package proxy
 
 import (
-	"net"
-	"strconv"
 	"time"
 
 	"github.com/tidwall/redcon"
@@ -64,7 +62,7 @@ func (s *session) checkBatch(cmds []command) {
 			}
 			continue
 		}
-		if msg := connRefusal(info, c.Args); msg != "" {
+		if msg := policy.ConnRefusal(info, c.Args); msg != "" {
 			c.deny = msg
 			s.srv.Stats.Refused.Add(1)
 			continue
@@ -77,7 +75,7 @@ func (s *session) checkBatch(cmds []command) {
 			}
 		}
 		if c.cmd == cmdSelect {
-			if c.deny = s.selectRefusal(c.Args, p); c.deny != "" {
+			if c.deny = p.SelectRefusal(&s.ident, c.Args, s.srv.pool.DB()); c.deny != "" {
 				s.srv.Stats.Refused.Add(1)
 				continue
 			}
@@ -161,7 +159,7 @@ func (s *session) checkAuth(user, pass []byte) bool {
 		return eqFold(user, "default")
 	}
 	u := p.Users[string(user)]
-	keys := s.authKeys(u)
+	keys := policy.AuthBuckets(u, s.id, s.nc.RemoteAddr())
 	if !s.srv.limiter.Allow(keys...) {
 		s.authLimited = true
 		return false
@@ -179,36 +177,6 @@ func (s *session) checkAuth(user, pass []byte) bool {
 	return true
 }
 
-// authKeys are the limiter buckets an AUTH attempt by this connection for
-// user u (nil: no such user) counts against.
-func (s *session) authKeys(u *policy.User) []string {
-	name := "user?" // every unknown name shares one bucket: memory stays bounded
-	if u != nil {
-		name = "user:" + u.Name
-	}
-	keys := []string{name, "conn:" + strconv.FormatInt(s.id, 10)}
-	if !isLoopbackConn(s.nc) {
-		keys = append(keys, "addr:"+s.remoteHost())
-	}
-	return keys
-}
-
-func (s *session) remoteHost() string {
-	host, _, err := net.SplitHostPort(s.nc.RemoteAddr().String())
-	if err != nil {
-		return s.nc.RemoteAddr().String()
-	}
-	return host
-}
-
-// isLoopbackConn reports whether the client connects from loopback.
-func isLoopbackConn(nc net.Conn) bool {
-	if a, ok := nc.RemoteAddr().(*net.TCPAddr); ok {
-		return a.IP.IsLoopback()
-	}
-	return nc.RemoteAddr().Network() == "unix"
-}
-
 // workspace answers WORKSPACE [name]: the current workspace, or a switch
 // to another one the user is allowed.
 func (s *session) workspace(args [][]byte) {
@@ -221,18 +189,8 @@ func (s *session) workspace(args [][]byte) {
 		return
 	}
 	ws := string(args[0])
-	if !keyspace.ValidWorkspace(ws) {
-		s.out = wire.AppendError(s.out, wire.ErrWSInvalid)
-		return
-	}
-	allowed := s.ident.Role == policy.RoleAdmin
-	if s.ident.User != nil {
-		allowed = allowed || s.ident.User.Allows(ws)
-	} else {
-		allowed = allowed || ws == s.srv.policy.Load().DefaultWS
-	}
-	if !allowed {
-		s.out = wire.AppendError(s.out, "NOPERM workspace '"+ws+"' is not allowed for user '"+s.ident.Name()+"'")
+	if msg := s.srv.policy.Load().WorkspaceRefusal(&s.ident, ws); msg != "" {
+		s.out = wire.AppendError(s.out, msg)
 		return
 	}
 	s.ident.Workspace = ws

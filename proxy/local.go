@@ -1,7 +1,6 @@
 package proxy
 
 import (
-	"strconv"
 	"time"
 
 	"github.com/tidwall/redcon"
@@ -244,20 +243,6 @@ func (s *session) selectCmd(c *command) route {
 	return routePinned
 }
 
-// selectRefusal says whether this client may SELECT: agents stay in the
-// configured database (checked in checkBatch, so also inside MULTI and
-// while tunnelled).
-func (s *session) selectRefusal(args [][]byte, p *policy.Policy) string {
-	if len(args) != 2 || s.ident.Role == policy.RoleAdmin || p.Mode != policy.Enforce || p.AllowSelect {
-		return ""
-	}
-	if n, ok := wire.ParseInt(args[1]); !ok || n == s.srv.pool.DB() {
-		return ""
-	}
-	return "NOPERM SELECT of another database is refused for agents: the domain commands and Redis Cluster use only database " +
-		strconv.Itoa(s.srv.pool.DB()) + "; keys live in workspaces, not databases (keyspace.allow_select)"
-}
-
 // commandCmd: the embedded store ignores COMMAND DOCS and answers
 // COMMAND's table instead, which crashes redis-cli's interactive mode; an
 // empty map is a valid "no docs" answer. Everything else goes upstream.
@@ -310,52 +295,32 @@ func (s *session) clientGetName(c *command) route {
 // hello answers HELLO [protover [AUTH user pass] [SETNAME name]] the way
 // Redis does, describing the upstream server with the proxy's client id.
 func (s *session) hello(args [][]byte) {
-	proto := s.proto
-	if len(args) > 0 {
-		v, ok := wire.ParseInt(args[0])
-		if !ok {
-			s.out = wire.AppendError(s.out, "ERR Protocol version is not an integer or out of range")
-			return
-		}
-		if v != 2 && v != 3 {
-			s.out = wire.AppendError(s.out, wire.ErrNoProto)
-			return
-		}
-		if v == 3 && !s.srv.pool.SupportsRESP3() {
-			s.out = wire.AppendError(s.out, wire.ErrRESP3Unsupported)
-			return
-		}
-		proto = v
+	h, msg := wire.ParseHello(args)
+	if msg == "" && h.Proto == 3 && !s.srv.pool.SupportsRESP3() {
+		msg = wire.ErrRESP3Unsupported
 	}
-	name, setName := s.name, false
-	for i := 1; i < len(args); i++ {
-		switch {
-		case eqFold(args[i], "auth") && i+2 < len(args):
-			if !s.checkAuth(args[i+1], args[i+2]) {
-				s.out = s.authReply(s.out, false)
-				return
-			}
-			i += 2
-		case eqFold(args[i], "setname") && i+1 < len(args):
-			name, setName = string(args[i+1]), true
-			i++
-		default:
-			s.out = wire.AppendError(s.out, wire.ErrHelloSyntax+string(args[i])+"'")
-			return
-		}
-	}
-	if !s.authed {
-		s.out = wire.AppendError(s.out, "NOAUTH HELLO must be called with the client already authenticated, otherwise the HELLO <proto> AUTH <user> <pass> option can be used to authenticate the client and select the RESP protocol version at the same time")
+	if msg != "" {
+		s.out = wire.AppendError(s.out, msg)
 		return
 	}
-	if proto != s.proto && s.pinned != nil {
+	if h.Auth && !s.checkAuth(h.User, h.Pass) {
+		s.out = s.authReply(s.out, false)
+		return
+	}
+	if !s.authed {
+		s.out = wire.AppendError(s.out, wire.ErrHelloNoAuth)
+		return
+	}
+	if h.Proto != 0 && h.Proto != s.proto && s.pinned != nil {
 		// The pinned connection speaks the old protocol; it is clean only
 		// between transactions, and then it is not pinned.
 		s.unpin(false)
 	}
-	s.proto = proto
-	if setName {
-		s.name = name
+	if h.Proto != 0 {
+		s.proto = h.Proto
+	}
+	if h.SetName {
+		s.name = h.Name
 	}
 	s.out = wire.AppendHello(s.out, s.proto, s.id, s.srv.pool.Version())
 }

@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/agentproxy/agentproxy/domain"
+	"github.com/agentproxy/agentproxy/fencing"
 	"github.com/agentproxy/agentproxy/internal/membudget"
 	"github.com/agentproxy/agentproxy/internal/wire"
 	"github.com/agentproxy/agentproxy/keyspace"
@@ -56,8 +57,8 @@ type command struct {
 	hidden     int
 	wrap       bool
 	evLo, evHi int
-	tx         *domain.Entry // a domain command queued in MULTI
-	txEv       []Write       // the events of a write queued in MULTI, sent if EXEC runs it
+	tx         *domain.Entry     // a domain command queued in MULTI
+	txEv       []fencing.Written // the events of a write queued in MULTI, sent if EXEC runs it
 }
 
 // reader parses pipelined client requests out of one growing buffer without

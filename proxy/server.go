@@ -67,7 +67,7 @@ type Options struct {
 	Locks *fencing.Registry
 	// OnWrite, when set, receives the keys of evented kinds written by
 	// acknowledged plain writes (the event emitter).
-	OnWrite func(Write)
+	OnWrite func(fencing.Written)
 	// MaxDedicatedPerWorkspace bounds the dedicated upstream connections
 	// (transactions, blocking commands, subscriptions, bulk transfers) the
 	// clients of one workspace hold at once, so one workspace cannot use

@@ -107,7 +107,7 @@ func newSession(srv *Server, nc net.Conn) *session {
 	s.log = srv.log
 	s.db = srv.pool.DB()
 	p := srv.policy.Load()
-	if !srv.opts.RequireAuth && isLoopbackConn(nc) {
+	if !srv.opts.RequireAuth && policy.IsLoopback(nc.RemoteAddr()) {
 		s.authed = true
 		s.ident = policy.Identity{Role: p.DefaultRole, Workspace: p.DefaultWS}
 	}

@@ -22,8 +22,6 @@ var (
 	// CLIENT NO-EVICT / NO-TOUCH leave state on the connection they run on.
 	cmdNoEvict = keyspace.Resolve([][]byte{[]byte("client"), []byte("no-evict")})
 	cmdNoTouch = keyspace.Resolve([][]byte{[]byte("client"), []byte("no-touch")})
-	// CLIENT TRACKING ... REDIRECT names another connection.
-	cmdTracking = keyspace.Resolve([][]byte{[]byte("client"), []byte("tracking")})
 )
 
 func entry(name string) *keyspace.Command {

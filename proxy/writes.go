@@ -92,7 +92,7 @@ func (s *session) afterWrites(cmds []command, start int, err error) {
 		} else {
 			out = append(out, reply...)
 		}
-		if c.evHi > c.evLo && !wroteNothing(c, out[mark:]) {
+		if c.evHi > c.evLo && !fencing.WroteNothing(c.sub.Name, c.Args, out[mark:]) {
 			s.emitWrites(c)
 		}
 		s.ends[answered] = len(out)
@@ -110,32 +110,6 @@ func (s *session) afterWrites(cmds []command, start int, err error) {
 	for k := answered; k < len(cmds); k++ {
 		s.out = wire.AppendError(s.out, msg)
 	}
-}
-
-// wroteNothing reports whether reply says that the write c changed
-// nothing: an error, a nil (SET NX that did not set, a pop from an empty
-// list; but SET ... GET answers nil for a key it created), a DEL or UNLINK
-// that found no key. Its keys then get no event.
-func wroteNothing(c *command, reply []byte) bool {
-	if len(reply) == 0 || reply[0] == '-' {
-		return true
-	}
-	switch string(reply) {
-	case "$-1\r\n", "*-1\r\n", "_\r\n":
-		return !(c.sub.Name == "set" && hasArgFold(c.Args[3:], "get"))
-	case ":0\r\n":
-		return c.sub.Name == "del" || c.sub.Name == "unlink"
-	}
-	return false
-}
-
-func hasArgFold(args [][]byte, s string) bool {
-	for _, a := range args {
-		if keyspace.EqFold(a, s) {
-			return true
-		}
-	}
-	return false
 }
 
 func isNoScript(reply []byte) bool { return bytes.HasPrefix(reply, []byte("-NOSCRIPT")) }
@@ -173,41 +147,21 @@ func (s *session) rerunFull(c *command) {
 
 // emitWrites hands the keys an evented command wrote to the emitter.
 func (s *session) emitWrites(c *command) {
-	p := s.srv.policy.Load()
-	now := time.Now().UnixMilli()
+	g, now := s.srv.policy.Load().Grammar, time.Now().UnixMilli()
 	for _, i := range s.evKeys[c.evLo:c.evHi] {
-		if w, ok := s.writeOf(c, p, i, now); ok {
+		if w, ok := fencing.EventOf(g, c.sub.Name, s.ident.Name(), c.Args[i], now); ok {
 			s.srv.opts.OnWrite(w)
 		}
 	}
 }
 
 // writesOf lists the events of c's evented keys.
-func (s *session) writesOf(c *command, p *policy.Policy) []Write {
-	var ws []Write
+func (s *session) writesOf(c *command, p *policy.Policy) []fencing.Written {
+	var ws []fencing.Written
 	for _, i := range s.evKeys[c.evLo:c.evHi] {
-		if w, ok := s.writeOf(c, p, i, 0); ok {
+		if w, ok := fencing.EventOf(p.Grammar, c.sub.Name, s.ident.Name(), c.Args[i], 0); ok {
 			ws = append(ws, w)
 		}
 	}
 	return ws
-}
-
-// writeOf is the event of c's key c.Args[i], in the key's own workspace.
-func (s *session) writeOf(c *command, p *policy.Policy, i int, now int64) (Write, bool) {
-	key := c.Args[i]
-	ws, kind, n := p.Grammar.Split(key)
-	if kind < 0 {
-		return Write{}, false
-	}
-	del := c.sub.Name == "del" || c.sub.Name == "unlink" || c.sub.Name == "getdel"
-	return Write{WS: string(ws), Actor: s.ident.Name(), Cmd: c.sub.Name, Kind: p.Grammar.KindNames()[kind],
-		Resource: string(key[n:]), Delete: del, TS: now}, true
-}
-
-// Write is a key written by an acknowledged plain write (Options.OnWrite).
-type Write struct {
-	WS, Actor, Cmd, Kind, Resource string
-	Delete                         bool
-	TS                             int64
 }

@@ -4,6 +4,8 @@ import (
 	"bytes"
 	"strconv"
 
+	"github.com/agentproxy/agentproxy/keyspace"
+
 	"github.com/tidwall/redcon"
 )
 
@@ -138,4 +140,41 @@ func TrackingInfoOff(b []byte, proto int) []byte {
 	b = redcon.AppendInt(b, -1)
 	b = redcon.AppendBulkString(b, "prefixes")
 	return redcon.AppendArray(b, 0)
+}
+
+// Hello is a parsed HELLO [protover [AUTH user pass] [SETNAME name]].
+type Hello struct {
+	Proto      int // 0: not given
+	User, Pass []byte
+	Auth       bool
+	Name       string
+	SetName    bool
+}
+
+// ParseHello parses HELLO's arguments (after the name) the way Redis does:
+// every option before any of them takes effect; err is the error to answer.
+func ParseHello(args [][]byte) (h Hello, err string) {
+	if len(args) > 0 {
+		v, ok := ParseInt(args[0])
+		switch {
+		case !ok:
+			return h, "ERR Protocol version is not an integer or out of range"
+		case v != 2 && v != 3:
+			return h, ErrNoProto
+		}
+		h.Proto = v
+	}
+	for i := 1; i < len(args); i++ {
+		switch {
+		case keyspace.EqFold(args[i], "auth") && i+2 < len(args):
+			h.Auth, h.User, h.Pass = true, args[i+1], args[i+2]
+			i += 2
+		case keyspace.EqFold(args[i], "setname") && i+1 < len(args):
+			h.Name, h.SetName = string(args[i+1]), true
+			i++
+		default:
+			return h, ErrHelloSyntax + string(args[i]) + "'"
+		}
+	}
+	return h, ""
 }

@@ -30,6 +30,7 @@ const (
 	ErrNestedMulti       = "ERR MULTI calls can not be nested"
 	ErrRESP3Unsupported  = "NOPROTO the upstream Redis does not speak RESP3"
 	ErrHelloSyntax       = "ERR Syntax error in HELLO option '"
+	ErrHelloNoAuth       = "NOAUTH HELLO must be called with the client already authenticated, otherwise the HELLO <proto> AUTH <user> <pass> option can be used to authenticate the client and select the RESP protocol version at the same time"
 	ErrWrongArityPrefix  = "ERR wrong number of arguments for '"
 	ErrWrongAritySuffix  = "' command"
 
@@ -41,8 +42,7 @@ const (
 	ErrKeysUnknown    = "ERR cannot find the keys of this command: check numkeys and the argument count"
 
 	// Connection commands.
-	ErrTrackingRedirect = "ERR CLIENT TRACKING REDIRECT is not supported through agentproxy: connection ids name Redis's connections, which the proxy shares; use RESP3 (HELLO 3) to get invalidations on this connection"
-	ErrCachingOff       = "ERR CLIENT CACHING can be called only when the client is in tracking mode with OPTIN or OPTOUT mode enabled"
+	ErrCachingOff = "ERR CLIENT CACHING can be called only when the client is in tracking mode with OPTIN or OPTOUT mode enabled"
 )
 
 // CallError maps an upstream failure to the error each unanswered command

@@ -1,0 +1,49 @@
+package fencing
+
+import "github.com/agentproxy/agentproxy/keyspace"
+
+// Written is a key written by an acknowledged plain write of an evented
+// kind: what its event says.
+type Written struct {
+	WS, Actor, Cmd, Kind, Resource string
+	Delete                         bool
+	TS                             int64 // unix ms
+}
+
+// EventOf is the event of key, written by command name (lowercase) of
+// actor, in the key's own workspace; false for a key outside the grammar.
+func EventOf(g *keyspace.Grammar, name, actor string, key []byte, now int64) (Written, bool) {
+	ws, kind, n := g.Split(key)
+	if kind < 0 {
+		return Written{}, false
+	}
+	del := name == "del" || name == "unlink" || name == "getdel"
+	return Written{WS: string(ws), Actor: actor, Cmd: name, Kind: g.KindNames()[kind],
+		Resource: string(key[n:]), Delete: del, TS: now}, true
+}
+
+// WroteNothing reports whether reply says that write name (lowercase) with
+// args changed nothing: an error, a nil (SET NX that did not set, a pop
+// from an empty list; but SET ... GET answers nil for a key it created), a
+// DEL or UNLINK that found no key. Its keys then get no event.
+func WroteNothing(name string, args [][]byte, reply []byte) bool {
+	if len(reply) == 0 || reply[0] == '-' {
+		return true
+	}
+	switch string(reply) {
+	case "$-1\r\n", "*-1\r\n", "_\r\n":
+		return name != "set" || !hasArgFold(args, "get")
+	case ":0\r\n":
+		return name == "del" || name == "unlink"
+	}
+	return false
+}
+
+func hasArgFold(args [][]byte, s string) bool {
+	for i := 3; i < len(args); i++ {
+		if keyspace.EqFold(args[i], s) {
+			return true
+		}
+	}
+	return false
+}
