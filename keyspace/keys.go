@@ -1,6 +1,10 @@
 package keyspace
 
-import "errors"
+import (
+	"bytes"
+	"errors"
+	"slices"
+)
 
 // ErrKeys means the arguments do not let the keys be found (a numkeys that
 // is not a number or points past the end). Redis rejects such commands
@@ -244,12 +248,48 @@ func extractSort(args [][]byte, a *Access) error {
 	if stores > 1 {
 		return ErrAmbiguous
 	}
+	// SORT itself parses its arguments otherwise (it skips STORE's
+	// argument): where the two disagree on what the command writes or
+	// reads ("SORT s STORE limit STORE x" writes x), the form is refused.
+	if es, known, ok := sortExec(args, len(args[0]) == 7, a.Patterns); ok && (es != store || !known) {
+		return ErrAmbiguous
+	}
 	if store >= 0 {
 		a.Keys = append(a.Keys, store)
 		a.Written = append(a.Written, store)
 		a.Writes = true
 	}
 	return nil
+}
+
+// sortExec follows sortCommand's own parsing: the STORE destination it
+// writes (-1: none), and whether every BY or GET pattern it reads keys by
+// is among known; !ok for forms it answers with a syntax error (they run
+// nothing).
+func sortExec(args [][]byte, readonly bool, known []int) (store int, patternsKnown, ok bool) {
+	store, patternsKnown = -1, true
+	for j := 2; j < len(args); j++ {
+		left := len(args) - j - 1
+		a := args[j]
+		switch {
+		case EqFold(a, "asc"), EqFold(a, "desc"), EqFold(a, "alpha"):
+		case EqFold(a, "limit") && left >= 2:
+			j += 2
+		case EqFold(a, "store") && left >= 1 && !readonly:
+			store = j + 1
+			j++
+		case (EqFold(a, "by") || EqFold(a, "get")) && left >= 1:
+			p := args[j+1]
+			reads := EqFold(a, "by") && bytes.IndexByte(p, '*') >= 0 || EqFold(a, "get") && !(len(p) == 1 && p[0] == '#')
+			if reads && !slices.Contains(known, j+1) {
+				patternsKnown = false
+			}
+			j++
+		default:
+			return -1, false, false
+		}
+	}
+	return store, patternsKnown, true
 }
 
 // extractMigrate follows migrateGetKeys: the key at 3, or with an empty key
