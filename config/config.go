@@ -503,6 +503,8 @@ func (c *Config) Validate() error {
 			bad(key, "takes kind or pattern, not both")
 		case r.Kind != "" && !kinds[r.Kind]:
 			bad(key+".kind", "%q is not a kind", r.Kind)
+		case r.Kind != "" && c.owner(r.Kind) == "domain":
+			bad(key+".kind", "%q is written only by the domain commands, which set their own TTLs (a rule would be ignored); TTL rules apply to kinds agents write with plain commands", r.Kind)
 		}
 		if r.Default.Duration < 0 || r.Max.Duration < 0 {
 			bad(key, "durations must not be negative")

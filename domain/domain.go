@@ -27,6 +27,19 @@ import (
 // Handler runs one domain command; args are its arguments after the name.
 type Handler func(r *Req, args [][]byte)
 
+// MayTakeTime reports whether a command may take time before it answers:
+// it blocks, or it is a domain command (WAIT retries, several round trips).
+func MayTakeTime(c *keyspace.Command) bool {
+	if c == nil {
+		return false
+	}
+	if c.Has(keyspace.Blocking) || c.Has(keyspace.BlockingIfArg) {
+		return true
+	}
+	_, ok := c.Handler.(*Entry)
+	return ok
+}
+
 // Entry is what the command table carries for a domain command.
 type Entry struct {
 	// Feature is the [features] flag that governs the command ("cache",
@@ -112,6 +125,9 @@ type Req struct {
 	// (a NOSCRIPT at EXEC could not be retried) and Up queues instead of
 	// running.
 	InTx bool
+	// away keeps the tokens held in the workspaces the connection left
+	// (WORKSPACE): a token counts only in the workspace of its lock.
+	away map[string]map[string]int64
 	// txAcquires are the lock acquires queued in the client's MULTI
 	// ("ws\x00resource"), in flight for the registry until EndTx.
 	txAcquires []string
@@ -308,6 +324,27 @@ func (r *Req) Hold(resource string, token int64) {
 		r.Locks = map[string]int64{}
 	}
 	r.Locks[resource] = token
+}
+
+// Enter makes the tokens held in workspace ws the connection's, keeping
+// those of workspace from; with identity set (AUTH as another user) every
+// token is forgotten: a token proves nothing for another user.
+func (r *Req) Enter(from, ws string, identity bool) {
+	if identity {
+		r.Locks, r.away = nil, nil
+		return
+	}
+	if from == ws {
+		return
+	}
+	if len(r.Locks) > 0 {
+		if r.away == nil {
+			r.away = map[string]map[string]int64{}
+		}
+		r.away[from] = r.Locks
+	}
+	r.Locks = r.away[ws]
+	delete(r.away, ws)
 }
 
 // Drop forgets a lock token.

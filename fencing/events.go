@@ -25,7 +25,8 @@ func EventOf(g *keyspace.Grammar, name, actor string, key []byte, now int64) (Wr
 // WroteNothing reports whether reply says that write name (lowercase) with
 // args changed nothing: an error, a nil (SET NX that did not set, a pop
 // from an empty list; but SET ... GET answers nil for a key it created), a
-// DEL or UNLINK that found no key. Its keys then get no event.
+// zero from a command whose count says what it changed (zeroUnchanged).
+// Its keys then get no event.
 func WroteNothing(name string, args [][]byte, reply []byte) bool {
 	if len(reply) == 0 || reply[0] == '-' {
 		return true
@@ -34,9 +35,23 @@ func WroteNothing(name string, args [][]byte, reply []byte) bool {
 	case "$-1\r\n", "*-1\r\n", "_\r\n":
 		return name != "set" || !hasArgFold(args, "get")
 	case ":0\r\n":
-		return name == "del" || name == "unlink"
+		return zeroUnchanged[name]
+	case ":-1\r\n":
+		return name == "linsert" // the pivot was not found
 	}
 	return false
+}
+
+// zeroUnchanged are the writes whose integer reply 0 means that nothing
+// changed (no key deleted, set, moved or expired; no member added or
+// removed). A 0 from the others (HSET updating fields, INCRBY to 0, a
+// *STORE leaving an empty result) may still have written.
+var zeroUnchanged = map[string]bool{
+	"del": true, "unlink": true, "setnx": true, "hsetnx": true, "msetnx": true,
+	"expire": true, "pexpire": true, "expireat": true, "pexpireat": true, "persist": true,
+	"lpushx": true, "rpushx": true, "linsert": true, "renamenx": true, "copy": true, "move": true, "smove": true,
+	"sadd": true, "srem": true, "hdel": true, "zrem": true, "lrem": true, "xdel": true, "xtrim": true,
+	"zremrangebyscore": true, "zremrangebyrank": true, "zremrangebylex": true, "pfadd": true,
 }
 
 func hasArgFold(args [][]byte, s string) bool {

@@ -24,6 +24,15 @@ func TestWroteNothing(t *testing.T) {
 		{"LPOP l", "$-1\r\n", true},
 		{"LPOP l", "_\r\n", true},
 		{"LMPOP 1 l LEFT", "*-1\r\n", true},
+		{"SETNX k v", ":0\r\n", true},
+		{"SETNX k v", ":1\r\n", false},
+		{"MSETNX a 1 b 2", ":0\r\n", true},
+		{"EXPIRE k 10", ":0\r\n", true},
+		{"LPUSHX l v", ":0\r\n", true},
+		{"LINSERT l BEFORE p v", ":-1\r\n", true},
+		{"SADD s m", ":0\r\n", true},
+		{"INCRBY n -1", ":0\r\n", false}, // wrote 0
+		{"SINTERSTORE d a b", ":0\r\n", false},
 	} {
 		args := bytesFields(tc.cmd)
 		if got := WroteNothing(strings.ToLower(string(args[0])), args, []byte(tc.reply)); got != tc.want {

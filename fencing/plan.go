@@ -154,6 +154,11 @@ type Write struct {
 	Proto         int
 	Held          map[string]int64 // the connection's lock tokens
 	Blocking      bool
+	// Check: whether a lock guards it cannot be decided now — it runs
+	// later than it is planned (queued in MULTI, checked at EXEC; behind a
+	// command in its batch that may take time) — so every key of a fenced
+	// kind takes the script.
+	Check bool
 	// Full: the command runs inside MULTI or down a tunnel, where no
 	// hidden reply can be taken out and no NOSCRIPT retried: any plan is
 	// the script, sent as EVAL.
@@ -194,7 +199,7 @@ func PlanWrite(dst []byte, ev []int, w *Write, p *policy.Policy, reg *Registry, 
 			continue
 		}
 		rest := key[n:]
-		if rules.Fence[kind] && (rules.Strict || reg.MayBeLocked(ws, rest) || (string(ws) == w.WS && Holds(w.Held, rest))) {
+		if rules.Fence[kind] && (rules.Strict || w.Check || reg.MayBeLocked(ws, rest) || (string(ws) == w.WS && Holds(w.Held, rest))) {
 			guard = true
 		}
 		if r := rules.TTL(kind, key); r != nil {
@@ -207,6 +212,9 @@ func PlanWrite(dst []byte, ev []int, w *Write, p *policy.Policy, reg *Registry, 
 	pl := Plan{Evented: ev[evLo:]}
 	switch {
 	case !guard && len(sc.ttls) == 0:
+		return dst, ev, pl
+	case w.Blocking && guard && w.Full:
+		pl.Deny = "ERR a blocking command inside MULTI cannot write a key of a fenced kind: the lock check runs at EXEC in a script, where blocking commands cannot run; send its non-blocking form, which MULTI runs the same way"
 		return dst, ev, pl
 	case w.Blocking && guard:
 		pl.Deny = "ERR a blocking command cannot write a key a lock may guard (the check runs in a script, where it cannot block); use the non-blocking form"

@@ -32,18 +32,25 @@ const Margin = 2 * time.Second
 // (a transaction left open); past it the lock events still tell.
 const InflightMax = time.Minute
 
-// Registry is safe for concurrent use; readers take no lock.
+// Registry is safe for concurrent use. Its entries live in shards by
+// workspace, each behind a read-write lock, so a change costs one map write
+// however many locks exist; a read takes no lock while nothing is locked.
 type Registry struct {
-	snap   atomic.Pointer[locks] // immutable; replaced on every change
-	mu     sync.Mutex            // serialises writers
+	shards [shardCount]shard
+	n      atomic.Int64 // entries in all shards
+	epoch  atomic.Uint64
 	synced atomic.Bool
 	now    func() time.Time
 }
 
-// locks maps workspace → resource → what is known of its lock. A
-// workspace's map is immutable once published; a change copies that
-// workspace's map and the outer one, never the others.
-type locks map[string]map[string]entry
+const shardCount = 32
+
+// shard maps workspace → resource → what is known of its lock.
+type shard struct {
+	mu      sync.RWMutex
+	m       map[string]map[string]entry
+	waiting map[string][]*Blocked // workspace → blocking writes waiting in Redis
+}
 
 // entry is one resource: the lock's expiry (unix ms, margin included; 0:
 // not known to be locked), the newest fencing token heard of (0: unknown),
@@ -55,6 +62,15 @@ type entry struct {
 	since    int64
 }
 
+// shardOf picks ws's shard (FNV-1a), allocating nothing.
+func (r *Registry) shardOf(ws []byte) *shard {
+	h := uint32(2166136261)
+	for _, c := range ws {
+		h = (h ^ uint32(c)) * 16777619
+	}
+	return &r.shards[h%shardCount]
+}
+
 func (e entry) live(now int64) bool {
 	return e.exp >= now || (e.inflight > 0 && now < e.since+InflightMax.Milliseconds())
 }
@@ -62,9 +78,15 @@ func (e entry) live(now int64) bool {
 // NewRegistry returns a registry that is not synced yet.
 func NewRegistry() *Registry {
 	r := &Registry{now: time.Now}
-	r.snap.Store(&locks{})
+	for i := range r.shards {
+		r.shards[i].m = map[string]map[string]entry{}
+	}
 	return r
 }
+
+// Epoch counts the acquires announced so far: a plan made without the
+// lock check stays valid only while it has not changed.
+func (r *Registry) Epoch() uint64 { return r.epoch.Load() }
 
 // Synced reports whether the registry knows every lock (loaded and
 // subscribed).
@@ -77,12 +99,14 @@ func (r *Registry) SetSynced(ok bool) { r.synced.Store(ok) }
 // its Done, writes to what it guards take the script, so none slips in
 // between the lock taking effect in Redis and its reply reaching here.
 func (r *Registry) Acquiring(ws, resource string) {
+	r.epoch.Add(1)
 	now := r.now().UnixMilli()
 	r.change(ws, resource, func(e entry) entry {
 		e.inflight++
 		e.since = now
 		return e
 	})
+	r.kick(ws, resource)
 }
 
 // Done ends an Acquiring (after Acquired, if the acquire took the lock).
@@ -113,6 +137,7 @@ func (r *Registry) Acquired(ws, resource string, token, expiresAt int64) {
 		}
 		return e
 	})
+	r.kick(ws, resource) // taken through another proxy: as soon as heard of
 }
 
 // Released records that the lock with token on resource of ws is released.
@@ -130,70 +155,76 @@ func (r *Registry) Released(ws, resource string, token int64) {
 // change applies f to one resource's entry, dropping entries left with
 // nothing to say.
 func (r *Registry) change(ws, resource string, f func(entry) entry) {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	old := *r.snap.Load()
-	m := make(locks, len(old)+1)
-	for k, v := range old {
-		m[k] = v
-	}
-	res := make(map[string]entry, len(old[ws])+1)
-	for k, v := range old[ws] {
-		res[k] = v
-	}
-	e := f(res[resource])
-	if e.exp == 0 && e.inflight == 0 {
-		delete(res, resource)
-	} else {
+	sh := r.shardOf([]byte(ws))
+	sh.mu.Lock()
+	defer sh.mu.Unlock()
+	res := sh.m[ws]
+	old, had := res[resource]
+	e := f(old)
+	switch {
+	case e.exp == 0 && e.inflight == 0:
+		if had {
+			delete(res, resource)
+			r.n.Add(-1)
+			if len(res) == 0 {
+				delete(sh.m, ws)
+			}
+		}
+	default:
+		if res == nil {
+			res = map[string]entry{}
+			sh.m[ws] = res
+		}
 		res[resource] = e
+		if !had {
+			r.n.Add(1)
+		}
 	}
-	if len(res) == 0 {
-		delete(m, ws)
-	} else {
-		m[ws] = res
-	}
-	r.snap.Store(&m)
 }
 
 // Purge drops the locks past their expiry and in-flight marks past
 // InflightMax.
 func (r *Registry) Purge() {
-	r.mu.Lock()
-	defer r.mu.Unlock()
 	now := r.now().UnixMilli()
-	old := *r.snap.Load()
-	m := make(locks, len(old))
-	for ws, res := range old {
-		c := make(map[string]entry, len(res))
-		for k, e := range res {
-			if e.live(now) {
-				c[k] = e
+	for i := range r.shards {
+		sh := &r.shards[i]
+		sh.mu.Lock()
+		for ws, res := range sh.m {
+			for k, e := range res {
+				if !e.live(now) {
+					delete(res, k)
+					r.n.Add(-1)
+				}
+			}
+			if len(res) == 0 {
+				delete(sh.m, ws)
 			}
 		}
-		if len(c) > 0 {
-			m[ws] = c
-		}
+		sh.mu.Unlock()
 	}
-	r.snap.Store(&m)
 }
 
 // Reset forgets every lock (before reloading them), keeping the acquires
 // in flight.
 func (r *Registry) Reset() {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	m := locks{}
-	for ws, res := range *r.snap.Load() {
-		for k, e := range res {
-			if e.inflight > 0 {
-				if m[ws] == nil {
-					m[ws] = map[string]entry{}
+	for i := range r.shards {
+		sh := &r.shards[i]
+		sh.mu.Lock()
+		for ws, res := range sh.m {
+			for k, e := range res {
+				if e.inflight > 0 {
+					res[k] = entry{inflight: e.inflight, since: e.since}
+				} else {
+					delete(res, k)
+					r.n.Add(-1)
 				}
-				m[ws][k] = entry{inflight: e.inflight, since: e.since}
+			}
+			if len(res) == 0 {
+				delete(sh.m, ws)
 			}
 		}
+		sh.mu.Unlock()
 	}
-	r.snap.Store(&m)
 }
 
 // MayBeLocked reports whether a lock may guard the key whose part after
@@ -203,7 +234,13 @@ func (r *Registry) MayBeLocked(ws, rest []byte) bool {
 	if !r.synced.Load() {
 		return true
 	}
-	res := (*r.snap.Load())[string(ws)]
+	if r.n.Load() == 0 {
+		return false
+	}
+	sh := r.shardOf(ws)
+	sh.mu.RLock()
+	defer sh.mu.RUnlock()
+	res := sh.m[string(ws)]
 	if len(res) == 0 {
 		return false
 	}
@@ -219,10 +256,4 @@ func (r *Registry) MayBeLocked(ws, rest []byte) bool {
 }
 
 // Count is the number of resources known to be (possibly) locked.
-func (r *Registry) Count() int {
-	n := 0
-	for _, res := range *r.snap.Load() {
-		n += len(res)
-	}
-	return n
-}
+func (r *Registry) Count() int { return int(r.n.Load()) }

@@ -159,3 +159,41 @@ func TestRegistryOutOfOrder(t *testing.T) {
 		t.Fatal("released")
 	}
 }
+
+// A blocking write waiting in Redis is kicked by an acquire of a lock that
+// guards what it writes (and only by those), and a blocking write is not
+// registered while such a lock lives.
+func TestRegistryBlocked(t *testing.T) {
+	now := time.Unix(1_000_000, 0)
+	r := NewRegistry()
+	r.now = func() time.Time { return now }
+	r.SetSynced(true)
+	reg := func(rest string) (*Blocked, *int, string) {
+		n := new(int)
+		b := &Blocked{r: r, kick: func() { *n++ }}
+		res, _ := r.register(b, blockedKey{"w", rest})
+		return b, n, res
+	}
+	q, nq, _ := reg("kv:q")
+	other, no, _ := reg("kv:qq")
+	r.Acquiring("w", "kv:q")
+	if *nq != 1 || q.Kicked() != "kv:q" {
+		t.Fatalf("kicks %d, kicked %q", *nq, q.Kicked())
+	}
+	if *no != 0 || other.Kicked() != "" {
+		t.Fatal("kv:qq is not guarded by kv:q")
+	}
+	r.Acquired("w", "kv:q", 1, now.Add(time.Second).UnixMilli())
+	r.Done("w", "kv:q")
+	if *nq != 1 {
+		t.Fatal("kicked twice")
+	}
+	if _, _, res := reg("kv:q:part"); res != "kv:q" {
+		t.Fatalf("registered under a live lock (%q)", res)
+	}
+	q.Done()
+	other.Done()
+	if sh := r.shardOf([]byte("w")); len(sh.waiting) != 0 {
+		t.Fatalf("left waiting: %v", sh.waiting)
+	}
+}

@@ -13,6 +13,7 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/agentproxy/agentproxy/domain"
+	"github.com/agentproxy/agentproxy/keyspace"
 	"github.com/agentproxy/agentproxy/upstream"
 )
 
@@ -70,6 +71,25 @@ func (r *Registry) watchOnce(ctx context.Context, pool *upstream.Pool, prefix st
 	if err := r.load(pool, prefix); err != nil {
 		return err
 	}
+	// Events published while the locks loaded are queued on the
+	// subscription: apply them (up to the answer to a PING, which comes
+	// after them) before the registry counts as complete.
+	sub.SetDeadline(time.Now().Add(5 * time.Second))
+	if _, err := sub.Write(upstream.AppendCommand(nil, "PING", "agentproxy-synced")); err != nil {
+		return err
+	}
+	for {
+		f, err := fr.next()
+		if err != nil {
+			return err
+		}
+		if v, _, err := domain.ParseReply(f); err == nil && v.Typ == '*' && len(v.Kids) == 2 &&
+			v.Kids[0].Str == "pong" && v.Kids[1].Str == "agentproxy-synced" {
+			break
+		}
+		r.apply(f, prefix)
+	}
+	sub.SetDeadline(time.Time{})
 	r.SetSynced(true)
 	for {
 		sub.SetReadDeadline(time.Now().Add(5 * time.Second))
@@ -203,7 +223,9 @@ func lockName(key, head string) (ws, res string, ok bool) {
 		return "", "", false
 	}
 	ws, res, ok = strings.Cut(rest, "}:lock:")
-	return ws, res, ok && ws != "" && res != ""
+	// A kv key such as <prefix>:{w}:kv:x}:lock:y matches the SCAN pattern
+	// too; its "workspace" is not a valid name.
+	return ws, res, ok && keyspace.ValidWorkspace(ws) && res != ""
 }
 
 // frames reads whole RESP frames from a connection.

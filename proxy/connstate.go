@@ -3,7 +3,6 @@ package proxy
 import (
 	"bytes"
 	"strconv"
-	"strings"
 	"time"
 
 	"github.com/tidwall/redcon"
@@ -69,15 +68,7 @@ func (s *session) clientList(args [][]byte) {
 // Clients section instead of Redis's (which counts the proxy's upstream
 // connections), and the Proxy section.
 func (s *session) info(args [][]byte) {
-	want := map[string]bool{}
-	all := len(args) == 0
-	for _, a := range args {
-		w := strings.ToLower(string(a))
-		if w == "all" || w == "everything" || w == "default" {
-			all = true
-		}
-		want[w] = true
-	}
+	all, want := wire.InfoSections(args)
 	admin := s.ident.Role == policy.RoleAdmin
 	var text []byte
 	if admin {

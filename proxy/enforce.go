@@ -6,6 +6,7 @@ import (
 	"github.com/tidwall/redcon"
 	"go.uber.org/zap"
 
+	"github.com/agentproxy/agentproxy/domain"
 	"github.com/agentproxy/agentproxy/internal/wire"
 	"github.com/agentproxy/agentproxy/keyspace"
 	"github.com/agentproxy/agentproxy/policy"
@@ -18,11 +19,14 @@ import (
 func (s *session) checkBatch(cmds []command) {
 	p := s.srv.policy.Load()
 	s.rewrite = s.rewrite[:0]
-	s.planned, s.evKeys = false, s.evKeys[:0]
+	s.planned, s.evKeys, s.slowAhead = false, s.evKeys[:0], false
 	// Follow MULTI through the batch: what may be queued differs.
 	multi := s.inMulti
 	admin := s.ident.Role == policy.RoleAdmin
 	for i := range cmds {
+		// What follows a command that may take time runs later than
+		// it is planned.
+		s.slowAhead = s.slowAhead || i > 0 && domain.MayTakeTime(cmds[i-1].cmd)
 		c := &cmds[i]
 		c.deny, c.hidden, c.wrap, c.evLo, c.evHi, c.txEv = "", 0, false, 0, 0, nil
 		c.cmd = keyspace.Lookup(c.Args[0])
@@ -172,6 +176,7 @@ func (s *session) checkAuth(user, pass []byte) bool {
 		s.log.Warn("auth failed", zap.String("user", string(user)), zap.String("remote", s.nc.RemoteAddr().String()))
 		return false
 	}
+	s.dreq.Enter(s.ident.Workspace, p.FirstWorkspace(u), s.ident.User != u)
 	s.ident = policy.Identity{User: u, Role: u.Role, Workspace: p.FirstWorkspace(u)}
 	s.authed = true
 	return true
@@ -193,6 +198,7 @@ func (s *session) workspace(args [][]byte) {
 		s.out = wire.AppendError(s.out, msg)
 		return
 	}
+	s.dreq.Enter(s.ident.Workspace, ws, false)
 	s.ident.Workspace = ws
 	s.out = redcon.AppendOK(s.out)
 }

@@ -2,7 +2,6 @@ package proxy
 
 import (
 	"errors"
-	"io"
 	"net"
 	"os"
 	"strconv"
@@ -73,6 +72,7 @@ type session struct {
 	planned   bool
 	wplan     fencing.Write
 	wscratch  fencing.Scratch
+	slowAhead bool // the batch being checked has a command that may take time before this one
 	evKeys    []int
 	bulk      *upstream.Stream // the bulk lane's connection while bulky
 	bulkWS    string
@@ -152,7 +152,7 @@ func (s *session) serve() {
 				s.log.Warn("memory budget exhausted: client sending a large request disconnected", zap.Int64("client", s.id),
 					zap.Int64("held", s.rd.held), zap.Int64("budget_used", s.srv.budget.Used()), zap.Int64("budget", s.srv.budget.Limit()))
 			}
-			if isProtocolError(err) {
+			if wire.IsProtocolError(err) {
 				s.srv.Stats.ProtocolErrors.Add(1)
 				s.out = wire.AppendError(s.out, err.Error())
 				s.flush()
@@ -163,18 +163,6 @@ func (s *session) serve() {
 			return
 		}
 	}
-}
-
-func isProtocolError(err error) bool {
-	return !errors.Is(err, io.EOF) && !errors.Is(err, net.ErrClosed) &&
-		!errors.Is(err, os.ErrDeadlineExceeded) && !errors.Is(err, io.ErrNoProgress) &&
-		!isNetError(err)
-}
-
-func isNetError(err error) bool {
-	var ne net.Error
-	var oe *net.OpError
-	return errors.As(err, &ne) || errors.As(err, &oe)
 }
 
 func (s *session) close() {
@@ -672,6 +660,15 @@ func (s *session) forwardBlocking(c *command) {
 		}
 		defer s.giveDedicated(ws)
 	}
+	b, msg := s.srv.locks.BlockOn(s.srv.policy.Load(), c.sub, c.Args, conn, s.srv.pool) // a lock taken while it waits unblocks it
+	if msg != "" {
+		s.out = wire.AppendError(s.out, msg)
+		if own {
+			s.srv.pool.Release(conn, s.proto, true)
+		}
+		return
+	}
+	defer b.Done()
 	// Replies so far reach the client before it blocks, as with Redis.
 	if !s.flush() {
 		if own {
@@ -680,9 +677,10 @@ func (s *session) forwardBlocking(c *command) {
 		s.quit = true
 		return
 	}
-	w := s.watch(conn)
+	w, mark := s.watch(conn), len(s.out)
 	err := s.do(conn, []command{*c}, keyspace.BlockTimeout(c.cmd, c.Args, max(s.srv.pool.ReadTimeout(), minBlockMargin)), false)
 	gone := w.stop()
+	s.out = b.FixReply(s.out, mark)
 	if own {
 		s.srv.pool.Release(conn, s.proto, err == nil && !gone)
 	} else if err != nil {

@@ -25,7 +25,7 @@ import (
 func (s *session) planWrite(c *command, p *policy.Policy, multi, tunnel bool) {
 	s.wplan = fencing.Write{Args: c.Args, Raw: c.Raw, Keys: s.acc.Keys, Written: s.acc.Written, WS: s.ident.Workspace,
 		Actor: s.ident.Name(), Proto: s.proto, Held: s.dreq.Locks, Full: multi || tunnel,
-		Blocking: c.cmd.Has(keyspace.Blocking) || c.cmd.Has(keyspace.BlockingIfArg)}
+		Blocking: c.cmd.Has(keyspace.Blocking) || c.cmd.Has(keyspace.BlockingIfArg), Check: multi || s.slowAhead}
 	c.evLo = len(s.evKeys)
 	var pl fencing.Plan
 	s.rewrite, s.evKeys, pl = fencing.PlanWrite(s.rewrite, s.evKeys, &s.wplan, p, s.srv.locks, &s.wscratch)
@@ -134,7 +134,10 @@ func (s *session) rerunNeeded(cmds []command, start int) bool {
 // script) and appends its reply to out.
 func (s *session) rerunFull(c *command) {
 	req := fencing.FullForm(c.Raw)
-	conn := s.srv.pool.Shared(s.proto)
+	conn := s.pinned // its database, its transaction state
+	if conn == nil {
+		conn = s.srv.pool.Shared(s.proto)
+	}
 	if req == nil || conn == nil {
 		s.out = wire.AppendError(s.out, wire.ErrTryAgainNotSent)
 		return

@@ -1,11 +1,14 @@
 package upstream
 
 import (
+	"bytes"
 	"errors"
+	"fmt"
 	"net"
 	"os"
 	"slices"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/agentproxy/agentproxy/internal/membudget"
@@ -147,6 +150,8 @@ type Conn struct {
 	// It is moved only when it no longer covers the oldest call, so a busy
 	// connection does not reprogram a timer per call.
 	deadline time.Time
+
+	redisID atomic.Pointer[string] // RedisID, once known
 }
 
 // newConn wraps an established connection and starts its reader. onClose
@@ -553,4 +558,34 @@ fail:
 	if c.onClose != nil {
 		c.onClose(c, err)
 	}
+}
+
+// Query sends one command on c and waits for its reply (for the proxy's
+// own commands, off the data path).
+func (c *Conn) Query(args ...string) ([]byte, error) {
+	call := NewCall()
+	call.N = 1
+	if err := c.Send(call, AppendCommand(nil, args...)); err != nil {
+		return nil, err
+	}
+	call.Wait()
+	return call.Out, call.Err
+}
+
+// RedisID is the id Redis knows c by (CLIENT ID, asked once). Ask it
+// before c blocks: the question would queue behind the blocked command.
+func (c *Conn) RedisID() (string, error) {
+	if id := c.redisID.Load(); id != nil {
+		return *id, nil
+	}
+	r, err := c.Query("CLIENT", "ID")
+	if err != nil {
+		return "", err
+	}
+	if len(r) < 4 || r[0] != ':' {
+		return "", fmt.Errorf("CLIENT ID: %q", r)
+	}
+	id := string(bytes.TrimRight(r[1:], "\r\n"))
+	c.redisID.Store(&id)
+	return id, nil
 }

@@ -150,3 +150,16 @@ func Elements(b []byte) ([][2]int, bool) {
 	}
 	return out, pos == len(b)
 }
+
+// InfoSections reads INFO's arguments: all (none given, or all, everything,
+// default) or the sections asked for, lowercase.
+func InfoSections(args [][]byte) (all bool, want map[string]bool) {
+	want = map[string]bool{}
+	all = len(args) == 0
+	for _, a := range args {
+		w := strings.ToLower(string(a))
+		all = all || w == "all" || w == "everything" || w == "default"
+		want[w] = true
+	}
+	return all, want
+}

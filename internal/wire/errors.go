@@ -6,6 +6,9 @@ package wire
 
 import (
 	"errors"
+	"io"
+	"net"
+	"os"
 
 	"github.com/agentproxy/agentproxy/upstream"
 )
@@ -60,4 +63,14 @@ func CallError(err error) string {
 	default:
 		return ErrUncertain
 	}
+}
+
+// IsProtocolError reports whether err, from reading a client, is a
+// protocol error (to answer) rather than the connection ending or failing.
+func IsProtocolError(err error) bool {
+	var ne net.Error
+	var oe *net.OpError
+	return !errors.Is(err, io.EOF) && !errors.Is(err, net.ErrClosed) &&
+		!errors.Is(err, os.ErrDeadlineExceeded) && !errors.Is(err, io.ErrNoProgress) &&
+		!errors.As(err, &ne) && !errors.As(err, &oe)
 }
