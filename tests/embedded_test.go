@@ -252,7 +252,9 @@ func TestEmbeddedBinary(t *testing.T) {
 		down := time.Since(stopped).Milliseconds()
 		ttl1 := embPTTL(t, c2, embKey("ttl"))
 		t.Logf("TTL %d ms before SIGTERM, %d ms after a %d ms restart", ttl0, ttl1, down)
-		if ttl1 <= 0 || ttl1 > ttl0-down+20 {
+		// The store's clock advances TTLs in ticks of 50 ms: a reading may
+		// lag by up to one tick.
+		if ttl1 <= 0 || ttl1 > ttl0-down+60 {
 			t.Errorf("TTL after restart %d ms; want set and at most %d - %d ms (not extended)", ttl1, ttl0, down)
 		}
 	})
