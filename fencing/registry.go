@@ -22,6 +22,8 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
+
+	"github.com/agentproxy/agentproxy/policy"
 )
 
 // Margin is how long past its expiry a lock is still assumed possible.
@@ -253,6 +255,13 @@ func (r *Registry) MayBeLocked(ws, rest []byte) bool {
 		}
 	}
 	return false
+}
+
+// Idle reports whether no write under rules w can need a plan now: its only
+// rules are fenced kinds, the registry is synced and knows no lock (nor
+// acquire in flight), and the connection holds no token (held).
+func (r *Registry) Idle(w *policy.Writes, held map[string]int64) bool {
+	return w.OnlyFence && len(held) == 0 && r.n.Load() == 0 && r.synced.Load()
 }
 
 // Count is the number of resources known to be (possibly) locked.

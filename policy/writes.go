@@ -24,6 +24,9 @@ type TTLRule struct {
 type Writes struct {
 	// Any is false when no rule applies to any kind: writes skip planning.
 	Any bool
+	// OnlyFence: the only rules are fenced kinds (not strict): a write
+	// that no lock can guard needs no plan at all.
+	OnlyFence bool
 	// Fence and Evented are by kind index.
 	Fence   []bool
 	Strict  bool
@@ -81,6 +84,7 @@ func (p *Policy) compileWrites(c Config) {
 			w.byKind[i] = &r
 		}
 	}
+	w.OnlyFence = !w.Strict && len(c.EventKinds) == 0 && len(c.TTL) == 0
 	p.Writes = w
 }
 

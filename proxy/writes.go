@@ -23,6 +23,9 @@ import (
 // planWrite plans command c, which passed policy and writes s.acc.Written,
 // queued in MULTI (multi) or sent down a tunnel.
 func (s *session) planWrite(c *command, p *policy.Policy, multi, tunnel bool) {
+	if !multi && !s.slowAhead && s.srv.locks.Idle(p.Writes, s.dreq.Locks) {
+		return // the fast path: no lock anywhere, nothing else to apply
+	}
 	s.wplan = fencing.Write{Args: c.Args, Raw: c.Raw, Keys: s.acc.Keys, Written: s.acc.Written, WS: s.ident.Workspace,
 		Actor: s.ident.Name(), Proto: s.proto, Held: s.dreq.Locks, Full: multi || tunnel,
 		Blocking: c.cmd.Has(keyspace.Blocking) || c.cmd.Has(keyspace.BlockingIfArg), Check: multi || s.slowAhead}
