@@ -229,7 +229,7 @@ func (p *Policy) Check(id *Identity, c *keyspace.Command, args [][]byte, acc *ke
 			}
 		}
 	}
-	if w := p.Writes; len(w.patterns) > 0 || hasRequire(w) {
+	if p.Writes.checkTTL {
 		if msg := p.requiresTTL(c, args, acc, ws); msg != "" {
 			return p.violation(msg)
 		}

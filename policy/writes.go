@@ -27,6 +27,9 @@ type Writes struct {
 	// OnlyFence: the only rules are fenced kinds (not strict): a write
 	// that no lock can guard needs no plan at all.
 	OnlyFence bool
+	// checkTTL: some rule needs the write checked before it is sent (a
+	// pattern rule, or one that requires a TTL).
+	checkTTL bool
 	// Fence and Evented are by kind index.
 	Fence   []bool
 	Strict  bool
@@ -85,6 +88,7 @@ func (p *Policy) compileWrites(c Config) {
 		}
 	}
 	w.OnlyFence = !w.Strict && len(c.EventKinds) == 0 && len(c.TTL) == 0
+	w.checkTTL = len(w.patterns) > 0 || hasRequire(w)
 	p.Writes = w
 }
 
