@@ -144,6 +144,10 @@ func appendPexpire(dst, key []byte, ms int64, cond string) []byte {
 	return redcon.AppendBulkString(dst, cond)
 }
 
+// MaxScriptArgs is the most arguments of a command the fenced-write script
+// runs (Lua's unpack stops a little short of 8000).
+const MaxScriptArgs = 7900
+
 // Write is a plain write to plan: the command, which of its arguments are
 // keys and which of those it writes, and who sends it.
 type Write struct {
@@ -213,6 +217,12 @@ func PlanWrite(dst []byte, ev []int, w *Write, p *policy.Policy, reg *Registry, 
 	switch {
 	case !guard && len(sc.ttls) == 0:
 		return dst, ev, pl
+	case len(w.Args) > MaxScriptArgs && guard:
+		pl.Deny = "ERR a write of more than " + strconv.Itoa(MaxScriptArgs) + " arguments cannot be checked against the locks that may guard its keys (the check is a script, which takes at most that many); send it in parts"
+		return dst, ev, pl
+	case len(w.Args) > MaxScriptArgs && w.Full:
+		pl.Deny = "ERR a write of more than " + strconv.Itoa(MaxScriptArgs) + " arguments inside MULTI cannot have its TTL rules applied (they run in a script, which takes at most that many); send it in parts"
+		return dst, ev, pl
 	case w.Blocking && guard && w.Full:
 		pl.Deny = "ERR a blocking command inside MULTI cannot write a key of a fenced kind: the lock check runs at EXEC in a script, where blocking commands cannot run; send its non-blocking form, which MULTI runs the same way"
 		return dst, ev, pl
@@ -235,9 +245,10 @@ func PlanWrite(dst []byte, ev []int, w *Write, p *policy.Policy, reg *Registry, 
 			return dst, ev, pl
 		}
 	}
-	if w.Blocking {
-		// A blocking command cannot run in a script: the PEXPIREs follow
-		// it on its connection (Redis runs them once it unblocks).
+	if w.Blocking || len(w.Args) > MaxScriptArgs {
+		// A blocking command cannot run in a script, nor can one with
+		// more arguments than Lua unpacks: the PEXPIREs follow it on its
+		// connection (Redis runs them once it unblocks).
 		dst = append(dst, w.Raw...)
 		dst, pl.Hidden = AppendTTL(dst, sc.ttls)
 	} else {

@@ -227,3 +227,38 @@ func TestPolicyAttackLoadMatchesKvKeys(t *testing.T) {
 		}
 	}
 }
+
+// A write with more arguments than the fenced-write script can unpack
+// (Lua stops short of 8000) still gets its TTL rule, and one a lock may
+// guard is refused with a clear error instead of a script error.
+func TestPolicyAttackHugeWrite(t *testing.T) {
+	addr, direct := paStart(t, func(c *config.Config) {
+		c.TTL = []config.TTL{{Kind: "kv", Default: config.D(time.Hour)}}
+	})
+	c := testutil.Dial(t, addr)
+	hset := func(key string) []string {
+		args := []string{"HSET", key}
+		for i := 0; i < 5000; i++ {
+			args = append(args, "f"+strconv.Itoa(i), "v")
+		}
+		return args
+	}
+	const key = "deepagents:{default}:kv:big"
+	if got := c.DoS(hset(key)...); got != ":5000\r\n" {
+		t.Fatalf("HSET of 10,002 arguments under a TTL rule: %q", got)
+	}
+	if ttl := direct.DoS("PTTL", key); !strings.HasPrefix(ttl, ":3") {
+		t.Errorf("PTTL %q, want the rule's hour", ttl)
+	}
+	if got := c.DoS("LOCK.ACQUIRE", "kv:locked", "10000"); !strings.HasPrefix(got, "*6") {
+		t.Fatal(got)
+	}
+	other := testutil.Dial(t, addr)
+	got := other.DoS(hset("deepagents:{default}:kv:locked")...)
+	if !strings.HasPrefix(got, "-ERR a write of more than") {
+		t.Errorf("huge write to a locked key: %q", got)
+	}
+	if n := direct.DoS("EXISTS", "deepagents:{default}:kv:locked"); n != ":0\r\n" {
+		t.Errorf("the refused write wrote: EXISTS %q", n)
+	}
+}
