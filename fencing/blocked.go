@@ -30,28 +30,6 @@ type Blocked struct {
 
 type blockedKey struct{ ws, rest string }
 
-// Block registers the blocking write args (written: its written keys) of
-// the fenced kinds under p, before it is sent; kick unblocks it in Redis.
-// It returns nil when it writes no key of a fenced kind, and the refusal
-// when a lock (or an acquire in flight) already guards one.
-func (r *Registry) Block(p *policy.Policy, args [][]byte, written []int, kick func()) (*Blocked, string) {
-	var b *Blocked
-	for _, i := range written {
-		ws, kind, n := p.Grammar.Split(args[i])
-		if kind < 0 || !p.Writes.Fence[kind] {
-			continue
-		}
-		if b == nil {
-			b = &Blocked{r: r, kick: kick}
-		}
-		if res, locked := r.register(b, blockedKey{string(ws), string(args[i][n:])}); locked {
-			b.Done()
-			return nil, "LOCKED resource '" + res + "' is locked: a blocking command cannot write what a lock guards; retry after the lock ends"
-		}
-	}
-	return b, ""
-}
-
 // register adds b as waiting on k, unless a live lock (or an acquire in
 // flight) guards k: then it returns that resource.
 func (r *Registry) register(b *Blocked, k blockedKey) (string, bool) {
@@ -72,11 +50,9 @@ func (r *Registry) register(b *Blocked, k blockedKey) (string, bool) {
 // guardingLocked is the live resource that guards k, if any (sh locked).
 func (r *Registry) guardingLocked(sh *shard, k blockedKey) (string, bool) {
 	now, m := r.now().UnixMilli(), sh.m[k.ws]
-	for i := 0; i <= len(k.rest); i++ {
-		if i == len(k.rest) || k.rest[i] == ':' {
-			if e, ok := m[k.rest[:i]]; ok && e.live(now) {
-				return k.rest[:i], true
-			}
+	for i := nextGuard(k.rest, 0); i >= 0; i = nextGuard(k.rest, i+1) {
+		if e, ok := m[k.rest[:i]]; ok && e.live(now) {
+			return k.rest[:i], true
 		}
 	}
 	return "", false
@@ -136,10 +112,15 @@ func (b *Blocked) FixReply(out []byte, mark int) []byte {
 // and returns once Redis has.
 func (r *Registry) kick(ws, resource string) {
 	sh := r.shardOf([]byte(ws))
-	sh.mu.Lock()
 	var list []*Blocked
-	if len(sh.waiting) > 0 {
-		list = kickLocked(sh, ws, resource, nil)
+	sh.mu.Lock()
+	for _, b := range sh.waiting[ws] {
+		for _, k := range b.keys {
+			if k.ws == ws && guards(resource, k.rest) && b.kicked.CompareAndSwap(nil, &resource) {
+				list = append(list, b)
+				break
+			}
+		}
 	}
 	sh.mu.Unlock()
 	for _, b := range list {
@@ -147,44 +128,39 @@ func (r *Registry) kick(ws, resource string) {
 	}
 }
 
-// kickLocked collects the blocked writes of ws that a lock on resource
-// guards (sh locked); the caller kicks them once it has unlocked.
-func kickLocked(sh *shard, ws, resource string, out []*Blocked) []*Blocked {
-	for _, b := range sh.waiting[ws] {
-		for _, k := range b.keys {
-			if k.ws == ws && guards(resource, k.rest) && b.kicked.CompareAndSwap(nil, &resource) {
-				out = append(out, b)
-				break
-			}
-		}
-	}
-	return out
-}
-
 // BlockOn registers the blocking command args (table entry info), about to
-// be sent on conn, under p; a shared connection of pool carries the CLIENT
-// UNBLOCK that kicks it. See Block.
+// be sent on conn, under p, with the keys of fenced kinds it writes; a
+// shared connection of pool carries the CLIENT UNBLOCK that kicks it. It
+// returns nil when it writes no such key, and the refusal when a lock (or
+// an acquire in flight) already guards one.
 func (r *Registry) BlockOn(p *policy.Policy, info *keyspace.Command, args [][]byte, conn *upstream.Conn, pool *upstream.Pool) (*Blocked, string) {
 	var acc keyspace.Access
 	if !p.Writes.Any || p.Mode == policy.Off || keyspace.Extract(info, args, &acc) != nil {
 		return nil, ""
 	}
-	written := acc.Written
-	fenced := false
-	for _, i := range written {
-		_, kind, _ := p.Grammar.Split(args[i])
-		fenced = fenced || kind >= 0 && p.Writes.Fence[kind]
-	}
-	if !fenced {
-		return nil, ""
-	}
-	id, err := conn.RedisID()
-	if err != nil {
-		return nil, "TRYAGAIN the blocking command was not sent: its connection could not be registered for the lock check"
-	}
-	return r.Block(p, args, written, func() {
-		if ctl := pool.Shared(2); ctl != nil {
-			ctl.Query("CLIENT", "UNBLOCK", id, "ERROR")
+	var b *Blocked
+	for _, i := range acc.Written {
+		ws, kind, n := p.Grammar.Split(args[i])
+		if kind < 0 || !p.Writes.Fence[kind] {
+			continue
 		}
-	})
+		if b == nil {
+			// Its id is asked now: once it blocks, the question would
+			// queue behind it.
+			id, err := conn.RedisID()
+			if err != nil {
+				return nil, "TRYAGAIN the blocking command was not sent: its connection could not be registered for the lock check"
+			}
+			b = &Blocked{r: r, kick: func() {
+				if ctl := pool.Shared(2); ctl != nil {
+					ctl.Query("CLIENT", "UNBLOCK", id, "ERROR")
+				}
+			}}
+		}
+		if res, locked := r.register(b, blockedKey{string(ws), string(args[i][n:])}); locked {
+			b.Done()
+			return nil, "LOCKED resource '" + res + "' is locked: a blocking command cannot write what a lock guards; retry after the lock ends"
+		}
+	}
+	return b, ""
 }

@@ -33,7 +33,7 @@ func WroteNothing(name string, args [][]byte, reply []byte) bool {
 	}
 	switch string(reply) {
 	case "$-1\r\n", "*-1\r\n", "_\r\n":
-		return name != "set" || !hasArgFold(args, "get")
+		return name != "set" || len(args) < 3 || !keyspace.HasArg(args[3:], "get")
 	case ":0\r\n":
 		return zeroUnchanged[name]
 	case ":-1\r\n":
@@ -52,13 +52,4 @@ var zeroUnchanged = map[string]bool{
 	"lpushx": true, "rpushx": true, "linsert": true, "renamenx": true, "copy": true, "move": true, "smove": true,
 	"sadd": true, "srem": true, "hdel": true, "zrem": true, "lrem": true, "xdel": true, "xtrim": true,
 	"zremrangebyscore": true, "zremrangebyrank": true, "zremrangebylex": true, "pfadd": true,
-}
-
-func hasArgFold(args [][]byte, s string) bool {
-	for i := 3; i < len(args); i++ {
-		if keyspace.EqFold(args[i], s) {
-			return true
-		}
-	}
-	return false
 }

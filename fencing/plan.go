@@ -31,10 +31,7 @@ type TTLOp struct {
 // the tokens held has for them (the connection's, for its workspace; nil
 // for another), skipping those already in gs.
 func Candidates(gs []Guard, prefix []byte, rest []byte, held map[string]int64) []Guard {
-	for i := 0; i <= len(rest); i++ {
-		if i < len(rest) && rest[i] != ':' {
-			continue
-		}
+	for i := nextGuard(rest, 0); i >= 0; i = nextGuard(rest, i+1) {
 		res := string(rest[:i])
 		dup := false
 		for _, g := range gs {
@@ -57,11 +54,9 @@ func Holds(held map[string]int64, rest []byte) bool {
 	if len(held) == 0 {
 		return false
 	}
-	for i := 0; i <= len(rest); i++ {
-		if i == len(rest) || rest[i] == ':' {
-			if _, ok := held[string(rest[:i])]; ok {
-				return true
-			}
+	for i := nextGuard(rest, 0); i >= 0; i = nextGuard(rest, i+1) {
+		if _, ok := held[string(rest[:i])]; ok {
+			return true
 		}
 	}
 	return false

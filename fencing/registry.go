@@ -40,7 +40,6 @@ const InflightMax = time.Minute
 type Registry struct {
 	shards [shardCount]shard
 	n      atomic.Int64 // entries in all shards
-	epoch  atomic.Uint64
 	synced atomic.Bool
 	now    func() time.Time
 }
@@ -86,10 +85,6 @@ func NewRegistry() *Registry {
 	return r
 }
 
-// Epoch counts the acquires announced so far: a plan made without the
-// lock check stays valid only while it has not changed.
-func (r *Registry) Epoch() uint64 { return r.epoch.Load() }
-
 // Synced reports whether the registry knows every lock (loaded and
 // subscribed).
 func (r *Registry) Synced() bool { return r.synced.Load() }
@@ -101,7 +96,6 @@ func (r *Registry) SetSynced(ok bool) { r.synced.Store(ok) }
 // its Done, writes to what it guards take the script, so none slips in
 // between the lock taking effect in Redis and its reply reaching here.
 func (r *Registry) Acquiring(ws, resource string) {
-	r.epoch.Add(1)
 	now := r.now().UnixMilli()
 	r.change(ws, resource, func(e entry) entry {
 		e.inflight++
@@ -247,14 +241,27 @@ func (r *Registry) MayBeLocked(ws, rest []byte) bool {
 		return false
 	}
 	now := r.now().UnixMilli()
-	for i := 0; i <= len(rest); i++ {
-		if i == len(rest) || rest[i] == ':' {
-			if e, ok := res[string(rest[:i])]; ok && e.live(now) {
-				return true
-			}
+	for i := nextGuard(rest, 0); i >= 0; i = nextGuard(rest, i+1) {
+		if e, ok := res[string(rest[:i])]; ok && e.live(now) {
+			return true
 		}
 	}
 	return false
+}
+
+// nextGuard is the end of the next prefix of rest, from from on, that names
+// a resource guarding it (it ends at a ':' or at the end: "kv:a:b" → kv,
+// kv:a, kv:a:b), or -1 past the last.
+func nextGuard[T ~string | ~[]byte](rest T, from int) int {
+	for i := from; i < len(rest); i++ {
+		if rest[i] == ':' {
+			return i
+		}
+	}
+	if from <= len(rest) {
+		return len(rest)
+	}
+	return -1
 }
 
 // Idle reports whether no write under rules w can need a plan now: its only

@@ -348,6 +348,17 @@ func parseCount(b []byte) (int, bool) {
 	return n, true
 }
 
+// HasArg reports whether the option word (lowercase) is among args,
+// compared as Redis does (ASCII, ignoring case).
+func HasArg(args [][]byte, word string) bool {
+	for _, a := range args {
+		if EqFold(a, word) {
+			return true
+		}
+	}
+	return false
+}
+
 // EqFold compares an ASCII argument with a lowercase word, ignoring the
 // argument's case, without allocating.
 func EqFold(b []byte, lower string) bool {

@@ -314,15 +314,9 @@ func Unsupported(c *keyspace.Command) string {
 	return "ERR '" + c.Name + "' is not supported through agentproxy: it " + c.Why
 }
 
-// hasArg reports whether an option word is among the arguments.
-func hasArg(args [][]byte, word string) bool {
-	for _, a := range args[1:] {
-		if strings.EqualFold(string(a), word) {
-			return true
-		}
-	}
-	return false
-}
+// hasArg reports whether an option word is among the arguments after the
+// command's name.
+func hasArg(args [][]byte, word string) bool { return keyspace.HasArg(args[1:], word) }
 
 func (p *Policy) violation(msg string) (Verdict, string) {
 	if p.Mode == Warn {

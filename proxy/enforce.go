@@ -10,7 +10,6 @@ import (
 	"github.com/agentproxy/agentproxy/internal/wire"
 	"github.com/agentproxy/agentproxy/keyspace"
 	"github.com/agentproxy/agentproxy/policy"
-	"github.com/agentproxy/agentproxy/upstream"
 )
 
 // checkBatch runs access control over a batch before anything is sent:
@@ -240,17 +239,11 @@ func (s *session) abortedMulti(c *command) {
 func (s *session) refuse(c *command) {
 	s.out = wire.AppendError(s.out, c.deny)
 	if s.inMulti && s.pinned != nil {
-		call := upstream.NewCall()
-		call.N = 1
-		if s.pinned.Send(call, discardCmd) == nil {
-			call.Wait()
-		}
+		_, err := s.pinned.Query("DISCARD")
 		s.inMulti, s.watching = false, false
 		// A refused EXEC or DISCARD ends the transaction, as in Redis;
 		// anything else leaves the client in a MULTI that EXEC aborts.
 		s.aborted = !isTxEnd(c.cmd)
-		s.unpin(call.Err == nil)
+		s.unpin(err == nil)
 	}
 }
-
-var discardCmd = []byte("*1\r\n$7\r\nDISCARD\r\n")
