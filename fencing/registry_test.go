@@ -197,3 +197,25 @@ func TestRegistryBlocked(t *testing.T) {
 		t.Fatalf("left waiting: %v", sh.waiting)
 	}
 }
+
+// A lock in one workspace never unblocks another workspace's blocking
+// write on the key of the same name.
+func TestRegistryBlockedOtherWorkspace(t *testing.T) {
+	r := NewRegistry()
+	r.SetSynced(true)
+	kicks := 0
+	b := &Blocked{r: r, kick: func() { kicks++ }}
+	if res, locked := r.register(b, blockedKey{"a", "kv:q"}); locked {
+		t.Fatalf("registered under %q", res)
+	}
+	r.Acquiring("b", "kv:q")
+	r.Acquired("b", "kv:q", 1, time.Now().Add(time.Minute).UnixMilli())
+	if kicks != 0 || b.Kicked() != "" {
+		t.Fatalf("workspace b's lock kicked workspace a's blocked write (%d kicks)", kicks)
+	}
+	r.Acquiring("a", "kv:q")
+	if kicks != 1 || b.Kicked() != "kv:q" {
+		t.Fatalf("own workspace's lock: %d kicks", kicks)
+	}
+	b.Done()
+}
