@@ -21,6 +21,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 	"go.uber.org/zap"
 
+	"github.com/agentproxy/agentproxy/breaker"
 	"github.com/agentproxy/agentproxy/config"
 	"github.com/agentproxy/agentproxy/domain"
 	_ "github.com/agentproxy/agentproxy/domain/all" // the domain commands
@@ -76,6 +77,7 @@ func Start(cfg config.Config, log *zap.Logger) (*App, error) {
 	opts.Conns, opts.MaxIdleDedicated = u.Conns, u.MaxIdleDedicated
 	opts.DialTimeout, opts.ReadTimeout, opts.WriteTimeout = u.DialTimeout.Duration, u.ReadTimeout.Duration, u.WriteTimeout.Duration
 	opts.BackoffMax = u.BackoffMax.Duration
+	opts.Breaker = breaker.Settings{Failures: cfg.Breaker.ConsecutiveFailures, OpenTimeout: cfg.Breaker.OpenTimeout.Duration}
 	a.pool = upstream.NewPool(opts, log.Named("upstream"))
 
 	pol, err := BuildPolicy(cfg)
@@ -240,12 +242,40 @@ func registerStats(reg *prometheus.Registry, srv *proxy.Server, pool *upstream.P
 		func() float64 { return float64(srv.Budget().Used()) })
 	gauge("budget_limit_bytes", "The memory budget (listen.memory_budget).", func() float64 { return float64(srv.Budget().Limit()) })
 	gauge("pinned_sessions", "Clients holding a dedicated upstream connection.", func() float64 { return float64(st.Pinned.Load()) })
-	gauge("upstream_up", "1 when a shared upstream connection is established.", func() float64 {
+	gauge("upstream_up", "1 when a shared upstream connection is established and its breaker is closed.", func() float64 {
 		if pool.Up() {
 			return 1
 		}
 		return 0
 	})
+	reg.MustRegister(breakerCollector{pool})
+}
+
+// breakerCollector exports each upstream node's circuit breaker: its state
+// and the transitions into each state (labels: the node's address, never
+// user data).
+type breakerCollector struct{ pool *upstream.Pool }
+
+var (
+	breakerStateDesc = prometheus.NewDesc("agentproxy_upstream_breaker_state",
+		"Circuit breaker of an upstream node: 0 closed, 1 half-open, 2 open.", []string{"node"}, nil)
+	breakerTransDesc = prometheus.NewDesc("agentproxy_upstream_breaker_transitions_total",
+		"Circuit breaker state changes of an upstream node, by the state entered.", []string{"node", "state"}, nil)
+)
+
+func (c breakerCollector) Describe(ch chan<- *prometheus.Desc) {
+	ch <- breakerStateDesc
+	ch <- breakerTransDesc
+}
+
+func (c breakerCollector) Collect(ch chan<- prometheus.Metric) {
+	for _, p := range c.pool.Nodes() {
+		b := p.Breaker()
+		ch <- prometheus.MustNewConstMetric(breakerStateDesc, prometheus.GaugeValue, float64(b.State()), b.Node())
+		for _, st := range []breaker.State{breaker.Closed, breaker.HalfOpen, breaker.Open} {
+			ch <- prometheus.MustNewConstMetric(breakerTransDesc, prometheus.CounterValue, float64(b.Transitions(st)), b.Node(), st.String())
+		}
+	}
 }
 
 // registerPolicyStats exports the plain-write policies' state: events sent

@@ -27,6 +27,7 @@ import (
 type Config struct {
 	Listen   Listen   `toml:"listen"`
 	Upstream Upstream `toml:"upstream"`
+	Breaker  Breaker  `toml:"breaker"`
 	Embedded Embedded `toml:"embedded"`
 	Keyspace Keyspace `toml:"keyspace"`
 	Auth     Auth     `toml:"auth"`
@@ -160,6 +161,14 @@ type Upstream struct {
 	BackoffMax               Duration `toml:"backoff_max"`
 }
 
+// Breaker configures the circuit breaker of each upstream node.
+type Breaker struct {
+	// ConsecutiveFailures opens the breaker (0: never).
+	ConsecutiveFailures int `toml:"consecutive_failures"`
+	// OpenTimeout is how long it stays open before a probe.
+	OpenTimeout Duration `toml:"open_timeout"`
+}
+
 // Embedded configures the in-process store used when url = "embedded".
 type Embedded struct {
 	DataFile         string   `toml:"data_file"`
@@ -236,6 +245,7 @@ func Default() Config {
 			MaxDedicatedPerWorkspace: 1024,
 			BackoffMax:               D(time.Second),
 		},
+		Breaker: Breaker{ConsecutiveFailures: 5, OpenTimeout: D(2 * time.Second)},
 		Embedded: Embedded{
 			DataFile:         DefaultDataFile(),
 			SnapshotInterval: D(time.Minute),
@@ -421,6 +431,12 @@ func (c *Config) Validate() error {
 	nonNeg("upstream.write_timeout", c.Upstream.WriteTimeout)
 	nonNeg("upstream.backoff_max", c.Upstream.BackoffMax)
 	nonNeg("embedded.snapshot_interval", c.Embedded.SnapshotInterval)
+	if c.Breaker.ConsecutiveFailures < 0 {
+		bad("breaker.consecutive_failures", "must not be negative (0: the breaker never opens), got %d", c.Breaker.ConsecutiveFailures)
+	}
+	if c.Breaker.OpenTimeout.Duration < 10*time.Millisecond {
+		bad("breaker.open_timeout", "must be at least 10ms, got %s", c.Breaker.OpenTimeout.Duration)
+	}
 	if c.Upstream.MaxDedicatedPerWorkspace < 0 {
 		bad("upstream.max_dedicated_per_workspace", "must not be negative (0: no limit), got %d", c.Upstream.MaxDedicatedPerWorkspace)
 	}

@@ -78,7 +78,7 @@ func (s *session) streamBatch(payload []byte, n int) error {
 		if err != nil {
 			s.giveDedicated(ws)
 			for k := 0; k < n; k++ {
-				s.out = wire.AppendError(s.out, wire.ErrTryAgainDown)
+				s.out = wire.AppendError(s.out, wire.TryAgainDown(s.srv.pool))
 			}
 			return err
 		}

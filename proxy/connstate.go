@@ -112,7 +112,7 @@ func (s *session) info(args [][]byte) {
 func (s *session) upstreamText(argv [][]byte) ([]byte, bool) {
 	conn := s.srv.pool.Shared(s.proto)
 	if conn == nil {
-		s.out = wire.AppendError(s.out, wire.ErrTryAgainDown)
+		s.out = wire.AppendError(s.out, wire.TryAgainDown(s.srv.pool))
 		return nil, false
 	}
 	start := len(s.out)

@@ -71,7 +71,7 @@ func (s *session) Shared(r *domain.Req, payload []byte, n int) error {
 	conn := s.srv.pool.Shared(s.proto)
 	if conn == nil {
 		for k := 0; k < n; k++ {
-			r.Out = wire.AppendError(r.Out, wire.ErrTryAgainDown)
+			r.Out = wire.AppendError(r.Out, wire.TryAgainDown(s.srv.pool))
 		}
 		return upstream.ErrUnavailable
 	}

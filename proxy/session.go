@@ -479,7 +479,7 @@ func (s *session) forwardShared(cmds []command) {
 	if conn == nil {
 		s.srv.Stats.UpstreamErrors.Add(1)
 		for range cmds {
-			s.out = wire.AppendError(s.out, wire.ErrTryAgainDown)
+			s.out = wire.AppendError(s.out, wire.TryAgainDown(s.srv.pool))
 		}
 		return
 	}
@@ -500,7 +500,7 @@ func (s *session) dedicated() (c *upstream.Conn, ws string, msg string) {
 	c, err := s.srv.pool.Dedicated(s.proto)
 	if err != nil {
 		s.giveDedicated(ws)
-		return nil, "", wire.ErrTryAgainDown
+		return nil, "", wire.TryAgainDown(s.srv.pool)
 	}
 	return c, ws, ""
 }

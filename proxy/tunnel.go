@@ -93,7 +93,7 @@ func (s *session) startTunnel() string {
 	if err != nil {
 		s.giveDedicated(ws)
 		s.log.Debug("tunnel dial failed", zap.Error(err))
-		return wire.ErrTryAgainDown
+		return wire.TryAgainDown(s.srv.pool)
 	}
 	if s.db != s.srv.pool.DB() {
 		nc.SetDeadline(time.Now().Add(s.srv.pool.ReadTimeout()))
@@ -103,7 +103,7 @@ func (s *session) startTunnel() string {
 		if err != nil {
 			nc.Close()
 			s.giveDedicated(ws)
-			return wire.ErrTryAgainDown
+			return wire.TryAgainDown(s.srv.pool)
 		}
 	}
 	s.tunWS = ws

@@ -11,6 +11,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/agentproxy/agentproxy/breaker"
 	"github.com/agentproxy/agentproxy/internal/membudget"
 	"github.com/agentproxy/agentproxy/internal/rawio"
 )
@@ -130,6 +131,7 @@ type Conn struct {
 	nc          net.Conn
 	readTimeout time.Duration
 	onClose     func(*Conn, error)
+	brk         *breaker.Breaker // the node's; nil in tests
 
 	mu       sync.Mutex
 	wbuf     []byte
@@ -156,9 +158,9 @@ type Conn struct {
 
 // newConn wraps an established connection and starts its reader. onClose
 // runs once, from the reader goroutine, after the connection has failed.
-func newConn(nc net.Conn, readTimeout, writeTimeout time.Duration, leftover []byte, onClose func(*Conn, error)) *Conn {
+func newConn(nc net.Conn, readTimeout, writeTimeout time.Duration, leftover []byte, brk *breaker.Breaker, onClose func(*Conn, error)) *Conn {
 	c := &Conn{nc: rawio.Wrap(nc), readTimeout: readTimeout, writeTimeout: writeTimeout, onClose: onClose,
-		rbuf: make([]byte, 32<<10)}
+		brk: brk, rbuf: make([]byte, 32<<10)}
 	c.tw, _ = c.nc.(interface{ TryWrite([]byte) (int, error) })
 	n := copy(c.rbuf, leftover)
 	go c.readLoop(n)
@@ -483,6 +485,9 @@ func (c *Conn) readLoop(w int) {
 					if cur.Got == cur.N {
 						c.complete(cur)
 						cur = nil
+						if c.brk != nil {
+							c.brk.Success()
+						}
 					}
 				}
 			}
@@ -554,6 +559,15 @@ fail:
 		} else {
 			call.finish(ErrNotSent) // held behind a batch, never written
 		}
+	}
+	if c.brk != nil && !errors.Is(c.closeErr, ErrClosed) {
+		// A transport failure, not the proxy's own close: each request
+		// it cost counts against the node (one when it was idle).
+		n := len(queue)
+		if cur != nil {
+			n++
+		}
+		c.brk.Failure(max(n, 1))
 	}
 	if c.onClose != nil {
 		c.onClose(c, err)

@@ -15,6 +15,8 @@ import (
 	"time"
 
 	"go.uber.org/zap"
+
+	"github.com/agentproxy/agentproxy/breaker"
 )
 
 // Options describe how to reach one Redis node.
@@ -37,6 +39,8 @@ type Options struct {
 	MaxIdleDedicated int
 	// BackoffMax caps the reconnect backoff.
 	BackoffMax time.Duration
+	// Breaker configures the node's circuit breaker.
+	Breaker breaker.Settings
 }
 
 // ParseURL reads redis://[user:pass@]host:port[/db], rediss://... (TLS) and
@@ -99,6 +103,7 @@ func ParseURL(raw string) (Options, error) {
 type Pool struct {
 	opts Options
 	log  *zap.Logger
+	brk  *breaker.Breaker
 
 	shared [2][]atomic.Pointer[Conn] // [0]: RESP2, [1]: RESP3
 	rr     atomic.Uint32
@@ -127,6 +132,7 @@ func NewPool(opts Options, log *zap.Logger) *Pool {
 		log = zap.NewNop()
 	}
 	p := &Pool{opts: opts, log: log, done: make(chan struct{})}
+	p.brk = breaker.New(opts.Addr, opts.Breaker, p.probe, log)
 	p.version.Store("7.0.0")
 	p.resp3.Store(true)
 	for v := 0; v < 2; v++ {
@@ -160,12 +166,41 @@ func (p *Pool) Version() string { return p.version.Load().(string) }
 // SupportsRESP3 reports whether the node accepted HELLO 3.
 func (p *Pool) SupportsRESP3() bool { return p.resp3.Load() }
 
-// Up reports whether at least one shared connection is established.
-func (p *Pool) Up() bool { return p.up.Load() }
+// Up reports whether at least one shared connection is established and
+// the breaker is closed.
+func (p *Pool) Up() bool { return p.up.Load() && p.brk.Allow() }
+
+// Nodes lists the pools behind this upstream (one for a single node).
+func (p *Pool) Nodes() []*Pool { return []*Pool{p} }
+
+// Breaker is the node's circuit breaker.
+func (p *Pool) Breaker() *breaker.Breaker { return p.brk }
+
+// Refusal is the TRYAGAIN text for a request that found no connection: the
+// breaker's state when it is not closed, else "" (the node is unreachable).
+func (p *Pool) Refusal() string {
+	if !p.brk.Allow() {
+		return p.brk.Refusal()
+	}
+	return ""
+}
+
+// probe is the breaker's health check: a fresh connection and PING.
+func (p *Pool) probe() error {
+	nc, _, err := p.dialRaw(2)
+	if err != nil {
+		return err
+	}
+	return nc.Close()
+}
 
 // Shared returns a live shared connection for protocol version proto (2 or
-// 3), or nil when none is connected (the caller answers TRYAGAIN).
+// 3), or nil when none is connected or the breaker is open (the caller
+// answers TRYAGAIN, see Refusal).
 func (p *Pool) Shared(proto int) *Conn {
+	if !p.brk.Allow() {
+		return nil
+	}
 	v := proto - 2
 	conns := p.shared[v]
 	n := uint32(len(conns))
@@ -242,11 +277,11 @@ func (p *Pool) redial(v, i int) {
 }
 
 func (p *Pool) dialShared(v, i int) (*Conn, error) {
-	nc, left, err := p.DialRaw(v + 2)
+	nc, left, err := p.dialRaw(v + 2)
 	if err != nil {
 		return nil, err
 	}
-	return newConn(nc, p.opts.ReadTimeout, p.opts.WriteTimeout, left, func(c *Conn, err error) {
+	return newConn(nc, p.opts.ReadTimeout, p.opts.WriteTimeout, left, p.brk, func(c *Conn, err error) {
 		if p.shared[v][i].CompareAndSwap(c, nil) {
 			p.log.Warn("upstream connection lost", zap.String("addr", p.opts.Addr), zap.Error(err))
 			p.refreshUp()
@@ -280,6 +315,9 @@ func (p *Pool) refreshUp() {
 // Dedicated returns a connection for one pinned session: a clean idle one
 // or a new one. Give it back with Release.
 func (p *Pool) Dedicated(proto int) (*Conn, error) {
+	if !p.brk.Allow() {
+		return nil, ErrBreakerOpen
+	}
 	v := proto - 2
 	p.mu.Lock()
 	for len(p.idle[v]) > 0 {
@@ -295,7 +333,7 @@ func (p *Pool) Dedicated(proto int) (*Conn, error) {
 	if err != nil {
 		return nil, err
 	}
-	return newConn(nc, p.opts.ReadTimeout, p.opts.WriteTimeout, left, nil), nil
+	return newConn(nc, p.opts.ReadTimeout, p.opts.WriteTimeout, left, p.brk, nil), nil
 }
 
 // Release returns a dedicated connection. clean says the session left no
@@ -326,6 +364,7 @@ func (p *Pool) Close() {
 	}
 	p.closed = true
 	close(p.done)
+	p.brk.Close()
 	idle := append(p.idle[0], p.idle[1]...)
 	p.idle[0], p.idle[1] = nil, nil
 	p.mu.Unlock()
@@ -343,8 +382,27 @@ func (p *Pool) Close() {
 
 // DialRaw opens and prepares a connection speaking protocol proto: TLS,
 // HELLO (or AUTH) and SELECT are done. It returns any bytes read past the
-// handshake replies.
+// handshake replies. While the breaker is open it fails at once with
+// ErrBreakerOpen.
 func (p *Pool) DialRaw(proto int) (net.Conn, []byte, error) {
+	if !p.brk.Allow() {
+		return nil, nil, ErrBreakerOpen
+	}
+	return p.dialRaw(proto)
+}
+
+// dialRaw is DialRaw whatever the breaker's state; its outcome counts.
+func (p *Pool) dialRaw(proto int) (net.Conn, []byte, error) {
+	nc, left, err := p.dialOnce(proto)
+	if err != nil {
+		p.brk.Failure(1)
+		return nil, nil, err
+	}
+	p.brk.Success()
+	return nc, left, nil
+}
+
+func (p *Pool) dialOnce(proto int) (net.Conn, []byte, error) {
 	d := net.Dialer{Timeout: p.opts.DialTimeout, KeepAlive: 30 * time.Second}
 	nc, err := d.Dial(p.opts.Network, p.opts.Addr)
 	if err != nil {
@@ -394,7 +452,9 @@ func (p *Pool) handshake(nc net.Conn, proto int) ([]byte, error) {
 		req = append(req, []string{"SELECT", strconv.Itoa(p.opts.DB)})
 	}
 	if len(req) == 0 {
-		return nil, nil
+		// A PING proves the server answers: a hung one accepts
+		// connections (the kernel does) but never replies.
+		req = append(req, []string{"PING"})
 	}
 	var out []byte
 	for _, r := range req {
@@ -496,3 +556,6 @@ func ReadFrames(nc net.Conn, n int) (frames [][]byte, left []byte, err error) {
 
 // ErrUnavailable is returned when no connection to the node can be had.
 var ErrUnavailable = errors.New("upstream unavailable")
+
+// ErrBreakerOpen is returned while the node's circuit breaker is open.
+var ErrBreakerOpen = errors.New("upstream circuit breaker open")

@@ -46,12 +46,12 @@ func (s req) fstore(dedicated bool) (*fstore, bool) {
 		c, err := s.Env.Pool.Dedicated(2)
 		if err != nil {
 			s.Up.GiveDedicated(f.ws)
-			s.Out = wire.AppendError(s.Out, wire.ErrTryAgainDown)
+			s.Out = wire.AppendError(s.Out, wire.TryAgainDown(s.Env.Pool))
 			return nil, false
 		}
 		f.conn = c
 	} else if f.conn = s.Env.Pool.Shared(2); f.conn == nil {
-		s.Out = wire.AppendError(s.Out, wire.ErrTryAgainDown)
+		s.Out = wire.AppendError(s.Out, wire.TryAgainDown(s.Env.Pool))
 		return nil, false
 	}
 	if s.FCall == nil {

@@ -32,7 +32,7 @@ func (s req) wsInfo() {
 	defer s.Up.GiveDedicated(ws)
 	conn, err := s.Env.Pool.Dedicated(2)
 	if err != nil {
-		s.Out = wire.AppendError(s.Out, wire.ErrTryAgainDown)
+		s.Out = wire.AppendError(s.Out, wire.TryAgainDown(s.Env.Pool))
 		return
 	}
 	clean := false

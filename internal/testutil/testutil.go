@@ -14,6 +14,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"syscall"
 	"testing"
 	"time"
 
@@ -123,6 +124,23 @@ func (r *Redis) Stop() {
 	r.cmd.Process.Kill()
 	r.cmd.Wait()
 	r.cmd = nil
+}
+
+// Pause stops the server with SIGSTOP: it keeps its sockets and answers
+// nothing, like a hung server. Resume undoes it.
+func (r *Redis) Pause() { r.signal(syscall.SIGSTOP) }
+
+// Resume continues a paused server (SIGCONT).
+func (r *Redis) Resume() { r.signal(syscall.SIGCONT) }
+
+func (r *Redis) signal(sig syscall.Signal) {
+	r.t.Helper()
+	if r.cmd == nil || r.cmd.Process == nil {
+		r.t.Fatalf("redis-server on %s is not running", r.Addr)
+	}
+	if err := r.cmd.Process.Signal(sig); err != nil {
+		r.t.Fatalf("signal redis-server: %v", err)
+	}
 }
 
 // URL is the redis:// URL of the server.

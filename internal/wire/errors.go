@@ -13,6 +13,15 @@ import (
 	"github.com/agentproxy/agentproxy/upstream"
 )
 
+// TryAgainDown is the TRYAGAIN for a command that found no connection to
+// node: the breaker's state when it is open, else ErrTryAgainDown.
+func TryAgainDown(node *upstream.Pool) string {
+	if m := node.Refusal(); m != "" {
+		return m
+	}
+	return ErrTryAgainDown
+}
+
 // Error replies, without the leading '-' and trailing CRLF.
 const (
 	ErrTryAgainDown      = "TRYAGAIN upstream Redis is unreachable; the command was not sent, retry shortly"
