@@ -40,7 +40,8 @@ type App struct {
 	cfg     config.Config
 	log     *zap.Logger
 	store   *embedded.Store
-	pool    *upstream.Pool
+	pool    *upstream.Pool    // the node (standalone, Sentinel's master), or a cluster's seed
+	cluster *upstream.Cluster // redis-cluster:// upstreams
 	srv     *proxy.Server
 	ln      net.Listener
 	httpSrv *http.Server
@@ -68,34 +69,46 @@ func Start(cfg config.Config, log *zap.Logger) (*App, error) {
 		url = "redis://" + st.Addr()
 		log.Info("using the embedded store", zap.String("data_file", cfg.Embedded.DataFile))
 	}
-	opts, err := upstream.ParseURL(url)
+	target, err := upstream.ParseTarget(url)
 	if err != nil {
 		a.closeStore()
 		return nil, err
 	}
 	u := cfg.Upstream
+	opts := &target.Node
 	opts.Conns, opts.MaxIdleDedicated = u.Conns, u.MaxIdleDedicated
 	opts.DialTimeout, opts.ReadTimeout, opts.WriteTimeout = u.DialTimeout.Duration, u.ReadTimeout.Duration, u.WriteTimeout.Duration
 	opts.BackoffMax = u.BackoffMax.Duration
 	opts.Breaker = breaker.Settings{Failures: cfg.Breaker.ConsecutiveFailures, OpenTimeout: cfg.Breaker.OpenTimeout.Duration}
-	a.pool = upstream.NewPool(opts, log.Named("upstream"))
+	ctx, stop := context.WithCancel(context.Background())
+	a.stop = stop
+	switch target.Mode {
+	case upstream.ClusterMode:
+		a.cluster = upstream.NewCluster(target, log.Named("upstream"))
+		a.pool = a.cluster.NodeAt(target.Seeds[0]) // for what every node shares (version, RESP3)
+	case upstream.SentinelMode:
+		opts.Name = "sentinel/" + target.Master
+		a.pool = upstream.NewPool(*opts, log.Named("upstream"))
+		upstream.FollowSentinel(ctx, target, a.pool, log.Named("sentinel"))
+	default:
+		a.pool = upstream.NewPool(*opts, log.Named("upstream"))
+	}
 
 	pol, err := BuildPolicy(cfg)
 	if err != nil {
-		a.pool.Close()
+		a.closeUpstream()
 		a.closeStore()
 		return nil, err
 	}
 	l := cfg.Listen
-	ctx, stop := context.WithCancel(context.Background())
-	a.stop = stop
 	locks := fencing.NewRegistry()
 	a.locks = locks
-	go locks.Watch(ctx, a.pool, cfg.Keyspace.Prefix, log.Named("fencing"))
-	a.emitter = events.NewEmitter(a.pool, cfg.Keyspace.Prefix, cfg.Events.StreamMaxLen, cfg.Events.Coalesce.Duration, log.Named("events"))
+	go locks.Watch(ctx, a.router(), cfg.Keyspace.Prefix, log.Named("fencing"))
+	a.emitter = events.NewEmitter(a.router(), cfg.Keyspace.Prefix, cfg.Events.StreamMaxLen, cfg.Events.Coalesce.Duration, log.Named("events"))
 	go a.emitter.Run(ctx)
 	a.srv = proxy.New(proxy.Options{
-		Locks: locks,
+		Locks:   locks,
+		Cluster: a.cluster,
 		OnWrite: func(w fencing.Written) {
 			a.emitter.Emit(events.Write{WS: w.WS, Actor: w.Actor, Cmd: w.Cmd, Kind: w.Kind, Resource: w.Resource, Delete: w.Delete, TS: w.TS})
 		},
@@ -119,7 +132,7 @@ func Start(cfg config.Config, log *zap.Logger) (*App, error) {
 	a.ln, err = net.Listen("tcp", l.Addr)
 	if err != nil {
 		stop()
-		a.pool.Close()
+		a.closeUpstream()
 		a.closeStore()
 		return nil, fmt.Errorf("listen %s: %w", l.Addr, err)
 	}
@@ -127,7 +140,7 @@ func Start(cfg config.Config, log *zap.Logger) (*App, error) {
 		if err := a.startHTTP(l.MetricsAddr); err != nil {
 			stop()
 			a.ln.Close()
-			a.pool.Close()
+			a.closeUpstream()
 			a.closeStore()
 			return nil, err
 		}
@@ -137,6 +150,35 @@ func Start(cfg config.Config, log *zap.Logger) (*App, error) {
 		zap.String("upstream", redact(cfg.Upstream.URL)), zap.String("metrics", l.MetricsAddr))
 	return a, nil
 }
+
+// router is what routes by slot: the cluster, or the one node.
+func (a *App) router() upstream.Router {
+	if a.cluster != nil {
+		return a.cluster
+	}
+	return a.pool
+}
+
+func (a *App) closeUpstream() {
+	if a.cluster != nil {
+		a.cluster.Close()
+		return
+	}
+	a.pool.Close()
+}
+
+// WaitUp waits until the upstream is reachable (every master of a
+// cluster), or d elapses.
+func (a *App) WaitUp(d time.Duration) bool {
+	if a.cluster != nil {
+		return a.cluster.WaitUp(d)
+	}
+	return a.pool.WaitUp(d)
+}
+
+// Upstream is what the proxy forwards to, for metrics and tests: the nodes
+// and their breakers.
+func (a *App) Upstream() upstream.Router { return a.router() }
 
 // Addr is the client listener's address.
 func (a *App) Addr() string { return a.ln.Addr().String() }
@@ -164,7 +206,7 @@ func (a *App) Shutdown() error {
 		a.httpSrv.Close()
 	}
 	a.stop()
-	a.pool.Close()
+	a.closeUpstream()
 	if serr := a.closeStore(); serr != nil {
 		err = errors.Join(err, serr)
 	}
@@ -193,7 +235,7 @@ func (a *App) closeStore() error {
 func (a *App) startHTTP(addr string) error {
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
-	registerStats(reg, a.srv, a.pool)
+	registerStats(reg, a.srv, a.router())
 	a.registerPolicyStats(reg)
 	mux := http.NewServeMux()
 	mux.Handle("/metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{}))
@@ -203,7 +245,7 @@ func (a *App) startHTTP(addr string) error {
 	mux.HandleFunc("/debug/pprof/trace", pprof.Trace)
 	mux.HandleFunc("/healthz", func(w http.ResponseWriter, r *http.Request) { w.Write([]byte("ok\n")) })
 	mux.HandleFunc("/readyz", func(w http.ResponseWriter, r *http.Request) {
-		if !a.pool.Up() {
+		if !a.router().Up() {
 			http.Error(w, "upstream unreachable", http.StatusServiceUnavailable)
 			return
 		}
@@ -219,7 +261,7 @@ func (a *App) startHTTP(addr string) error {
 	return nil
 }
 
-func registerStats(reg *prometheus.Registry, srv *proxy.Server, pool *upstream.Pool) {
+func registerStats(reg *prometheus.Registry, srv *proxy.Server, pool upstream.Router) {
 	st := &srv.Stats
 	counter := func(name, help string, f func() int64) {
 		reg.MustRegister(prometheus.NewCounterFunc(prometheus.CounterOpts{Namespace: "agentproxy", Name: name, Help: help},
@@ -254,7 +296,7 @@ func registerStats(reg *prometheus.Registry, srv *proxy.Server, pool *upstream.P
 // breakerCollector exports each upstream node's circuit breaker: its state
 // and the transitions into each state (labels: the node's address, never
 // user data).
-type breakerCollector struct{ pool *upstream.Pool }
+type breakerCollector struct{ pool upstream.Router }
 
 var (
 	breakerStateDesc = prometheus.NewDesc("agentproxy_upstream_breaker_state",
@@ -301,15 +343,22 @@ func (a *App) registerPolicyStats(reg *prometheus.Registry) {
 
 // redact hides a password in an upstream URL for logs.
 func redact(u string) string {
-	opts, err := upstream.ParseURL(u)
-	if err != nil || opts.Password == "" {
+	t, err := upstream.ParseTarget(u)
+	if err != nil || (t.Node.Password == "" && t.SentinelPassword == "") {
 		return u
 	}
 	i, j := strings.Index(u, "://"), strings.LastIndex(u, "@")
-	if i < 0 || j < 0 {
-		return u
+	if i >= 0 && j > i {
+		u = u[:i+3] + "***" + u[j:]
 	}
-	return u[:i+3] + "***" + u[j:]
+	if k := strings.Index(u, "sentinel_password="); k >= 0 {
+		end := strings.IndexByte(u[k:], '&')
+		if end < 0 {
+			end = len(u) - k
+		}
+		u = u[:k] + "sentinel_password=***" + u[k+end:]
+	}
+	return u
 }
 
 // expandHome turns a leading "~/" into the user's home directory.

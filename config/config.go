@@ -446,7 +446,7 @@ func (c *Config) Validate() error {
 	if c.Upstream.URL == "" {
 		bad("upstream.url", "must be \"embedded\" or a redis:// URL")
 	} else if c.Upstream.URL != "embedded" {
-		if _, err := upstream.ParseURL(c.Upstream.URL); err != nil {
+		if _, err := upstream.ParseTarget(c.Upstream.URL); err != nil {
 			bad("upstream.url", "%v", err)
 		}
 	}

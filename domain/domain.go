@@ -151,9 +151,20 @@ type Stats struct {
 	CacheMisses atomic.Int64
 }
 
+// Node is the pool of the node that holds workspace ws's keys (all of
+// them: the workspace is their hash tag, so one slot).
+func (e *Env) Node(ws string) *upstream.Pool {
+	if e.Cluster != nil {
+		return e.Cluster.Node(upstream.TagSlot(ws))
+	}
+	return e.Pool
+}
+
 // Env is what the domain commands of one proxy share.
 type Env struct {
-	Pool  *upstream.Pool
+	Pool *upstream.Pool
+	// Cluster routes each workspace to its master; nil with one node.
+	Cluster *upstream.Cluster
 	Files FileOptions
 	Stats Stats
 	// MaxOutput is the client output limit (listen.max_output_bytes):

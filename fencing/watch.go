@@ -24,10 +24,13 @@ import (
 // synced, and applies the lock events as they come. When the subscription
 // fails r is marked unsynced (every guarded write takes the script) and
 // Watch starts over with backoff. One goroutine, owned by the caller.
-func (r *Registry) Watch(ctx context.Context, pool *upstream.Pool, prefix string, log *zap.Logger) {
+//
+// In a cluster the subscription is on any node (pub/sub reaches every
+// node) and the locks are loaded from every master.
+func (r *Registry) Watch(ctx context.Context, up upstream.Router, prefix string, log *zap.Logger) {
 	backoff := 50 * time.Millisecond
 	for ctx.Err() == nil {
-		err := r.watchOnce(ctx, pool, prefix)
+		err := r.watchOnce(ctx, up, prefix)
 		r.SetSynced(false)
 		if ctx.Err() != nil {
 			return
@@ -44,8 +47,8 @@ func (r *Registry) Watch(ctx context.Context, pool *upstream.Pool, prefix string
 	}
 }
 
-func (r *Registry) watchOnce(ctx context.Context, pool *upstream.Pool, prefix string) error {
-	sub, left, err := pool.DialRaw(2)
+func (r *Registry) watchOnce(ctx context.Context, up upstream.Router, prefix string) error {
+	sub, left, err := up.Node(-1).DialRaw(2)
 	if err != nil {
 		return err
 	}
@@ -68,8 +71,10 @@ func (r *Registry) watchOnce(ctx context.Context, pool *upstream.Pool, prefix st
 	// Subscribed: what happens from now on arrives as events, so the
 	// locks that exist now are the rest.
 	r.Reset()
-	if err := r.load(pool, prefix); err != nil {
-		return err
+	for _, pool := range up.Masters() {
+		if err := r.load(pool, prefix); err != nil {
+			return err
+		}
 	}
 	// Events published while the locks loaded are queued on the
 	// subscription: apply them (up to the answer to a PING, which comes

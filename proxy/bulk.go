@@ -74,11 +74,11 @@ func (s *session) streamBatch(payload []byte, n int) error {
 			}
 			return errors.New("dedicated connection limit")
 		}
-		st, err := s.srv.pool.DialStream(s.proto, bulkBuf)
+		st, err := s.node().DialStream(s.proto, bulkBuf)
 		if err != nil {
 			s.giveDedicated(ws)
 			for k := 0; k < n; k++ {
-				s.out = wire.AppendError(s.out, wire.TryAgainDown(s.srv.pool))
+				s.out = wire.AppendError(s.out, wire.TryAgainDown(s.node()))
 			}
 			return err
 		}
@@ -89,7 +89,7 @@ func (s *session) streamBatch(payload []byte, n int) error {
 		}
 		s.bulk, s.bulkWS = st, ws
 	}
-	moved, got, cut, err := s.bulk.Do(payload, n, s.srv.pool.ReadTimeout(), s.srv.pool.WriteTimeout(), s.writeClient)
+	moved, got, cut, err := s.bulk.Do(payload, n, s.node().ReadTimeout(), s.node().WriteTimeout(), s.writeClient)
 	switch {
 	case err != nil && cut:
 		return errStreamCut

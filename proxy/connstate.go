@@ -110,9 +110,9 @@ func (s *session) info(args [][]byte) {
 // upstreamText runs a command upstream and returns its text reply (bulk or
 // verbatim string), or answers the error itself.
 func (s *session) upstreamText(argv [][]byte) ([]byte, bool) {
-	conn := s.srv.pool.Shared(s.proto)
+	conn := s.node().Shared(s.proto)
 	if conn == nil {
-		s.out = wire.AppendError(s.out, wire.TryAgainDown(s.srv.pool))
+		s.out = wire.AppendError(s.out, wire.TryAgainDown(s.node()))
 		return nil, false
 	}
 	start := len(s.out)

@@ -68,10 +68,10 @@ func (s *session) Shared(r *domain.Req, payload []byte, n int) error {
 		s.captured += n
 		return nil
 	}
-	conn := s.srv.pool.Shared(s.proto)
+	conn := s.node().Shared(s.proto)
 	if conn == nil {
 		for k := 0; k < n; k++ {
-			r.Out = wire.AppendError(r.Out, wire.TryAgainDown(s.srv.pool))
+			r.Out = wire.AppendError(r.Out, wire.TryAgainDown(s.node()))
 		}
 		return upstream.ErrUnavailable
 	}

@@ -78,7 +78,7 @@ func (s *session) checkBatch(cmds []command) {
 			}
 		}
 		if c.cmd == cmdSelect {
-			if c.deny = p.SelectRefusal(&s.ident, c.Args, s.srv.pool.DB()); c.deny != "" {
+			if c.deny = p.SelectRefusal(&s.ident, c.Args, s.node().DB()); c.deny != "" {
 				s.srv.Stats.Refused.Add(1)
 				continue
 			}

@@ -236,7 +236,7 @@ func (s *session) selectCmd(c *command) route {
 		s.out = wire.AppendError(s.out, wire.ErrSelectInvalid)
 		return routeLocal
 	}
-	if n == s.srv.pool.DB() && s.pinned == nil {
+	if n == s.node().DB() && s.pinned == nil {
 		s.out = redcon.AppendOK(s.out)
 		return routeLocal
 	}
@@ -296,7 +296,7 @@ func (s *session) clientGetName(c *command) route {
 // Redis does, describing the upstream server with the proxy's client id.
 func (s *session) hello(args [][]byte) {
 	h, msg := wire.ParseHello(args)
-	if msg == "" && h.Proto == 3 && !s.srv.pool.SupportsRESP3() {
+	if msg == "" && h.Proto == 3 && !s.node().SupportsRESP3() {
 		msg = wire.ErrRESP3Unsupported
 	}
 	if msg != "" {
@@ -322,7 +322,7 @@ func (s *session) hello(args [][]byte) {
 	if h.SetName {
 		s.name = h.Name
 	}
-	s.out = wire.AppendHello(s.out, s.proto, s.id, s.srv.pool.Version())
+	s.out = wire.AppendHello(s.out, s.proto, s.id, s.node().Version())
 }
 
 // auth answers AUTH [user] pass. Without configured users the proxy behaves

@@ -65,6 +65,9 @@ type Options struct {
 	// writes (its Watch runs elsewhere); nil: a new, never-synced one
 	// (every guarded write takes the script).
 	Locks *fencing.Registry
+	// Cluster routes by hash slot (redis-cluster:// upstreams); nil for
+	// one node.
+	Cluster *upstream.Cluster
 	// OnWrite, when set, receives the keys of evented kinds written by
 	// acknowledged plain writes (the event emitter).
 	OnWrite func(fencing.Written)
@@ -168,7 +171,7 @@ func New(opts Options, pool *upstream.Pool, p *policy.Policy, log *zap.Logger) *
 	if env == nil {
 		env = &domain.Env{}
 	}
-	env.Pool, env.MaxOutput = pool, opts.MaxOutputBytes
+	env.Pool, env.Cluster, env.MaxOutput = pool, opts.Cluster, opts.MaxOutputBytes
 	if env.Files.ChunkSize <= 0 {
 		env.Files.ChunkSize = 256 << 10
 	}

@@ -87,6 +87,7 @@ type session struct {
 	authLimited bool
 	authFailed  bool // a failed AUTH left a limiter bucket for this connection
 	acc         keyspace.Access
+	racc        keyspace.Access // cluster routing's (route)
 	rewrite     []byte
 	aborted     bool // the client's MULTI was aborted by a refused command
 
@@ -416,7 +417,8 @@ func (s *session) doPayload(conn *upstream.Conn, payload []byte, n int, timeout 
 	call.Budget = s.srv.budget
 	call.N = n
 	call.Timeout = timeout
-	if ends {
+	cl := s.srv.opts.Cluster
+	if ends || cl != nil {
 		if s.ends == nil {
 			s.ends = make([]int, 0, 16)
 		}
@@ -424,6 +426,7 @@ func (s *session) doPayload(conn *upstream.Conn, payload []byte, n int, timeout 
 	} else {
 		call.Ends = nil
 	}
+	start := len(s.out)
 	if err := conn.Send(call, payload); err != nil {
 		s.out = call.Out
 		s.failRest(n, 0, err)
@@ -431,6 +434,9 @@ func (s *session) doPayload(conn *upstream.Conn, payload []byte, n int, timeout 
 	}
 	call.Wait()
 	s.out = call.Out
+	if cl != nil && call.Got > 0 && conn.IsShared() {
+		s.out = cl.FollowRedirects(s.out, start, call.Ends[:call.Got], payload, s.proto, conn.Pool())
+	}
 	s.outHeld += call.Held // the reply buffer's growth, given back when out shrinks
 	call.Held = 0
 	if ends {
@@ -440,6 +446,34 @@ func (s *session) doPayload(conn *upstream.Conn, payload []byte, n int, timeout 
 		s.failRest(n, call.Got, call.Err)
 	}
 	return call.Err
+}
+
+// node is the pool of the node that holds the session's workspace.
+func (s *session) node() *upstream.Pool {
+	if c := s.srv.opts.Cluster; c != nil {
+		return c.Node(upstream.TagSlot(s.ident.Workspace))
+	}
+	return s.srv.pool
+}
+
+// route finds the node of cmds[0] in a cluster (its first key's slot; the
+// workspace's for a command without keys) and how many commands from the
+// first go to the same node.
+func (s *session) route(cmds []command) (int, *upstream.Pool) {
+	cl := s.srv.opts.Cluster
+	first := s.node()
+	for j := range cmds {
+		n := s.node()
+		if c := &cmds[j]; c.sub != nil && keyspace.Extract(c.sub, c.Args, &s.racc) == nil && len(s.racc.Keys) > 0 {
+			n = cl.Node(upstream.KeySlot(c.Args[s.racc.Keys[0]]))
+		}
+		if j == 0 {
+			first = n
+		} else if n != first {
+			return j, first
+		}
+	}
+	return len(cmds), first
 }
 
 // failRest answers the commands of a failed call that got no reply.
@@ -467,19 +501,30 @@ func (s *session) failRest(n, got int, err error) {
 }
 
 func (s *session) forwardShared(cmds []command) {
+	node := s.node()
+	if s.srv.opts.Cluster != nil {
+		var j int
+		if j, node = s.route(cmds); j < len(cmds) {
+			// Keys on different nodes (an admin, or keyspace mode off):
+			// each run of commands goes to its own node, in order.
+			s.forwardShared(cmds[:j])
+			s.forwardShared(cmds[j:])
+			return
+		}
+	}
 	payload := s.payload(cmds)
-	if (s.bulky > 0 || len(payload) >= bulkBytes) && !(s.planned && anyPlanned(cmds)) {
+	if (s.bulky > 0 || len(payload) >= bulkBytes) && !(s.planned && anyPlanned(cmds)) && node == s.node() {
 		if s.bulky <= 0 {
 			s.bulky = bulkBatches
 		}
 		s.forwardBulk(cmds, payload)
 		return
 	}
-	conn := s.srv.pool.Shared(s.proto)
+	conn := node.Shared(s.proto)
 	if conn == nil {
 		s.srv.Stats.UpstreamErrors.Add(1)
 		for range cmds {
-			s.out = wire.AppendError(s.out, wire.TryAgainDown(s.srv.pool))
+			s.out = wire.AppendError(s.out, wire.TryAgainDown(node))
 		}
 		return
 	}
@@ -497,10 +542,10 @@ func (s *session) dedicated() (c *upstream.Conn, ws string, msg string) {
 	if !s.takeDedicated(&ws) {
 		return nil, "", wire.ErrTryAgainDedicated
 	}
-	c, err := s.srv.pool.Dedicated(s.proto)
+	c, err := s.node().Dedicated(s.proto)
 	if err != nil {
 		s.giveDedicated(ws)
-		return nil, "", wire.TryAgainDown(s.srv.pool)
+		return nil, "", wire.TryAgainDown(s.node())
 	}
 	return c, ws, ""
 }
@@ -544,13 +589,13 @@ func (s *session) pin() string {
 
 // unpin gives the dedicated connection back; clean says it carries no state.
 func (s *session) unpin(clean bool) {
-	s.srv.pool.Release(s.pinned, s.proto, clean)
+	s.pinned.Pool().Release(s.pinned, s.proto, clean)
 	s.pinned = nil
 	s.giveDedicated(s.pinWS)
 	s.pinWS = ""
 	s.inMulti, s.watching, s.sticky = false, false, false
 	s.dreq.EndTx()
-	s.db = s.srv.pool.DB()
+	s.db = s.node().DB()
 	s.srv.Stats.Pinned.Add(-1)
 }
 
@@ -580,7 +625,7 @@ func (s *session) forwardPinned(cmds []command) {
 		s.unpin(false)
 		return
 	}
-	if !s.inMulti && !s.watching && !s.sticky && s.db == s.srv.pool.DB() {
+	if !s.inMulti && !s.watching && !s.sticky && s.db == s.node().DB() {
 		s.unpin(true)
 	}
 }
@@ -642,7 +687,7 @@ func (s *session) forwardOwn(c *command) {
 		return
 	}
 	err := s.do(conn, []command{*c}, 0, false)
-	s.srv.pool.Release(conn, s.proto, err == nil)
+	conn.Pool().Release(conn, s.proto, err == nil)
 	s.giveDedicated(ws)
 }
 
@@ -660,11 +705,11 @@ func (s *session) forwardBlocking(c *command) {
 		}
 		defer s.giveDedicated(ws)
 	}
-	b, msg := s.srv.locks.BlockOn(s.srv.policy.Load(), c.sub, c.Args, conn, s.srv.pool) // a lock taken while it waits unblocks it
+	b, msg := s.srv.locks.BlockOn(s.srv.policy.Load(), c.sub, c.Args, conn, conn.Pool()) // a lock taken while it waits unblocks it
 	if msg != "" {
 		s.out = wire.AppendError(s.out, msg)
 		if own {
-			s.srv.pool.Release(conn, s.proto, true)
+			conn.Pool().Release(conn, s.proto, true)
 		}
 		return
 	}
@@ -677,12 +722,18 @@ func (s *session) forwardBlocking(c *command) {
 		s.quit = true
 		return
 	}
+	if c.cmd == cmdWait {
+		// WAIT counts replicas from the connection's last propagated
+		// write; this client's writes went on the shared connection, so
+		// propagate one here, after them (PUBLISH is replicated).
+		conn.Query("PUBLISH", "agentproxy:wait", "")
+	}
 	w, mark := s.watch(conn), len(s.out)
-	err := s.do(conn, []command{*c}, keyspace.BlockTimeout(c.cmd, c.Args, max(s.srv.pool.ReadTimeout(), minBlockMargin)), false)
+	err := s.do(conn, []command{*c}, keyspace.BlockTimeout(c.cmd, c.Args, max(s.node().ReadTimeout(), minBlockMargin)), false)
 	gone := w.stop()
 	s.out = b.FixReply(s.out, mark)
 	if own {
-		s.srv.pool.Release(conn, s.proto, err == nil && !gone)
+		conn.Pool().Release(conn, s.proto, err == nil && !gone)
 	} else if err != nil {
 		s.unpin(false)
 	}

@@ -19,6 +19,7 @@ var (
 	cmdReset     = entry("reset")
 	cmdWorkspace = entry("workspace")
 	cmdScan      = entry("scan")
+	cmdWait      = entry("wait")
 	// CLIENT NO-EVICT / NO-TOUCH leave state on the connection they run on.
 	cmdNoEvict = keyspace.Resolve([][]byte{[]byte("client"), []byte("no-evict")})
 	cmdNoTouch = keyspace.Resolve([][]byte{[]byte("client"), []byte("no-touch")})

@@ -89,21 +89,21 @@ func (s *session) startTunnel() string {
 	if !s.takeDedicated(&ws) {
 		return wire.ErrTryAgainDedicated
 	}
-	nc, left, err := s.srv.pool.DialRaw(s.proto)
+	nc, left, err := s.node().DialRaw(s.proto)
 	if err != nil {
 		s.giveDedicated(ws)
 		s.log.Debug("tunnel dial failed", zap.Error(err))
-		return wire.TryAgainDown(s.srv.pool)
+		return wire.TryAgainDown(s.node())
 	}
-	if s.db != s.srv.pool.DB() {
-		nc.SetDeadline(time.Now().Add(s.srv.pool.ReadTimeout()))
+	if s.db != s.node().DB() {
+		nc.SetDeadline(time.Now().Add(s.node().ReadTimeout()))
 		nc.Write(upstream.AppendCommand(nil, "SELECT", strconv.Itoa(s.db)))
 		_, left, err = upstream.ReadFrames(nc, 1)
 		nc.SetDeadline(time.Time{})
 		if err != nil {
 			nc.Close()
 			s.giveDedicated(ws)
-			return wire.TryAgainDown(s.srv.pool)
+			return wire.TryAgainDown(s.node())
 		}
 	}
 	s.tunWS = ws
@@ -156,7 +156,7 @@ func (s *session) sendTunnel() {
 	if len(s.scratch) == 0 {
 		return
 	}
-	s.tconn.SetWriteDeadline(time.Now().Add(s.srv.pool.ReadTimeout()))
+	s.tconn.SetWriteDeadline(time.Now().Add(s.node().ReadTimeout()))
 	if _, err := s.tconn.Write(s.scratch); err != nil {
 		s.quit = true
 	}

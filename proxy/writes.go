@@ -139,7 +139,7 @@ func (s *session) rerunFull(c *command) {
 	req := fencing.FullForm(c.Raw)
 	conn := s.pinned // its database, its transaction state
 	if conn == nil {
-		conn = s.srv.pool.Shared(s.proto)
+		conn = s.node().Shared(s.proto)
 	}
 	if req == nil || conn == nil {
 		s.out = wire.AppendError(s.out, wire.ErrTryAgainNotSent)

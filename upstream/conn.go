@@ -132,6 +132,7 @@ type Conn struct {
 	readTimeout time.Duration
 	onClose     func(*Conn, error)
 	brk         *breaker.Breaker // the node's; nil in tests
+	pool        *Pool            // the node's; nil in tests
 
 	mu       sync.Mutex
 	wbuf     []byte
@@ -158,7 +159,13 @@ type Conn struct {
 
 // newConn wraps an established connection and starts its reader. onClose
 // runs once, from the reader goroutine, after the connection has failed.
-func newConn(nc net.Conn, readTimeout, writeTimeout time.Duration, leftover []byte, brk *breaker.Breaker, onClose func(*Conn, error)) *Conn {
+func newConn(nc net.Conn, p *Pool, leftover []byte, onClose func(*Conn, error)) *Conn {
+	c := newConnTimeouts(nc, p.opts.ReadTimeout, p.opts.WriteTimeout, leftover, p.brk, onClose)
+	c.pool = p
+	return c
+}
+
+func newConnTimeouts(nc net.Conn, readTimeout, writeTimeout time.Duration, leftover []byte, brk *breaker.Breaker, onClose func(*Conn, error)) *Conn {
 	c := &Conn{nc: rawio.Wrap(nc), readTimeout: readTimeout, writeTimeout: writeTimeout, onClose: onClose,
 		brk: brk, rbuf: make([]byte, 32<<10)}
 	c.tw, _ = c.nc.(interface{ TryWrite([]byte) (int, error) })
@@ -166,6 +173,14 @@ func newConn(nc net.Conn, readTimeout, writeTimeout time.Duration, leftover []by
 	go c.readLoop(n)
 	return c
 }
+
+// Pool is the pool the connection belongs to: give a dedicated connection
+// back to it.
+func (c *Conn) Pool() *Pool { return c.pool }
+
+// IsShared reports whether the connection is one of the pool's shared
+// (multiplexed) ones.
+func (c *Conn) IsShared() bool { return c.onClose != nil }
 
 // Alive reports whether the connection can take calls.
 func (c *Conn) Alive() bool {
@@ -560,7 +575,7 @@ fail:
 			call.finish(ErrNotSent) // held behind a batch, never written
 		}
 	}
-	if c.brk != nil && !errors.Is(c.closeErr, ErrClosed) {
+	if c.brk != nil && !errors.Is(c.closeErr, ErrClosed) && !errors.Is(c.closeErr, ErrMoved) {
 		// A transport failure, not the proxy's own close: each request
 		// it cost counts against the node (one when it was idle).
 		n := len(queue)

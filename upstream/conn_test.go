@@ -100,7 +100,7 @@ func dialConn(t *testing.T, addr string) *Conn {
 	if err != nil {
 		t.Fatal(err)
 	}
-	c := newConn(nc, 10*time.Second, 10*time.Second, nil, nil, nil)
+	c := newConnTimeouts(nc, 10*time.Second, 10*time.Second, nil, nil, nil)
 	t.Cleanup(c.Close)
 	return c
 }
@@ -290,7 +290,7 @@ func TestConnWindowSlowReplyStaleWriteDeadline(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	c := newConn(nc, 2*time.Second, 100*time.Millisecond, nil, nil, nil)
+	c := newConnTimeouts(nc, 2*time.Second, 100*time.Millisecond, nil, nil, nil)
 	t.Cleanup(c.Close)
 	a := sendEcho(t, c, []byte("slow"))
 	b := sendEcho(t, c, []byte("held"))
@@ -313,7 +313,7 @@ func TestConnIdleDeadlineRace(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	c := newConn(nc, 20*time.Millisecond, time.Second, nil, nil, nil)
+	c := newConnTimeouts(nc, 20*time.Millisecond, time.Second, nil, nil, nil)
 	t.Cleanup(c.Close)
 	for i := range 5 {
 		a := sendEcho(t, c, []byte("x"))

@@ -41,6 +41,8 @@ type Options struct {
 	BackoffMax time.Duration
 	// Breaker configures the node's circuit breaker.
 	Breaker breaker.Settings
+	// Name names the node in logs and metrics (default: Addr).
+	Name string
 }
 
 // ParseURL reads redis://[user:pass@]host:port[/db], rediss://... (TLS) and
@@ -104,11 +106,13 @@ type Pool struct {
 	opts Options
 	log  *zap.Logger
 	brk  *breaker.Breaker
+	addr atomic.Pointer[string] // where the node is now (Sentinel moves it)
 
 	shared [2][]atomic.Pointer[Conn] // [0]: RESP2, [1]: RESP3
 	rr     atomic.Uint32
 
 	mu      sync.Mutex
+	active  map[*Conn]struct{} // dedicated connections handed out
 	idle    [2][]*Conn
 	dialing [2][]bool
 	closed  bool
@@ -131,8 +135,13 @@ func NewPool(opts Options, log *zap.Logger) *Pool {
 	if log == nil {
 		log = zap.NewNop()
 	}
-	p := &Pool{opts: opts, log: log, done: make(chan struct{})}
-	p.brk = breaker.New(opts.Addr, opts.Breaker, p.probe, log)
+	p := &Pool{opts: opts, log: log, done: make(chan struct{}), active: map[*Conn]struct{}{}}
+	p.addr.Store(&opts.Addr)
+	name := opts.Addr
+	if opts.Name != "" {
+		name = opts.Name
+	}
+	p.brk = breaker.New(name, opts.Breaker, p.probe, log)
 	p.version.Store("7.0.0")
 	p.resp3.Store(true)
 	for v := 0; v < 2; v++ {
@@ -149,7 +158,35 @@ func NewPool(opts Options, log *zap.Logger) *Pool {
 }
 
 // Addr is the node's address.
-func (p *Pool) Addr() string { return p.opts.Addr }
+func (p *Pool) Addr() string { return *p.addr.Load() }
+
+// SetAddr moves the node to addr (a Sentinel failover): every connection
+// to the old address is closed, so shared connections redial the new one
+// and pinned sessions get an error instead of writing to a demoted master.
+func (p *Pool) SetAddr(addr string) bool {
+	if old := p.addr.Load(); *old == addr {
+		return false
+	}
+	p.addr.Store(&addr)
+	p.mu.Lock()
+	conns := append(p.idle[0], p.idle[1]...)
+	p.idle[0], p.idle[1] = nil, nil
+	for c := range p.active {
+		conns = append(conns, c)
+	}
+	p.mu.Unlock()
+	for _, c := range conns {
+		c.Close()
+	}
+	for v := range p.shared {
+		for i := range p.shared[v] {
+			if c := p.shared[v][i].Load(); c != nil {
+				c.fail(ErrMoved) // onClose redials, now to addr
+			}
+		}
+	}
+	return true
+}
 
 // DB is the database the node's connections select.
 func (p *Pool) DB() int { return p.opts.DB }
@@ -172,6 +209,12 @@ func (p *Pool) Up() bool { return p.up.Load() && p.brk.Allow() }
 
 // Nodes lists the pools behind this upstream (one for a single node).
 func (p *Pool) Nodes() []*Pool { return []*Pool{p} }
+
+// Masters is the pool itself (Router).
+func (p *Pool) Masters() []*Pool { return []*Pool{p} }
+
+// Node is the pool itself, whatever the slot (Router).
+func (p *Pool) Node(int) *Pool { return p }
 
 // Breaker is the node's circuit breaker.
 func (p *Pool) Breaker() *breaker.Breaker { return p.brk }
@@ -253,13 +296,13 @@ func (p *Pool) redial(v, i int) {
 				p.shared[v][i].Store(c)
 				p.up.Store(true)
 				if failures > 0 {
-					p.log.Info("upstream reconnected", zap.String("addr", p.opts.Addr), zap.Int("failures", failures))
+					p.log.Info("upstream reconnected", zap.String("addr", p.Addr()), zap.Int("failures", failures))
 				}
 				return
 			}
 			failures++
 			if failures == 1 || failures%50 == 0 {
-				p.log.Warn("upstream dial failed", zap.String("addr", p.opts.Addr), zap.Int("failures", failures), zap.Error(err))
+				p.log.Warn("upstream dial failed", zap.String("addr", p.Addr()), zap.Int("failures", failures), zap.Error(err))
 			}
 			// Full jitter keeps many proxies from reconnecting in lockstep.
 			sleep := backoff/2 + rand.N(backoff/2+1)
@@ -281,9 +324,9 @@ func (p *Pool) dialShared(v, i int) (*Conn, error) {
 	if err != nil {
 		return nil, err
 	}
-	return newConn(nc, p.opts.ReadTimeout, p.opts.WriteTimeout, left, p.brk, func(c *Conn, err error) {
+	return newConn(nc, p, left, func(c *Conn, err error) {
 		if p.shared[v][i].CompareAndSwap(c, nil) {
-			p.log.Warn("upstream connection lost", zap.String("addr", p.opts.Addr), zap.Error(err))
+			p.log.Warn("upstream connection lost", zap.String("addr", p.Addr()), zap.Error(err))
 			p.refreshUp()
 			p.redial(v, i)
 		}
@@ -324,22 +367,34 @@ func (p *Pool) Dedicated(proto int) (*Conn, error) {
 		c := p.idle[v][len(p.idle[v])-1]
 		p.idle[v] = p.idle[v][:len(p.idle[v])-1]
 		if c.Alive() {
+			p.active[c] = struct{}{}
 			p.mu.Unlock()
 			return c, nil
 		}
 	}
 	p.mu.Unlock()
+	addr := p.Addr()
 	nc, left, err := p.DialRaw(proto)
 	if err != nil {
 		return nil, err
 	}
-	return newConn(nc, p.opts.ReadTimeout, p.opts.WriteTimeout, left, p.brk, nil), nil
+	c := newConn(nc, p, left, nil)
+	p.mu.Lock()
+	p.active[c] = struct{}{}
+	p.mu.Unlock()
+	if p.Addr() != addr {
+		c.Close() // the node moved while it was dialled
+	}
+	return c, nil
 }
 
 // Release returns a dedicated connection. clean says the session left no
 // state on it (no MULTI, WATCH, SELECT, subscription); anything else is
 // closed.
 func (p *Pool) Release(c *Conn, proto int, clean bool) {
+	p.mu.Lock()
+	delete(p.active, c)
+	p.mu.Unlock()
 	if !clean || !c.Alive() || c.Pending() > 0 {
 		c.Close()
 		return
@@ -395,7 +450,9 @@ func (p *Pool) DialRaw(proto int) (net.Conn, []byte, error) {
 func (p *Pool) dialRaw(proto int) (net.Conn, []byte, error) {
 	nc, left, err := p.dialOnce(proto)
 	if err != nil {
-		p.brk.Failure(1)
+		if !errors.Is(err, ErrNoMaster) {
+			p.brk.Failure(1)
+		}
 		return nil, nil, err
 	}
 	p.brk.Success()
@@ -404,12 +461,23 @@ func (p *Pool) dialRaw(proto int) (net.Conn, []byte, error) {
 
 func (p *Pool) dialOnce(proto int) (net.Conn, []byte, error) {
 	d := net.Dialer{Timeout: p.opts.DialTimeout, KeepAlive: 30 * time.Second}
-	nc, err := d.Dial(p.opts.Network, p.opts.Addr)
+	addr := p.Addr()
+	if addr == "" {
+		return nil, nil, ErrNoMaster
+	}
+	nc, err := d.Dial(p.opts.Network, addr)
 	if err != nil {
 		return nil, nil, err
 	}
 	if p.opts.TLS != nil {
-		tc := tls.Client(nc, p.opts.TLS)
+		cfg := p.opts.TLS
+		if cfg.ServerName == "" {
+			// A node found through Sentinel or Cluster: verify the name
+			// it is reached by.
+			cfg = cfg.Clone()
+			cfg.ServerName, _, _ = net.SplitHostPort(addr)
+		}
+		tc := tls.Client(nc, cfg)
 		tc.SetDeadline(time.Now().Add(p.opts.DialTimeout))
 		if err := tc.Handshake(); err != nil {
 			nc.Close()
@@ -556,6 +624,12 @@ func ReadFrames(nc net.Conn, n int) (frames [][]byte, left []byte, err error) {
 
 // ErrUnavailable is returned when no connection to the node can be had.
 var ErrUnavailable = errors.New("upstream unavailable")
+
+// ErrNoMaster is returned while Sentinel has named no master yet.
+var ErrNoMaster = errors.New("no master known yet: the sentinels did not answer")
+
+// ErrMoved closes the connections to a node that moved (a failover).
+var ErrMoved = errors.New("the master moved (failover); connection closed")
 
 // ErrBreakerOpen is returned while the node's circuit breaker is open.
 var ErrBreakerOpen = errors.New("upstream circuit breaker open")

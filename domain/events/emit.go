@@ -30,7 +30,7 @@ type Write struct {
 // batches on a shared connection, a PUBLISH and an XADD per event, and
 // optionally keeps only the last event per key within a window.
 type Emitter struct {
-	pool     *upstream.Pool
+	pool     upstream.Router
 	prefix   string
 	maxLen   string
 	coalesce time.Duration
@@ -44,7 +44,7 @@ type Emitter struct {
 }
 
 // NewEmitter returns an emitter; start it with Run.
-func NewEmitter(pool *upstream.Pool, prefix string, maxLen int, coalesce time.Duration, log *zap.Logger) *Emitter {
+func NewEmitter(pool upstream.Router, prefix string, maxLen int, coalesce time.Duration, log *zap.Logger) *Emitter {
 	if log == nil {
 		log = zap.NewNop()
 	}
@@ -83,6 +83,7 @@ func (e *Emitter) Run(ctx context.Context) {
 	call := upstream.NewCall()
 	var batch []Write
 	var req []byte
+	var group, other []Write
 	for {
 		select {
 		case <-ctx.Done():
@@ -115,28 +116,44 @@ func (e *Emitter) Run(ctx context.Context) {
 				break drain
 			}
 		}
-		req = req[:0]
-		for _, w := range batch {
-			req = e.append(req, w)
+		// Each workspace's log lives on its node (a cluster's master for
+		// the workspace's slot): one write per node, in order.
+		for rest := batch; len(rest) > 0; {
+			node := e.pool.Node(upstream.TagSlot(rest[0].WS))
+			req, group, other = req[:0], group[:0], other[:0]
+			for _, w := range rest {
+				if e.pool.Node(upstream.TagSlot(w.WS)) == node {
+					req = e.append(req, w)
+					group = append(group, w)
+				} else {
+					other = append(other, w)
+				}
+			}
+			rest = append(rest[:0], other...)
+			e.send(call, node, req, len(group))
 		}
-		conn := e.pool.Shared(2)
-		if conn == nil {
-			e.Dropped.Add(int64(len(batch)))
-			continue
-		}
-		call.Out, call.N, call.Timeout = call.Out[:0], 2*len(batch), 0
-		if err := conn.Send(call, req); err != nil {
-			e.Dropped.Add(int64(len(batch)))
-			continue
-		}
-		call.Wait()
-		if call.Err != nil {
-			e.log.Debug("events not sent", zap.Error(call.Err), zap.Int("events", len(batch)))
-			e.Dropped.Add(int64(len(batch)))
-			continue
-		}
-		e.Sent.Add(int64(len(batch)))
 	}
+}
+
+// send writes the PUBLISH and XADD of n events to node.
+func (e *Emitter) send(call *upstream.Call, node *upstream.Pool, req []byte, n int) {
+	conn := node.Shared(2)
+	if conn == nil {
+		e.Dropped.Add(int64(n))
+		return
+	}
+	call.Out, call.N, call.Timeout = call.Out[:0], 2*n, 0
+	if err := conn.Send(call, req); err != nil {
+		e.Dropped.Add(int64(n))
+		return
+	}
+	call.Wait()
+	if call.Err != nil {
+		e.log.Debug("events not sent", zap.Error(call.Err), zap.Int("events", n))
+		e.Dropped.Add(int64(n))
+		return
+	}
+	e.Sent.Add(int64(n))
 }
 
 // lastPerKey keeps the last write of each key, in order.

@@ -43,15 +43,15 @@ func (s req) fstore(dedicated bool) (*fstore, bool) {
 			s.Out = wire.AppendError(s.Out, wire.ErrTryAgainDedicated)
 			return nil, false
 		}
-		c, err := s.Env.Pool.Dedicated(2)
+		c, err := s.Env.Node(s.Workspace).Dedicated(2)
 		if err != nil {
 			s.Up.GiveDedicated(f.ws)
-			s.Out = wire.AppendError(s.Out, wire.TryAgainDown(s.Env.Pool))
+			s.Out = wire.AppendError(s.Out, wire.TryAgainDown(s.Env.Node(s.Workspace)))
 			return nil, false
 		}
 		f.conn = c
-	} else if f.conn = s.Env.Pool.Shared(2); f.conn == nil {
-		s.Out = wire.AppendError(s.Out, wire.TryAgainDown(s.Env.Pool))
+	} else if f.conn = s.Env.Node(s.Workspace).Shared(2); f.conn == nil {
+		s.Out = wire.AppendError(s.Out, wire.TryAgainDown(s.Env.Node(s.Workspace)))
 		return nil, false
 	}
 	if s.FCall == nil {
@@ -74,7 +74,7 @@ func (f *fstore) heavy() {
 		return
 	}
 	f.ws = ws
-	if c, err := f.s.Env.Pool.Dedicated(2); err == nil {
+	if c, err := f.s.Env.Node(f.s.Workspace).Dedicated(2); err == nil {
 		f.conn, f.ded, f.bad = c, true, false
 	} else {
 		f.s.Up.GiveDedicated(f.ws)
@@ -83,7 +83,7 @@ func (f *fstore) heavy() {
 
 func (f *fstore) close() {
 	if f.ded {
-		f.s.Env.Pool.Release(f.conn, 2, !f.bad)
+		f.conn.Pool().Release(f.conn, 2, !f.bad)
 		f.s.Up.GiveDedicated(f.ws)
 	}
 	if cap(f.call.Out) > 1<<20 {

@@ -30,13 +30,13 @@ func (s req) wsInfo() {
 		return
 	}
 	defer s.Up.GiveDedicated(ws)
-	conn, err := s.Env.Pool.Dedicated(2)
+	conn, err := s.Env.Node(s.Workspace).Dedicated(2)
 	if err != nil {
-		s.Out = wire.AppendError(s.Out, wire.TryAgainDown(s.Env.Pool))
+		s.Out = wire.AppendError(s.Out, wire.TryAgainDown(s.Env.Node(s.Workspace)))
 		return
 	}
 	clean := false
-	defer func() { s.Env.Pool.Release(conn, 2, clean) }()
+	defer func() { conn.Pool().Release(conn, 2, clean) }()
 	g := s.Grammar
 	prefix := g.WorkspacePrefix(s.Workspace)
 	kinds := map[string]int64{}

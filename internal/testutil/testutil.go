@@ -184,7 +184,7 @@ func StartProxy(t testing.TB, cfg config.Config) *app.App {
 		t.Fatalf("start proxy: %v", err)
 	}
 	t.Cleanup(func() { a.Shutdown() })
-	if !a.Server().Pool().WaitUp(10 * time.Second) {
+	if !a.WaitUp(10 * time.Second) {
 		t.Fatalf("proxy upstream %s not reachable", cfg.Upstream.URL)
 	}
 	return a

@@ -1,0 +1,131 @@
+package upstream
+
+import (
+	"time"
+)
+
+// Redirects, and how long a command whose slot is migrating is retried:
+// a reshard moves a slot's keys in batches, and a multi-key command whose
+// keys are split for the moment gets TRYAGAIN from Redis until they are
+// together again.
+const (
+	maxRedirects  = 16
+	tryAgainTotal = 3 * time.Second
+)
+
+// FollowRedirects resends, on the node named, each command whose reply is a
+// cluster redirection: MOVED (the slot has a new owner: the slot map is
+// updated and read again), ASK (the key is being migrated: ASKING and the
+// command go to the importing node, in one write on one connection) or a
+// migrating slot's TRYAGAIN (retried after a pause). Such a command did not
+// run, so resending it cannot run it twice. The replies start at out[start:]
+// and end at ends (one per command of payload, as sent on a connection to
+// sent); each redirected reply is replaced by the final one, and ends are
+// moved to match. It returns the new out.
+//
+// Commands are resent one at a time, after the batch they came in: the
+// client still gets its replies in order.
+func (c *Cluster) FollowRedirects(out []byte, start int, ends []int, payload []byte, proto int, sent *Pool) []byte {
+	var cmds [][]byte // the commands of payload, split when first needed
+	prev := start
+	for i := range ends {
+		a, b := prev, ends[i]
+		prev = b
+		reply := out[a:b]
+		_, isRedirect := ParseRedirect(reply)
+		if !isRedirect && !IsClusterTryAgain(reply) {
+			continue
+		}
+		if cmds == nil {
+			cmds = splitCommands(payload, len(ends))
+			if len(cmds) != len(ends) {
+				return out // not one command per reply: leave the replies as they are
+			}
+		}
+		final := c.resend(cmds[i], reply, proto, sent)
+		if final == nil || (len(final) == len(reply) && &final[0] == &reply[0]) {
+			continue // unchanged: the first reply stands
+		}
+		shift := len(final) - (b - a)
+		out = append(out[:a], append(final, out[b:]...)...)
+		for j := i; j < len(ends); j++ {
+			ends[j] += shift
+		}
+		prev = ends[i]
+	}
+	return out
+}
+
+// resend runs cmd until its reply is not a redirection; nil when it could
+// not be sent (the first reply then stands).
+func (c *Cluster) resend(cmd, reply []byte, proto int, node *Pool) []byte {
+	call := NewCall()
+	ask := false
+	deadline := time.Now().Add(tryAgainTotal)
+	pause := 5 * time.Millisecond
+	for n := 0; n < maxRedirects; n++ {
+		if rd, ok := ParseRedirect(reply); ok {
+			if rd.Ask {
+				node, ask = c.NodeAt(rd.Addr), true
+			} else {
+				node, ask = c.Moved(rd.Slot, rd.Addr), false
+			}
+		} else if IsClusterTryAgain(reply) {
+			if time.Now().After(deadline) {
+				return reply
+			}
+			time.Sleep(pause)
+			pause = min(2*pause, 200*time.Millisecond)
+		} else {
+			return reply
+		}
+		conn := node.Shared(proto)
+		if conn == nil {
+			return reply
+		}
+		call.N, call.Out, call.Timeout = 1, call.Out[:0], 0
+		var err error
+		if ask {
+			call.N = 2
+			err = conn.Send(call, asking, cmd)
+		} else {
+			err = conn.Send(call, cmd)
+		}
+		if err != nil {
+			return reply
+		}
+		call.Wait()
+		if call.Err != nil {
+			return reply
+		}
+		reply = call.Out
+		if ask {
+			// ASKING's +OK, then the command's reply.
+			var f Framer
+			k, done, ferr := f.Scan(reply)
+			if ferr != nil || !done {
+				return nil
+			}
+			reply = reply[k:]
+		}
+		reply = append([]byte(nil), reply...)
+	}
+	return reply
+}
+
+var asking = AppendCommand(nil, "ASKING")
+
+// splitCommands cuts payload into its first n RESP commands.
+func splitCommands(payload []byte, n int) [][]byte {
+	out := make([][]byte, 0, n)
+	for len(payload) > 0 && len(out) < n {
+		var f Framer
+		k, done, err := f.Scan(payload)
+		if err != nil || !done {
+			return nil
+		}
+		out = append(out, payload[:k])
+		payload = payload[k:]
+	}
+	return out
+}
