@@ -165,8 +165,8 @@ type Env struct {
 	Pool *upstream.Pool
 	// Cluster routes each workspace to its master; nil with one node.
 	Cluster *upstream.Cluster
-	Files FileOptions
-	Stats Stats
+	Files   FileOptions
+	Stats   Stats
 	// MaxOutput is the client output limit (listen.max_output_bytes):
 	// replies the handlers build must fit in it.
 	MaxOutput int
