@@ -259,6 +259,11 @@ func (c *Cluster) refresh() error {
 				continue
 			}
 			p := c.NodeAt(r.Nodes[0].Addr)
+			for _, n := range r.Nodes[1:] {
+				// Connected ahead: a replica is the master after a
+				// failover.
+				c.NodeAt(n.Addr)
+			}
 			for s := r.Start; s <= r.End && s < Slots; s++ {
 				c.slots[s].Store(p)
 				covered++

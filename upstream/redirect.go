@@ -56,32 +56,41 @@ func (c *Cluster) FollowRedirects(out []byte, start int, ends []int, payload []b
 	return out
 }
 
-// resend runs cmd until its reply is not a redirection; nil when it could
-// not be sent (the first reply then stands).
+// resend runs cmd until its reply is not a redirection. A client of the
+// proxy is not a cluster client: it never gets MOVED or ASK, but TRYAGAIN
+// (not run) when the slot's owner cannot be reached or keeps moving, and
+// UNCERTAIN when the connection is lost after sending.
 func (c *Cluster) resend(cmd, reply []byte, proto int, node *Pool) []byte {
 	call := NewCall()
 	ask := false
 	deadline := time.Now().Add(tryAgainTotal)
 	pause := 5 * time.Millisecond
-	for n := 0; n < maxRedirects; n++ {
+	for n := 0; ; n++ {
+		if n >= 2 || IsClusterTryAgain(reply) {
+			// Redirected back and forth (a failover in progress: the
+			// nodes do not agree yet), or keys split by a migration:
+			// wait for the cluster to settle.
+			if time.Now().After(deadline) || n >= maxRedirects {
+				return []byte(errSlotMoving)
+			}
+			time.Sleep(pause)
+			pause = min(2*pause, 200*time.Millisecond)
+		}
 		if rd, ok := ParseRedirect(reply); ok {
 			if rd.Ask {
 				node, ask = c.NodeAt(rd.Addr), true
 			} else {
 				node, ask = c.Moved(rd.Slot, rd.Addr), false
 			}
-		} else if IsClusterTryAgain(reply) {
-			if time.Now().After(deadline) {
-				return reply
-			}
-			time.Sleep(pause)
-			pause = min(2*pause, 200*time.Millisecond)
-		} else {
+		} else if !IsClusterTryAgain(reply) {
 			return reply
 		}
 		conn := node.Shared(proto)
+		if conn == nil && node.WaitUp(min(time.Until(deadline), node.opts.DialTimeout)) {
+			conn = node.Shared(proto) // a node just learnt of: its first connection
+		}
 		if conn == nil {
-			return reply
+			return []byte(errSlotMoving)
 		}
 		call.N, call.Out, call.Timeout = 1, call.Out[:0], 0
 		var err error
@@ -92,11 +101,11 @@ func (c *Cluster) resend(cmd, reply []byte, proto int, node *Pool) []byte {
 			err = conn.Send(call, cmd)
 		}
 		if err != nil {
-			return reply
+			return []byte(errSlotMoving)
 		}
 		call.Wait()
 		if call.Err != nil {
-			return reply
+			return []byte(errRedirectLost)
 		}
 		reply = call.Out
 		if ask {
@@ -104,14 +113,18 @@ func (c *Cluster) resend(cmd, reply []byte, proto int, node *Pool) []byte {
 			var f Framer
 			k, done, ferr := f.Scan(reply)
 			if ferr != nil || !done {
-				return nil
+				return []byte(errRedirectLost)
 			}
 			reply = reply[k:]
 		}
 		reply = append([]byte(nil), reply...)
 	}
-	return reply
 }
+
+const (
+	errSlotMoving   = "-TRYAGAIN the cluster is moving this key's slot and its new owner could not be reached; the command was not run, retry shortly\r\n"
+	errRedirectLost = "-UNCERTAIN the command was sent to the slot's new owner but the connection was lost before the reply; it may or may not have run, retry only if it is idempotent\r\n"
+)
 
 var asking = AppendCommand(nil, "ASKING")
 
