@@ -5,6 +5,8 @@ package app
 
 import (
 	"context"
+	"crypto/tls"
+	"crypto/x509"
 	"errors"
 	"fmt"
 	"net"
@@ -80,6 +82,12 @@ func Start(cfg config.Config, log *zap.Logger) (*App, error) {
 	opts.DialTimeout, opts.ReadTimeout, opts.WriteTimeout = u.DialTimeout.Duration, u.ReadTimeout.Duration, u.WriteTimeout.Duration
 	opts.BackoffMax = u.BackoffMax.Duration
 	opts.Breaker = breaker.Settings{Failures: cfg.Breaker.ConsecutiveFailures, OpenTimeout: cfg.Breaker.OpenTimeout.Duration}
+	if opts.TLS != nil {
+		if err := upstreamTLS(opts.TLS, u); err != nil {
+			a.closeStore()
+			return nil, err
+		}
+	}
 	ctx, stop := context.WithCancel(context.Background())
 	a.stop = stop
 	switch target.Mode {
@@ -149,6 +157,31 @@ func Start(cfg config.Config, log *zap.Logger) (*App, error) {
 	log.Info("agentproxy listening", zap.String("addr", a.ln.Addr().String()),
 		zap.String("upstream", redact(cfg.Upstream.URL)), zap.String("metrics", l.MetricsAddr))
 	return a, nil
+}
+
+// upstreamTLS applies the [upstream] TLS files to cfg.
+func upstreamTLS(cfg *tls.Config, u config.Upstream) error {
+	if u.TLSCAFile != "" {
+		pem, err := os.ReadFile(u.TLSCAFile)
+		if err != nil {
+			return fmt.Errorf("upstream.tls_ca_file: %w", err)
+		}
+		cfg.RootCAs = x509.NewCertPool()
+		if !cfg.RootCAs.AppendCertsFromPEM(pem) {
+			return fmt.Errorf("upstream.tls_ca_file %s: no PEM certificate in it", u.TLSCAFile)
+		}
+	}
+	if u.TLSCertFile != "" {
+		cert, err := tls.LoadX509KeyPair(u.TLSCertFile, u.TLSKeyFile)
+		if err != nil {
+			return fmt.Errorf("upstream.tls_cert_file: %w", err)
+		}
+		cfg.Certificates = []tls.Certificate{cert}
+	}
+	if u.TLSServerName != "" {
+		cfg.ServerName = u.TLSServerName
+	}
+	return nil
 }
 
 // router is what routes by slot: the cluster, or the one node.

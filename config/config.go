@@ -159,6 +159,13 @@ type Upstream struct {
 	// of one workspace hold at once (0: no limit).
 	MaxDedicatedPerWorkspace int      `toml:"max_dedicated_per_workspace"`
 	BackoffMax               Duration `toml:"backoff_max"`
+	// TLS for rediss:// upstreams: the CA bundle that signs Redis's
+	// certificate (default: the system's), a client certificate for
+	// mutual TLS, and the name to verify instead of the host's.
+	TLSCAFile     string `toml:"tls_ca_file"`
+	TLSCertFile   string `toml:"tls_cert_file"`
+	TLSKeyFile    string `toml:"tls_key_file"`
+	TLSServerName string `toml:"tls_server_name"`
 }
 
 // Breaker configures the circuit breaker of each upstream node.
@@ -446,9 +453,14 @@ func (c *Config) Validate() error {
 	if c.Upstream.URL == "" {
 		bad("upstream.url", "must be \"embedded\" or a redis:// URL")
 	} else if c.Upstream.URL != "embedded" {
-		if _, err := upstream.ParseTarget(c.Upstream.URL); err != nil {
+		if t, err := upstream.ParseTarget(c.Upstream.URL); err != nil {
 			bad("upstream.url", "%v", err)
+		} else if u := c.Upstream; t.Node.TLS == nil && u.TLSCAFile+u.TLSCertFile+u.TLSKeyFile+u.TLSServerName != "" {
+			bad("upstream.tls_*", "TLS settings need a TLS upstream URL (rediss://, rediss-sentinel://, rediss-cluster://)")
 		}
+	}
+	if (c.Upstream.TLSCertFile == "") != (c.Upstream.TLSKeyFile == "") {
+		bad("upstream.tls_cert_file", "tls_cert_file and tls_key_file go together")
 	}
 	switch c.Keyspace.Mode {
 	case "enforce", "warn", "off":

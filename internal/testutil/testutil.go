@@ -89,6 +89,33 @@ func StartRedis(t testing.TB, extra ...string) *Redis {
 	return r
 }
 
+// StartRedisTLS starts redis-server with args as given (for TLS: no plain
+// port) and waits until port accepts connections. It is stopped when the
+// test ends.
+func StartRedisTLS(t testing.TB, port int, args ...string) *Redis {
+	t.Helper()
+	RedisServerPath(t)
+	r := &Redis{Dir: t.TempDir(), t: t, Port: port, Addr: "127.0.0.1:" + strconv.Itoa(port)}
+	r.args = append([]string{"--bind", "127.0.0.1", "--save", "", "--appendonly", "no", "--dir", r.Dir, "--protected-mode", "no"}, args...)
+	r.cmd = exec.Command("redis-server", r.args...)
+	if err := r.cmd.Start(); err != nil {
+		t.Fatalf("start redis-server: %v", err)
+	}
+	t.Cleanup(r.Stop)
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		c, err := net.DialTimeout("tcp", r.Addr, 200*time.Millisecond)
+		if err == nil {
+			c.Close()
+			return r
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("redis-server on %s did not start", r.Addr)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
 // Start (re)starts the server on its port and waits until it answers.
 func (r *Redis) Start() {
 	r.t.Helper()
