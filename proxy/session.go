@@ -13,6 +13,7 @@ import (
 
 	"github.com/agentproxy/agentproxy/domain"
 	"github.com/agentproxy/agentproxy/fencing"
+	"github.com/agentproxy/agentproxy/internal/clientwatch"
 	"github.com/agentproxy/agentproxy/internal/wire"
 	"github.com/agentproxy/agentproxy/keyspace"
 	"github.com/agentproxy/agentproxy/policy"
@@ -460,13 +461,10 @@ func (s *session) node() *upstream.Pool {
 // workspace's for a command without keys) and how many commands from the
 // first go to the same node.
 func (s *session) route(cmds []command) (int, *upstream.Pool) {
-	cl := s.srv.opts.Cluster
-	first := s.node()
+	cl, def := s.srv.opts.Cluster, s.node()
+	var first *upstream.Pool
 	for j := range cmds {
-		n := s.node()
-		if c := &cmds[j]; c.sub != nil && keyspace.Extract(c.sub, c.Args, &s.racc) == nil && len(s.racc.Keys) > 0 {
-			n = cl.Node(upstream.KeySlot(c.Args[s.racc.Keys[0]]))
-		}
+		n := cl.CommandNode(cmds[j].sub, cmds[j].Args, &s.racc, def)
 		if j == 0 {
 			first = n
 		} else if n != first {
@@ -728,9 +726,10 @@ func (s *session) forwardBlocking(c *command) {
 		// propagate one here, after them (PUBLISH is replicated).
 		conn.Query("PUBLISH", "agentproxy:wait", "")
 	}
-	w, mark := s.watch(conn), len(s.out)
+	w, mark := clientwatch.Start(s.nc, s.srv.opts.MaxRequestBytes, conn.Close), len(s.out)
 	err := s.do(conn, []command{*c}, keyspace.BlockTimeout(c.cmd, c.Args, max(s.node().ReadTimeout(), minBlockMargin)), false)
-	gone := w.stop()
+	data, gone := w.Stop(s.stopping.Load)
+	s.rd.inject(data)
 	s.out = b.FixReply(s.out, mark)
 	if own {
 		conn.Pool().Release(conn, s.proto, err == nil && !gone)
@@ -740,56 +739,4 @@ func (s *session) forwardBlocking(c *command) {
 	if gone {
 		s.quit = true
 	}
-}
-
-// watchMax bounds what a watcher keeps of what a blocked client sends.
-const watchMax = 16 << 10
-
-// watcher reads the client while it is blocked upstream: bytes it sends are
-// kept for later, and its leaving closes the upstream connection.
-type watcher struct {
-	s    *session
-	done chan struct{}
-	data []byte
-	gone bool
-}
-
-func (s *session) watch(conn *upstream.Conn) *watcher {
-	w := &watcher{s: s, done: make(chan struct{})}
-	s.nc.SetReadDeadline(time.Time{})
-	go func() {
-		defer close(w.done)
-		buf := make([]byte, 4096)
-		for {
-			n, err := s.nc.Read(buf)
-			w.data = append(w.data, buf[:n]...)
-			if err != nil {
-				if !errors.Is(err, os.ErrDeadlineExceeded) {
-					w.gone = true
-					conn.Close()
-				}
-				return
-			}
-			if len(w.data) >= watchMax || len(w.data) > s.srv.opts.MaxRequestBytes {
-				// Enough buffered: the client waits like any other
-				// (its socket fills and it stops sending).
-				return
-			}
-		}
-	}()
-	return w
-}
-
-// stop ends the watcher, hands its bytes to the reader and reports whether
-// the client left.
-func (w *watcher) stop() bool {
-	w.s.nc.SetReadDeadline(time.Unix(1, 0))
-	<-w.done
-	if w.s.stopping.Load() {
-		w.s.nc.SetReadDeadline(time.Unix(1, 0))
-	} else {
-		w.s.nc.SetReadDeadline(time.Time{})
-	}
-	w.s.rd.inject(w.data)
-	return w.gone
 }

@@ -11,6 +11,8 @@ import (
 
 	"github.com/redis/go-redis/v9"
 	"go.uber.org/zap"
+
+	"github.com/agentproxy/agentproxy/keyspace"
 )
 
 // Router is what the proxy's background work sends through: one node
@@ -79,6 +81,16 @@ func (c *Cluster) Node(slot int) *Pool {
 		return p
 	}
 	return c.NodeAt(c.t.Seeds[0])
+}
+
+// CommandNode is the pool for a command (cmd, its table entry, may be
+// nil): the master of its first key's slot, or def for a command without
+// keys. acc is scratch.
+func (c *Cluster) CommandNode(cmd *keyspace.Command, args [][]byte, acc *keyspace.Access, def *Pool) *Pool {
+	if cmd != nil && keyspace.Extract(cmd, args, acc) == nil && len(acc.Keys) > 0 {
+		return c.Node(KeySlot(args[acc.Keys[0]]))
+	}
+	return def
 }
 
 // NodeAt is the pool for the node at addr, created on first use.
