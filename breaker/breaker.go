@@ -63,6 +63,8 @@ type Breaker struct {
 	cb    *gobreaker.TwoStepCircuitBreaker[struct{}]
 	probe Probe
 	log   *zap.Logger
+	// OnOpen, when set (before use), runs each time the breaker opens.
+	OnOpen func()
 
 	refused atomic.Bool  // not closed: requests are refused
 	dirty   atomic.Bool  // a failure counted since the last success
@@ -116,6 +118,9 @@ func (b *Breaker) changed(_ string, from, to gobreaker.State) {
 		b.log.Warn("circuit breaker open: requests to this node are refused until a probe succeeds",
 			zap.String("node", b.node), zap.String("from", from.String()), zap.Duration("probe_in", b.set.OpenTimeout))
 		go b.startProbing()
+		if b.OnOpen != nil {
+			go b.OnOpen()
+		}
 	} else {
 		b.log.Info("circuit breaker "+s.String(), zap.String("node", b.node), zap.String("from", from.String()))
 	}

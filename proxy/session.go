@@ -61,10 +61,11 @@ type session struct {
 
 	// Tunnel mode (subscriptions, MONITOR): wmu orders writes to nc
 	// between the session and the pump.
-	tconn  net.Conn
-	tunWS  string
-	tlocal *tunnelLocal
-	wmu    sync.Mutex
+	tconn   net.Conn
+	untrack func() // the tunnel's, from Pool.Track
+	tunWS   string
+	tlocal  *tunnelLocal
+	wmu     sync.Mutex
 
 	scratch []byte
 	outHeld int64 // bytes of out's capacity taken from the memory budget
@@ -173,6 +174,7 @@ func (s *session) close() {
 	}
 	if s.tconn != nil {
 		s.tconn.Close()
+		s.untrack()
 		s.srv.Stats.Pinned.Add(-1) // taken in startTunnel
 		s.giveDedicated(s.tunWS)
 	}
@@ -428,12 +430,11 @@ func (s *session) doPayload(conn *upstream.Conn, payload []byte, n int, timeout 
 		call.Ends = nil
 	}
 	start := len(s.out)
-	if err := conn.Send(call, payload); err != nil {
+	if err := conn.Do(call, payload); err != nil {
 		s.out = call.Out
 		s.failRest(n, 0, err)
 		return err
 	}
-	call.Wait()
 	s.out = call.Out
 	if cl != nil && call.Got > 0 && conn.IsShared() {
 		s.out = cl.FollowRedirects(s.out, start, call.Ends[:call.Got], payload, s.proto, conn.Pool())
@@ -462,12 +463,9 @@ func (s *session) node() *upstream.Pool {
 // first go to the same node.
 func (s *session) route(cmds []command) (int, *upstream.Pool) {
 	cl, def := s.srv.opts.Cluster, s.node()
-	var first *upstream.Pool
-	for j := range cmds {
-		n := cl.CommandNode(cmds[j].sub, cmds[j].Args, &s.racc, def)
-		if j == 0 {
-			first = n
-		} else if n != first {
+	first := cl.CommandNode(cmds[0].sub, cmds[0].Args, &s.racc, def)
+	for j := 1; j < len(cmds); j++ {
+		if cl.CommandNode(cmds[j].sub, cmds[j].Args, &s.racc, def) != first {
 			return j, first
 		}
 	}

@@ -112,7 +112,7 @@ func (s *session) startTunnel() string {
 	}
 	s.srv.Stats.Pinned.Add(1)
 	s.tlocal = newTunnelLocal()
-	s.tconn = nc
+	s.tconn, s.untrack = nc, s.node().Track(nc) // cut if the node fails
 	go s.pump(nc, left)
 	return ""
 }
@@ -260,6 +260,11 @@ func (s *session) pump(nc interface {
 		n, err := nc.Read(buf[w:])
 		w += n
 		if err != nil && n == 0 {
+			if !open && !s.stopping.Load() { // Redis failed or moved: say so
+				s.wmu.Lock()
+				s.nc.Write(wire.AppendError(nil, wire.ErrSubscriptionLost))
+				s.wmu.Unlock()
+			}
 			return
 		}
 	}

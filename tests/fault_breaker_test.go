@@ -152,3 +152,57 @@ func TestBreakerIgnoresErrorReplies(t *testing.T) {
 		t.Fatalf("breaker %s after error replies", st)
 	}
 }
+
+// TestFaultBreakerCutsHeldConnections: clients holding a connection of
+// their own to a node that hangs (a BLPOP with no timeout, an open MULTI,
+// a subscription) get an error when the breaker opens, not a wait without
+// end.
+func TestFaultBreakerCutsHeldConnections(t *testing.T) {
+	r := testutil.StartRedis(t)
+	cfg := faultConfig(t, r.URL())
+	cfg.Breaker = config.Breaker{ConsecutiveFailures: 2, OpenTimeout: config.D(500 * time.Millisecond)}
+	a := testutil.StartProxy(t, cfg)
+	blocked, multi, sub, load := testutil.Dial(t, a.Addr()), testutil.Dial(t, a.Addr()), testutil.Dial(t, a.Addr()), testutil.Dial(t, a.Addr())
+	blocked.Send("BLPOP", "deepagents:{default}:kv:never", "0")
+	if got := multi.DoS("MULTI"); got != "+OK\r\n" {
+		t.Fatalf("MULTI: %q", got)
+	}
+	if got := multi.DoS("SET", "deepagents:{default}:kv:m", "1"); got != "+QUEUED\r\n" {
+		t.Fatalf("SET in MULTI: %q", got)
+	}
+	sub.Send("SUBSCRIBE", "deepagents:{default}:events:x")
+	if got := string(sub.Read()); !strings.Contains(got, "subscribe") {
+		t.Fatalf("SUBSCRIBE: %q", got)
+	}
+	time.Sleep(100 * time.Millisecond) // BLPOP is in Redis
+	r.Pause()
+	defer r.Resume()
+	paused := time.Now()
+	// Traffic that times out opens the breaker.
+	for a.Server().Pool().Breaker().State() != breaker.Open {
+		load.DoS("GET", "deepagents:{default}:kv:x")
+		if time.Since(paused) > 10*time.Second {
+			t.Fatal("breaker not open 10 s after Redis hung")
+		}
+	}
+	opened := time.Since(paused)
+	for name, c := range map[string]*testutil.Conn{"BLPOP 0": blocked, "EXEC": multi} {
+		if name == "EXEC" {
+			c.Send("EXEC")
+		}
+		got, err := c.ReadTimeout(2 * time.Second)
+		if err != nil {
+			t.Errorf("%s: no reply 2 s after the breaker opened (%v)", name, err)
+			continue
+		}
+		if !strings.HasPrefix(string(got), "-UNCERTAIN ") && !strings.HasPrefix(string(got), "-TRYAGAIN ") && !strings.HasPrefix(string(got), "-EXECABORT") {
+			t.Errorf("%s: %q", name, got)
+		}
+		t.Logf("%s after the breaker opened (%v after SIGSTOP): %q", name, opened.Round(time.Millisecond), got)
+	}
+	got, err := sub.ReadTimeout(2 * time.Second)
+	t.Logf("subscriber after the breaker opened: %q %v", got, err)
+	if err == nil && !strings.HasPrefix(string(got), "-") {
+		t.Errorf("subscriber: %q", got)
+	}
+}

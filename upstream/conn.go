@@ -133,6 +133,7 @@ type Conn struct {
 	onClose     func(*Conn, error)
 	brk         *breaker.Breaker // the node's; nil in tests
 	pool        *Pool            // the node's; nil in tests
+	proto       int              // a shared connection's protocol version (2, 3)
 
 	mu       sync.Mutex
 	wbuf     []byte
@@ -588,6 +589,44 @@ fail:
 		c.onClose(c, err)
 	}
 }
+
+// Do sends payload for call on c and waits for the replies. On a shared
+// connection, a call none of whose bytes were written (the connection
+// failed first) is sent once more on the pool's next shared connection,
+// if one comes up within retryWait: it never ran, so running it now is
+// safe, and a lost connection costs the client nothing. The error is
+// Send's; the call's own is in call.Err.
+func (c *Conn) Do(call *Call, payload []byte) error {
+	mark := len(call.Out)
+	err := c.Send(call, payload)
+	if err == nil {
+		call.Wait()
+		if !errors.Is(call.Err, ErrNotSent) || call.Got > 0 {
+			return nil
+		}
+	}
+	if !c.IsShared() || c.pool == nil {
+		return err
+	}
+	deadline := time.Now().Add(retryWait)
+	for {
+		if n := c.pool.Shared(c.proto); n != nil && n != c {
+			call.Out = call.Out[:mark]
+			if err = n.Send(call, payload); err == nil {
+				call.Wait()
+			}
+			return err
+		}
+		if time.Now().After(deadline) || !c.pool.brk.Allow() {
+			return err
+		}
+		time.Sleep(2 * time.Millisecond)
+	}
+}
+
+// retryWait is how long a call that was never sent waits for a new shared
+// connection before it is answered TRYAGAIN.
+const retryWait = 250 * time.Millisecond
 
 // Query sends one command on c and waits for its reply (for the proxy's
 // own commands, off the data path).

@@ -112,7 +112,8 @@ type Pool struct {
 	rr     atomic.Uint32
 
 	mu      sync.Mutex
-	active  map[*Conn]struct{} // dedicated connections handed out
+	active  map[*Conn]struct{}    // dedicated connections handed out
+	raw     map[net.Conn]struct{} // long-lived raw connections (subscriptions), see Track
 	idle    [2][]*Conn
 	dialing [2][]bool
 	closed  bool
@@ -135,13 +136,14 @@ func NewPool(opts Options, log *zap.Logger) *Pool {
 	if log == nil {
 		log = zap.NewNop()
 	}
-	p := &Pool{opts: opts, log: log, done: make(chan struct{}), active: map[*Conn]struct{}{}}
+	p := &Pool{opts: opts, log: log, done: make(chan struct{}), active: map[*Conn]struct{}{}, raw: map[net.Conn]struct{}{}}
 	p.addr.Store(&opts.Addr)
 	name := opts.Addr
 	if opts.Name != "" {
 		name = opts.Name
 	}
 	p.brk = breaker.New(name, opts.Breaker, p.probe, log)
+	p.brk.OnOpen = p.cutHeld
 	p.version.Store("7.0.0")
 	p.resp3.Store(true)
 	for v := 0; v < 2; v++ {
@@ -168,16 +170,7 @@ func (p *Pool) SetAddr(addr string) bool {
 		return false
 	}
 	p.addr.Store(&addr)
-	p.mu.Lock()
-	conns := append(p.idle[0], p.idle[1]...)
-	p.idle[0], p.idle[1] = nil, nil
-	for c := range p.active {
-		conns = append(conns, c)
-	}
-	p.mu.Unlock()
-	for _, c := range conns {
-		c.Close()
-	}
+	p.cutHeld()
 	for v := range p.shared {
 		for i := range p.shared[v] {
 			if c := p.shared[v][i].Load(); c != nil {
@@ -226,6 +219,43 @@ func (p *Pool) Refusal() string {
 		return p.brk.Refusal()
 	}
 	return ""
+}
+
+// cutHeld closes the connections sessions hold (pinned, blocked, bulk,
+// subscriptions) and the idle ones: the node failed or moved, and a client
+// waiting on one gets an error now instead of a hang.
+func (p *Pool) cutHeld() {
+	p.mu.Lock()
+	conns := append(p.idle[0], p.idle[1]...)
+	p.idle[0], p.idle[1] = nil, nil
+	for c := range p.active {
+		conns = append(conns, c)
+	}
+	raw := make([]net.Conn, 0, len(p.raw))
+	for nc := range p.raw {
+		raw = append(raw, nc)
+	}
+	p.mu.Unlock()
+	for _, c := range conns {
+		c.Close()
+	}
+	for _, nc := range raw {
+		nc.Close()
+	}
+}
+
+// Track registers a long-lived connection from DialRaw (a subscription)
+// to be closed when the node fails or moves; call the returned function
+// when it is closed.
+func (p *Pool) Track(nc net.Conn) (untrack func()) {
+	p.mu.Lock()
+	p.raw[nc] = struct{}{}
+	p.mu.Unlock()
+	return func() {
+		p.mu.Lock()
+		delete(p.raw, nc)
+		p.mu.Unlock()
+	}
 }
 
 // probe is the breaker's health check: a fresh connection and PING.
@@ -324,13 +354,15 @@ func (p *Pool) dialShared(v, i int) (*Conn, error) {
 	if err != nil {
 		return nil, err
 	}
-	return newConn(nc, p, left, func(c *Conn, err error) {
+	c := newConn(nc, p, left, func(c *Conn, err error) {
 		if p.shared[v][i].CompareAndSwap(c, nil) {
 			p.log.Warn("upstream connection lost", zap.String("addr", p.Addr()), zap.Error(err))
 			p.refreshUp()
 			p.redial(v, i)
 		}
-	}), nil
+	})
+	c.proto = v + 2
+	return c, nil
 }
 
 func (p *Pool) allUp() bool {

@@ -37,6 +37,7 @@ const (
 	ErrNoAuth            = "ERR AUTH <password> called without any password configured for the default user. Are you sure your configuration is correct?"
 	ErrWrongPass         = "WRONGPASS invalid username-password pair or user is disabled."
 	ErrNoProto           = "NOPROTO unsupported protocol version"
+	ErrSubscriptionLost  = "ERR the subscription's connection to Redis was lost (Redis failed or moved); this connection is closed: reconnect and subscribe again"
 	ErrProtoSwitch       = "ERR cannot change the protocol version while subscribed through agentproxy; reconnect instead"
 	ErrSelectInvalid     = "ERR value is not an integer or out of range"
 	ErrNestedMulti       = "ERR MULTI calls can not be nested"
