@@ -94,7 +94,7 @@ func serveFlags(out io.Writer, cfg *config.Config, file *string) *flag.FlagSet {
 	}
 	fs.StringVar(file, "config", "", "TOML config file (see config.example.toml)")
 	fs.StringVar(&cfg.Listen.Addr, "listen", cfg.Listen.Addr, "client listen address (listen.addr)")
-	fs.StringVar(&cfg.Upstream.URL, "upstream", cfg.Upstream.URL, "embedded, redis://[user:pass@]host:port[/db], rediss://... or unix:///path (upstream.url)")
+	fs.StringVar(&cfg.Upstream.URL, "upstream", cfg.Upstream.URL, "embedded, redis://[user:pass@]host:port[/db], rediss://..., unix:///path, redis-sentinel://host:port[,host:port]/master or redis-cluster://host:port[,host:port] (upstream.url)")
 	fs.StringVar(&cfg.Listen.MetricsAddr, "metrics", cfg.Listen.MetricsAddr, "metrics and health address; empty disables (listen.metrics_addr)")
 	fs.StringVar(&cfg.Keyspace.DefaultWorkspace, "workspace", cfg.Keyspace.DefaultWorkspace, "workspace of unauthenticated loopback clients (keyspace.default_workspace)")
 	fs.StringVar(&cfg.Keyspace.Mode, "keyspace-mode", cfg.Keyspace.Mode, "enforce, warn or off (keyspace.mode)")
