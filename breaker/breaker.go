@@ -28,7 +28,8 @@ type Settings struct {
 	// Failures is the number of consecutive transport failures that open
 	// the breaker; 0 disables it (it never opens).
 	Failures int
-	// OpenTimeout is how long the breaker stays open before it probes.
+	// OpenTimeout is how long the breaker stays open before it probes
+	// (sooner when Wake says the node answered).
 	OpenTimeout time.Duration
 }
 
@@ -77,6 +78,7 @@ type Breaker struct {
 	probing bool
 	closed  bool
 	done    chan struct{}
+	wake    chan struct{} // probe now: the node answered another dial
 }
 
 // New returns a closed breaker for node. probe is run while it is open.
@@ -87,11 +89,13 @@ func New(node string, set Settings, probe Probe, log *zap.Logger) *Breaker {
 	if set.OpenTimeout <= 0 {
 		set.OpenTimeout = 2 * time.Second
 	}
-	b := &Breaker{node: node, set: set, probe: probe, log: log, done: make(chan struct{})}
+	b := &Breaker{node: node, set: set, probe: probe, log: log, done: make(chan struct{}), wake: make(chan struct{}, 1)}
 	b.cb = gobreaker.NewTwoStepCircuitBreaker[struct{}](gobreaker.Settings{
 		Name:        node,
 		MaxRequests: 1,
-		Timeout:     set.OpenTimeout,
+		// Only the probe loop asks while the breaker is open, and it
+		// waits OpenTimeout (or for Wake) itself.
+		Timeout: time.Millisecond,
 		ReadyToTrip: func(c gobreaker.Counts) bool {
 			return set.Failures > 0 && c.ConsecutiveFailures >= uint32(set.Failures)
 		},
@@ -209,6 +213,7 @@ func (b *Breaker) startProbing() {
 		case <-b.done:
 			return
 		case <-time.After(wait):
+		case <-b.wake:
 		}
 		done, err := b.cb.Allow() // half-open now: this probe is the one request
 		if err != nil {
@@ -222,6 +227,18 @@ func (b *Breaker) startProbing() {
 		if perr == nil {
 			b.dirty.Store(false)
 		}
+	}
+}
+
+// Wake makes an open breaker probe now instead of at the end of
+// OpenTimeout: something else (a reconnect) just reached the node.
+func (b *Breaker) Wake() {
+	if !b.refused.Load() {
+		return
+	}
+	select {
+	case b.wake <- struct{}{}:
+	default:
 	}
 }
 

@@ -488,6 +488,7 @@ func (p *Pool) dialRaw(proto int) (net.Conn, []byte, error) {
 		return nil, nil, err
 	}
 	p.brk.Success()
+	p.brk.Wake() // when open: the node answers again, probe it now
 	return nc, left, nil
 }
 
