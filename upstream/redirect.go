@@ -27,6 +27,7 @@ const (
 // client still gets its replies in order.
 func (c *Cluster) FollowRedirects(out []byte, start int, ends []int, payload []byte, proto int, sent *Pool) []byte {
 	var cmds [][]byte // the commands of payload, split when first needed
+	var deadline time.Time
 	prev := start
 	for i := range ends {
 		a, b := prev, ends[i]
@@ -42,7 +43,12 @@ func (c *Cluster) FollowRedirects(out []byte, start int, ends []int, payload []b
 				return out // not one command per reply: leave the replies as they are
 			}
 		}
-		final := c.resend(cmds[i], reply, proto, sent)
+		if deadline.IsZero() {
+			// One bound for the whole batch, however many of its
+			// commands wait for a migrating slot.
+			deadline = time.Now().Add(tryAgainTotal)
+		}
+		final := c.resend(cmds[i], reply, proto, sent, deadline)
 		if final == nil || (len(final) == len(reply) && &final[0] == &reply[0]) {
 			continue // unchanged: the first reply stands
 		}
@@ -60,10 +66,9 @@ func (c *Cluster) FollowRedirects(out []byte, start int, ends []int, payload []b
 // proxy is not a cluster client: it never gets MOVED or ASK, but TRYAGAIN
 // (not run) when the slot's owner cannot be reached or keeps moving, and
 // UNCERTAIN when the connection is lost after sending.
-func (c *Cluster) resend(cmd, reply []byte, proto int, node *Pool) []byte {
+func (c *Cluster) resend(cmd, reply []byte, proto int, node *Pool, deadline time.Time) []byte {
 	call := NewCall()
 	ask := false
-	deadline := time.Now().Add(tryAgainTotal)
 	pause := 5 * time.Millisecond
 	for n := 0; ; n++ {
 		if n >= 2 || IsClusterTryAgain(reply) {
