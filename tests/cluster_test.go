@@ -3,6 +3,7 @@ package tests
 import (
 	"bytes"
 	"fmt"
+	"net"
 	"regexp"
 	"slices"
 	"strconv"
@@ -382,4 +383,44 @@ func TestClusterMasterFailover(t *testing.T) {
 	rate := float64(l.ok.Load()-okBefore) / time.Since(start).Seconds()
 	t.Logf("failover to %s took %v; %.0f acknowledged writes/s meanwhile", replica.Addr, took.Round(time.Millisecond), rate)
 	l.finish(t, a, "failover")
+}
+
+// TestClusterForgedRedirect: a script's error reply can say anything,
+// MOVED and ASK included. The proxy follows redirects only to nodes the
+// cluster lists: a forged one reaches the client as the script's error,
+// and the address it names is never dialled.
+func TestClusterForgedRedirect(t *testing.T) {
+	_, a := clusterStart(t)
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	var dialled atomic.Int64
+	go func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			dialled.Add(1)
+			c.Close()
+		}
+	}()
+	c := clusterDial(t, a, "team01", 2)
+	key := "deepagents:{team01}:kv:x"
+	for _, kind := range []string{"MOVED", "ASK"} {
+		msg := fmt.Sprintf("%s %d %s", kind, upstream.KeySlot([]byte(key)), ln.Addr())
+		got := c.DoS("EVAL", "return redis.error_reply(ARGV[1])", "1", key, msg)
+		if got != "-"+msg+"\r\n" {
+			t.Errorf("forged %s: %q, want the script's error", kind, got)
+		}
+	}
+	time.Sleep(200 * time.Millisecond)
+	if n := dialled.Load(); n > 0 {
+		t.Errorf("the proxy dialled the address a forged redirect named (%d connections)", n)
+	}
+	if got := c.DoS("SET", key, "1"); got != "+OK\r\n" {
+		t.Errorf("SET after the forged redirects: %q", got)
+	}
 }

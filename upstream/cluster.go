@@ -4,7 +4,9 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"net"
 	"strconv"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -45,8 +47,12 @@ type Cluster struct {
 	t   Target
 	log *zap.Logger
 
-	slots [Slots]atomic.Pointer[Pool]
-	known atomic.Bool // a slot map was read
+	slots   [Slots]atomic.Pointer[Pool]
+	known   atomic.Bool                     // a slot map was read
+	members atomic.Pointer[map[string]bool] // every node's address (CLUSTER NODES)
+
+	syncMu sync.Mutex // member's refresh
+	synced time.Time
 
 	mu     sync.Mutex
 	pools  map[string]*Pool
@@ -260,11 +266,12 @@ func (c *Cluster) refresh() error {
 	}
 	var errs []error
 	for _, a := range addrs {
-		ranges, err := c.slotsFrom(a)
+		ranges, members, err := c.slotsFrom(a)
 		if err != nil {
 			errs = append(errs, err)
 			continue
 		}
+		c.members.Store(&members)
 		covered := 0
 		for _, r := range ranges {
 			if len(r.Nodes) == 0 {
@@ -291,14 +298,62 @@ func (c *Cluster) refresh() error {
 	return errors.Join(errs...)
 }
 
-func (c *Cluster) slotsFrom(addr string) ([]redis.ClusterSlot, error) {
+// slotsFrom reads the slot map (CLUSTER SLOTS) and the addresses of every
+// node of the cluster (CLUSTER NODES: also masters that own no slot yet,
+// such as one importing its first) from the node at addr.
+func (c *Cluster) slotsFrom(addr string) ([]redis.ClusterSlot, map[string]bool, error) {
 	o := c.t.sentinelOptions(addr)
 	o.Username, o.Password = c.t.Node.Username, c.t.Node.Password
 	rc := redis.NewClient(o)
 	defer rc.Close()
 	ctx, cancel := context.WithTimeout(context.Background(), c.t.Node.DialTimeout)
 	defer cancel()
-	return rc.ClusterSlots(ctx).Result()
+	slots, err := rc.ClusterSlots(ctx).Result()
+	if err != nil {
+		return nil, nil, err
+	}
+	nodes, err := rc.ClusterNodes(ctx).Result()
+	if err != nil {
+		return nil, nil, err
+	}
+	members := map[string]bool{}
+	for _, line := range strings.Split(nodes, "\n") {
+		// <id> <ip:port@cport[,hostname]> <flags> ...
+		f := strings.Fields(line)
+		if len(f) < 3 || strings.Contains(f[2], "noaddr") || strings.Contains(f[2], "handshake") {
+			continue
+		}
+		a, _, _ := strings.Cut(f[1], "@")
+		if strings.HasPrefix(a, ":") { // myself, before it knows its own IP
+			host, _, _ := net.SplitHostPort(addr)
+			a = host + a
+		}
+		members[a] = true
+	}
+	for _, r := range slots {
+		for _, n := range r.Nodes {
+			members[n.Addr] = true
+		}
+	}
+	return slots, members, nil
+}
+
+// member reports whether addr is a node of the cluster. A redirect names
+// its target in an error reply, and scripts can return any error text: the
+// proxy follows only redirects to nodes the cluster itself lists (asking
+// again, at most every 100 ms, when a name is new: a node just added).
+func (c *Cluster) member(addr string) bool {
+	if m := c.members.Load(); m != nil && (*m)[addr] {
+		return true
+	}
+	c.syncMu.Lock()
+	defer c.syncMu.Unlock()
+	if time.Since(c.synced) >= 100*time.Millisecond {
+		c.synced = time.Now()
+		c.refresh()
+	}
+	m := c.members.Load()
+	return m != nil && (*m)[addr]
 }
 
 // Redirect is a cluster redirection reply: -MOVED <slot> <addr> or -ASK

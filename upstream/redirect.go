@@ -82,6 +82,9 @@ func (c *Cluster) resend(cmd, reply []byte, proto int, node *Pool, deadline time
 			pause = min(2*pause, 200*time.Millisecond)
 		}
 		if rd, ok := ParseRedirect(reply); ok {
+			if !c.member(rd.Addr) {
+				return reply // not a node of the cluster: not a redirect to follow
+			}
 			if rd.Ask {
 				node, ask = c.NodeAt(rd.Addr), true
 			} else {
