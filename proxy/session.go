@@ -534,11 +534,11 @@ func (s *session) forwardShared(cmds []command) {
 // dedicated takes a dedicated upstream connection for this session,
 // counted against its workspace (admins are not counted; ws is "" then).
 // On failure it returns the error to answer.
-func (s *session) dedicated() (c *upstream.Conn, ws string, msg string) {
+func (s *session) dedicated(ping bool) (c *upstream.Conn, ws string, msg string) {
 	if !s.takeDedicated(&ws) {
 		return nil, "", wire.ErrTryAgainDedicated
 	}
-	c, err := s.node().Dedicated(s.proto)
+	c, err := s.node().Dedicated(s.proto, ping) // no PING for SCRIPT KILL and friends: Redis may not answer one until they run
 	if err != nil {
 		s.giveDedicated(ws)
 		return nil, "", wire.TryAgainDown(s.node())
@@ -574,7 +574,7 @@ func (s *session) pin() string {
 	if s.pinned != nil {
 		return ""
 	}
-	c, ws, msg := s.dedicated()
+	c, ws, msg := s.dedicated(true)
 	if msg != "" {
 		return msg
 	}
@@ -677,7 +677,7 @@ func (s *session) track(c *command, reply []byte) {
 // commands that end what occupies Redis (SCRIPT KILL, FUNCTION KILL,
 // CLIENT UNPAUSE) must not queue behind the commands they release.
 func (s *session) forwardOwn(c *command) {
-	conn, ws, msg := s.dedicated()
+	conn, ws, msg := s.dedicated(false)
 	if msg != "" {
 		s.out = wire.AppendError(s.out, msg)
 		return
@@ -695,7 +695,7 @@ func (s *session) forwardBlocking(c *command) {
 	own := conn == nil
 	if own {
 		var ws, msg string
-		if conn, ws, msg = s.dedicated(); msg != "" {
+		if conn, ws, msg = s.dedicated(true); msg != "" {
 			s.out = wire.AppendError(s.out, msg)
 			return
 		}

@@ -260,7 +260,7 @@ func (p *Pool) Track(nc net.Conn) (untrack func()) {
 
 // probe is the breaker's health check: a fresh connection and PING.
 func (p *Pool) probe() error {
-	nc, _, err := p.dialRaw(2)
+	nc, _, err := p.dialRaw(2, true)
 	if err != nil {
 		return err
 	}
@@ -271,6 +271,26 @@ func (p *Pool) probe() error {
 // 3), or nil when none is connected or the breaker is open (the caller
 // answers TRYAGAIN, see Refusal).
 func (p *Pool) Shared(proto int) *Conn {
+	if c := p.shared1(proto); c != nil {
+		return c
+	}
+	// Being redialled (a reset connection comes back in a millisecond or
+	// two): wait a little for it rather than fail the request.
+	deadline := time.Now().Add(retryWait)
+	for p.brk.Allow() && time.Now().Before(deadline) {
+		select {
+		case <-p.done:
+			return nil
+		case <-time.After(time.Millisecond):
+		}
+		if c := p.shared1(proto); c != nil {
+			return c
+		}
+	}
+	return nil
+}
+
+func (p *Pool) shared1(proto int) *Conn {
 	if !p.brk.Allow() {
 		return nil
 	}
@@ -350,7 +370,7 @@ func (p *Pool) redial(v, i int) {
 }
 
 func (p *Pool) dialShared(v, i int) (*Conn, error) {
-	nc, left, err := p.dialRaw(v + 2)
+	nc, left, err := p.dialRaw(v+2, true)
 	if err != nil {
 		return nil, err
 	}
@@ -389,7 +409,11 @@ func (p *Pool) refreshUp() {
 
 // Dedicated returns a connection for one pinned session: a clean idle one
 // or a new one. Give it back with Release.
-func (p *Pool) Dedicated(proto int) (*Conn, error) {
+//
+// ping false leaves out the PING that proves a new connection's server
+// answers: for the commands that end what keeps Redis from answering
+// (SCRIPT KILL while a script runs, before Redis starts answering BUSY).
+func (p *Pool) Dedicated(proto int, ping bool) (*Conn, error) {
 	if !p.brk.Allow() {
 		return nil, ErrBreakerOpen
 	}
@@ -406,7 +430,7 @@ func (p *Pool) Dedicated(proto int) (*Conn, error) {
 	}
 	p.mu.Unlock()
 	addr := p.Addr()
-	nc, left, err := p.DialRaw(proto)
+	nc, left, err := p.dialRaw(proto, ping)
 	if err != nil {
 		return nil, err
 	}
@@ -475,12 +499,12 @@ func (p *Pool) DialRaw(proto int) (net.Conn, []byte, error) {
 	if !p.brk.Allow() {
 		return nil, nil, ErrBreakerOpen
 	}
-	return p.dialRaw(proto)
+	return p.dialRaw(proto, true)
 }
 
 // dialRaw is DialRaw whatever the breaker's state; its outcome counts.
-func (p *Pool) dialRaw(proto int) (net.Conn, []byte, error) {
-	nc, left, err := p.dialOnce(proto)
+func (p *Pool) dialRaw(proto int, ping bool) (net.Conn, []byte, error) {
+	nc, left, err := p.dialOnce(proto, ping)
 	if err != nil {
 		if !errors.Is(err, ErrNoMaster) {
 			p.brk.Failure(1)
@@ -492,7 +516,7 @@ func (p *Pool) dialRaw(proto int) (net.Conn, []byte, error) {
 	return nc, left, nil
 }
 
-func (p *Pool) dialOnce(proto int) (net.Conn, []byte, error) {
+func (p *Pool) dialOnce(proto int, ping bool) (net.Conn, []byte, error) {
 	d := net.Dialer{Timeout: p.opts.DialTimeout, KeepAlive: 30 * time.Second}
 	addr := p.Addr()
 	if addr == "" {
@@ -521,7 +545,7 @@ func (p *Pool) dialOnce(proto int) (net.Conn, []byte, error) {
 	if tc, ok := nc.(*net.TCPConn); ok {
 		tc.SetNoDelay(true)
 	}
-	left, err := p.handshake(nc, proto)
+	left, err := p.handshake(nc, proto, ping)
 	if err != nil {
 		nc.Close()
 		return nil, nil, err
@@ -529,7 +553,7 @@ func (p *Pool) dialOnce(proto int) (net.Conn, []byte, error) {
 	return nc, left, nil
 }
 
-func (p *Pool) handshake(nc net.Conn, proto int) ([]byte, error) {
+func (p *Pool) handshake(nc net.Conn, proto int, ping bool) ([]byte, error) {
 	var req [][]string
 	hello := proto == 3
 	if hello {
@@ -552,10 +576,13 @@ func (p *Pool) handshake(nc net.Conn, proto int) ([]byte, error) {
 	if p.opts.DB != 0 {
 		req = append(req, []string{"SELECT", strconv.Itoa(p.opts.DB)})
 	}
-	if len(req) == 0 {
+	if len(req) == 0 && ping {
 		// A PING proves the server answers: a hung one accepts
 		// connections (the kernel does) but never replies.
 		req = append(req, []string{"PING"})
+	}
+	if len(req) == 0 {
+		return nil, nil
 	}
 	var out []byte
 	for _, r := range req {
@@ -571,6 +598,12 @@ func (p *Pool) handshake(nc net.Conn, proto int) ([]byte, error) {
 		return nil, err
 	}
 	for i, r := range replies {
+		if req[i][0] == "PING" {
+			// Any reply proves the server answers (-BUSY while a
+			// script runs, -LOADING at start: as Redis's own clients
+			// would see them).
+			continue
+		}
 		if len(r) > 0 && r[0] == '-' {
 			msg := string(bytes.TrimRight(r[1:], "\r\n"))
 			if i == 0 && hello {

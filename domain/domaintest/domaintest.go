@@ -132,7 +132,7 @@ func (d *direct) run(conn *upstream.Conn, r *domain.Req, payload []byte, n int, 
 }
 
 func (d *direct) Blocking(r *domain.Req, args [][]byte, raw []byte) {
-	conn, err := d.e.Pool.Dedicated(d.proto)
+	conn, err := d.e.Pool.Dedicated(d.proto, true)
 	if err != nil {
 		r.Out = wire.AppendError(r.Out, wire.ErrTryAgainDown)
 		return

@@ -43,7 +43,7 @@ func (s req) fstore(dedicated bool) (*fstore, bool) {
 			s.Out = wire.AppendError(s.Out, wire.ErrTryAgainDedicated)
 			return nil, false
 		}
-		c, err := s.Env.Node(s.Workspace).Dedicated(2)
+		c, err := s.Env.Node(s.Workspace).Dedicated(2, true)
 		if err != nil {
 			s.Up.GiveDedicated(f.ws)
 			s.Out = wire.AppendError(s.Out, wire.TryAgainDown(s.Env.Node(s.Workspace)))
@@ -74,7 +74,7 @@ func (f *fstore) heavy() {
 		return
 	}
 	f.ws = ws
-	if c, err := f.s.Env.Node(f.s.Workspace).Dedicated(2); err == nil {
+	if c, err := f.s.Env.Node(f.s.Workspace).Dedicated(2, true); err == nil {
 		f.conn, f.ded, f.bad = c, true, false
 	} else {
 		f.s.Up.GiveDedicated(f.ws)

@@ -30,7 +30,7 @@ func (s req) wsInfo() {
 		return
 	}
 	defer s.Up.GiveDedicated(ws)
-	conn, err := s.Env.Node(s.Workspace).Dedicated(2)
+	conn, err := s.Env.Node(s.Workspace).Dedicated(2, true)
 	if err != nil {
 		s.Out = wire.AppendError(s.Out, wire.TryAgainDown(s.Env.Node(s.Workspace)))
 		return
