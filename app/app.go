@@ -32,6 +32,7 @@ import (
 	"github.com/agentproxy/agentproxy/fencing"
 	"github.com/agentproxy/agentproxy/internal/membudget"
 	"github.com/agentproxy/agentproxy/keyspace"
+	"github.com/agentproxy/agentproxy/lua"
 	"github.com/agentproxy/agentproxy/policy"
 	"github.com/agentproxy/agentproxy/proxy"
 	"github.com/agentproxy/agentproxy/upstream"
@@ -93,9 +94,14 @@ func Start(cfg config.Config, log *zap.Logger) (*App, error) {
 	switch target.Mode {
 	case upstream.ClusterMode:
 		a.cluster = upstream.NewCluster(target, log.Named("upstream"))
+		own := map[string]bool{}
+		for _, sc := range lua.All() {
+			own[sc.SHA] = true
+		}
+		a.cluster.Own = func(sha string) bool { return own[sha] }
 		a.pool = a.cluster.NodeAt(target.Seeds[0]) // for what every node shares (version, RESP3)
 	case upstream.SentinelMode:
-		opts.Name = "sentinel/" + target.Master
+		opts.Name, opts.RequireMaster = "sentinel/"+target.Master, true
 		a.pool = upstream.NewPool(*opts, log.Named("upstream"))
 		upstream.FollowSentinel(ctx, target, a.pool, log.Named("sentinel"))
 	default:

@@ -437,7 +437,7 @@ func (s *session) doPayload(conn *upstream.Conn, payload []byte, n int, timeout 
 	}
 	s.out = call.Out
 	if cl != nil && call.Got > 0 && conn.IsShared() {
-		s.out = cl.FollowRedirects(s.out, start, call.Ends[:call.Got], payload, s.proto, conn.Pool())
+		s.out = cl.FollowRedirects(s.out, start, call.Ends[:call.Got], payload, s.proto, conn.Pool(), s.srv.opts.MaxOutputBytes)
 	}
 	s.outHeld += call.Held // the reply buffer's growth, given back when out shrinks
 	call.Held = 0
@@ -458,14 +458,16 @@ func (s *session) node() *upstream.Pool {
 	return s.srv.pool
 }
 
-// route finds the node of cmds[0] in a cluster (its first key's slot; the
-// workspace's for a command without keys) and how many commands from the
-// first go to the same node.
+// route finds the node of cmds[0] in a cluster (upstream's CommandNode) and
+// how many commands from the first go to it together.
 func (s *session) route(cmds []command) (int, *upstream.Pool) {
 	cl, def := s.srv.opts.Cluster, s.node()
-	first := cl.CommandNode(cmds[0].sub, cmds[0].Args, &s.racc, def)
+	first, alone := cl.CommandNode(cmds[0].sub, cmds[0].Args, &s.racc, def)
+	if alone {
+		return 1, first // its slot is being moved: by itself
+	}
 	for j := 1; j < len(cmds); j++ {
-		if cl.CommandNode(cmds[j].sub, cmds[j].Args, &s.racc, def) != first {
+		if n, a := cl.CommandNode(cmds[j].sub, cmds[j].Args, &s.racc, def); n != first || a {
 			return j, first
 		}
 	}
@@ -509,7 +511,7 @@ func (s *session) forwardShared(cmds []command) {
 		}
 	}
 	payload := s.payload(cmds)
-	if (s.bulky > 0 || len(payload) >= bulkBytes) && !(s.planned && anyPlanned(cmds)) && node == s.node() {
+	if (s.bulky > 0 || len(payload) >= bulkBytes) && !(s.planned && anyPlanned(cmds)) && s.srv.opts.Cluster == nil {
 		if s.bulky <= 0 {
 			s.bulky = bulkBatches
 		}

@@ -117,10 +117,15 @@ func TestClusterDifferentialScripts(t *testing.T) {
 		t.Fatalf("workspaces on %d masters, want 3", len(perMaster))
 	}
 	same, differ, scripts := 0, map[string]int{}, 0
-	for k, s := range dtScripts() {
-		ws := wss[k%len(wss)]
-		s = inWorkspace(s, ws)
+	used := map[string]bool{}
+	scriptsAll := dtScripts()
+	for k, s0 := range scriptsAll {
 		for _, proto := range []int{2, 3} {
+			// Each script runs in two workspaces (RESP2 in one, RESP3 in
+			// another), so every workspace gets some.
+			ws := wss[(k+(proto-2)*len(scriptsAll))%len(wss)]
+			used[ws] = true
+			s := inWorkspace(s0, ws)
 			pipelined := proto == 3
 			dtReset(t, admin)
 			direct := dtRun(t, dtDial(t, r.Addr, proto), s, pipelined)
@@ -154,7 +159,10 @@ func TestClusterDifferentialScripts(t *testing.T) {
 			}
 		}
 	}
-	t.Logf("%d script runs: %d replies identical; replies that differ as a cluster's do: %v", scripts, same, differ)
+	t.Logf("%d script runs in %d workspaces: %d replies identical; replies that differ as a cluster's do: %v", scripts, len(used), same, differ)
+	if len(used) < 30 {
+		t.Errorf("the scripts ran in %d workspaces, want 30 or more", len(used))
+	}
 }
 
 // clusterDomainScript is every domain command family in one workspace.

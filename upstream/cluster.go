@@ -47,9 +47,10 @@ type Cluster struct {
 	t   Target
 	log *zap.Logger
 
-	slots   [Slots]atomic.Pointer[Pool]
-	known   atomic.Bool                     // a slot map was read
-	members atomic.Pointer[map[string]bool] // every node's address (CLUSTER NODES)
+	slots     [Slots]atomic.Pointer[Pool]
+	migrating [Slots]atomic.Int64             // unix nanos until which the slot counts as being moved
+	known     atomic.Bool                     // a slot map was read
+	members   atomic.Pointer[map[string]bool] // every node's address (CLUSTER NODES)
 
 	syncMu sync.Mutex // member's refresh
 	synced time.Time
@@ -60,6 +61,10 @@ type Cluster struct {
 
 	kick chan struct{}
 	done chan struct{}
+
+	// Own reports whether a script SHA (hex) is one of the proxy's own,
+	// whose error replies are never a forged redirect. Set before use.
+	Own func(sha string) bool
 }
 
 // NewCluster starts discovering the cluster from t.Seeds in the background.
@@ -92,11 +97,31 @@ func (c *Cluster) Node(slot int) *Pool {
 // CommandNode is the pool for a command (cmd, its table entry, may be
 // nil): the master of its first key's slot, or def for a command without
 // keys. acc is scratch.
-func (c *Cluster) CommandNode(cmd *keyspace.Command, args [][]byte, acc *keyspace.Access, def *Pool) *Pool {
+//
+// alone says the slot is being migrated: send the command by itself and
+// wait for its reply (redirects followed) before the next, so a command
+// sent again after an ASK or TRYAGAIN cannot run after a later one of the
+// same batch.
+func (c *Cluster) CommandNode(cmd *keyspace.Command, args [][]byte, acc *keyspace.Access, def *Pool) (node *Pool, alone bool) {
 	if cmd != nil && keyspace.Extract(cmd, args, acc) == nil && len(acc.Keys) > 0 {
-		return c.Node(KeySlot(args[acc.Keys[0]]))
+		slot := KeySlot(args[acc.Keys[0]])
+		return c.Node(slot), c.Migrating(slot)
 	}
-	return def
+	return def, false
+}
+
+// Migrating reports whether slot is being moved: CLUSTER NODES said so at
+// the last refresh, or a reply said ASK or TRYAGAIN for it in the last
+// few seconds.
+func (c *Cluster) Migrating(slot int) bool {
+	return time.Now().UnixNano() < c.migrating[slot].Load()
+}
+
+// markMigrating notes that slot is being moved, for the next 5 s.
+func (c *Cluster) markMigrating(slot int) {
+	if slot >= 0 && slot < Slots {
+		c.migrating[slot].Store(time.Now().Add(5 * time.Second).UnixNano())
+	}
 }
 
 // NodeAt is the pool for the node at addr, created on first use.
@@ -323,6 +348,14 @@ func (c *Cluster) slotsFrom(addr string) ([]redis.ClusterSlot, map[string]bool, 
 		if len(f) < 3 || strings.Contains(f[2], "noaddr") || strings.Contains(f[2], "handshake") {
 			continue
 		}
+		for _, sl := range f[8:] {
+			// [<slot>->-<node>] (migrating) or [<slot>-<-<node>] (importing)
+			if n, _, ok := strings.Cut(strings.TrimPrefix(sl, "["), "-"); ok && sl[0] == '[' {
+				if v, err := strconv.Atoi(n); err == nil {
+					c.markMigrating(v)
+				}
+			}
+		}
 		a, _, _ := strings.Cut(f[1], "@")
 		if strings.HasPrefix(a, ":") { // myself, before it knows its own IP
 			host, _, _ := net.SplitHostPort(addr)
@@ -346,14 +379,20 @@ func (c *Cluster) member(addr string) bool {
 	if m := c.members.Load(); m != nil && (*m)[addr] {
 		return true
 	}
+	c.syncRefresh()
+	m := c.members.Load()
+	return m != nil && (*m)[addr]
+}
+
+// syncRefresh reads the slot map now, unless that was done in the last
+// 100 ms.
+func (c *Cluster) syncRefresh() {
 	c.syncMu.Lock()
 	defer c.syncMu.Unlock()
 	if time.Since(c.synced) >= 100*time.Millisecond {
 		c.synced = time.Now()
 		c.refresh()
 	}
-	m := c.members.Load()
-	return m != nil && (*m)[addr]
 }
 
 // Redirect is a cluster redirection reply: -MOVED <slot> <addr> or -ASK

@@ -577,15 +577,11 @@ fail:
 		}
 	}
 	if c.brk != nil && !errors.Is(c.closeErr, ErrClosed) && !errors.Is(c.closeErr, ErrMoved) {
-		// A transport failure, not the proxy's own close. A timeout is
-		// Redis not answering: each request it cost counts. A lost
-		// connection counts once (a reset connection is redialled at
-		// once, and that success clears it).
-		n := 1
-		if cause == ErrTimeout {
-			n = max(len(queue)+btoi(cur != nil), 1)
-		}
-		c.brk.Failure(n)
+		// A transport failure, not the proxy's own close: a timeout or a
+		// lost connection counts once, however many requests it cost
+		// (one slow command must not open the breaker for everyone). The
+		// redial that follows proves the node answers, or counts again.
+		c.brk.Failure(1)
 	}
 	if c.onClose != nil {
 		c.onClose(c, err)
@@ -629,13 +625,6 @@ func (c *Conn) Do(call *Call, payload []byte) error {
 // retryWait is how long a call that was never sent waits for a new shared
 // connection before it is answered TRYAGAIN.
 const retryWait = 250 * time.Millisecond
-
-func btoi(b bool) int {
-	if b {
-		return 1
-	}
-	return 0
-}
 
 // Query sends one command on c and waits for its reply (for the proxy's
 // own commands, off the data path).

@@ -43,6 +43,10 @@ type Options struct {
 	Breaker breaker.Settings
 	// Name names the node in logs and metrics (default: Addr).
 	Name string
+	// RequireMaster refuses a connection to a node that is not a master
+	// (Sentinel: a sentinel's stale answer must not send writes to a
+	// demoted master).
+	RequireMaster bool
 }
 
 // ParseURL reads redis://[user:pass@]host:port[/db], rediss://... (TLS) and
@@ -581,6 +585,9 @@ func (p *Pool) handshake(nc net.Conn, proto int, ping bool) ([]byte, error) {
 		// connections (the kernel does) but never replies.
 		req = append(req, []string{"PING"})
 	}
+	if p.opts.RequireMaster {
+		req = append(req, []string{"ROLE"})
+	}
 	if len(req) == 0 {
 		return nil, nil
 	}
@@ -598,6 +605,9 @@ func (p *Pool) handshake(nc net.Conn, proto int, ping bool) ([]byte, error) {
 		return nil, err
 	}
 	for i, r := range replies {
+		if req[i][0] == "ROLE" && !bytes.HasPrefix(r, []byte("*3\r\n$6\r\nmaster\r\n")) {
+			return nil, fmt.Errorf("%s is not a master (ROLE: %.40q)", nc.RemoteAddr(), r)
+		}
 		if req[i][0] == "PING" {
 			// Any reply proves the server answers (-BUSY while a
 			// script runs, -LOADING at start: as Redis's own clients

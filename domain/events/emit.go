@@ -143,11 +143,22 @@ func (e *Emitter) send(call *upstream.Call, node *upstream.Pool, req []byte, n i
 		return
 	}
 	call.Out, call.N, call.Timeout = call.Out[:0], 2*n, 0
+	cl, _ := e.pool.(*upstream.Cluster)
+	if cl != nil {
+		if call.Ends == nil {
+			call.Ends = make([]int, 0, 2*n) // non-nil: the replies' ends, for the redirects below
+		}
+		call.Ends = call.Ends[:0]
+	}
 	if err := conn.Send(call, req); err != nil {
 		e.Dropped.Add(int64(n))
 		return
 	}
 	call.Wait()
+	if cl != nil && call.Err == nil {
+		// A workspace's log on a slot being moved: follow the redirects.
+		call.Out = cl.FollowRedirects(call.Out, 0, call.Ends, req, 2, node, 0)
+	}
 	if call.Err != nil {
 		e.log.Debug("events not sent", zap.Error(call.Err), zap.Int("events", n))
 		e.Dropped.Add(int64(n))
