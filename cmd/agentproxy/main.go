@@ -26,8 +26,44 @@ import (
 	"github.com/agentproxy/agentproxy/proxy"
 )
 
-// version is set at build time with -ldflags "-X main.version=...".
-var version = "dev"
+// version may be set at build time with -ldflags "-X main.version=...";
+// otherwise it comes from the build (buildVersion).
+var version = ""
+
+// buildVersion is the version of this binary: the -X value, else the
+// module version (go install ...@v1.2.3), else the VCS revision the
+// binary was built from (with "-dirty" for uncommitted changes), else
+// "dev".
+func buildVersion() string {
+	if version != "" {
+		return version
+	}
+	bi, ok := debug.ReadBuildInfo()
+	if !ok {
+		return "dev"
+	}
+	if v := bi.Main.Version; v != "" && v != "(devel)" {
+		return v
+	}
+	var rev, dirty string
+	for _, st := range bi.Settings {
+		switch st.Key {
+		case "vcs.revision":
+			rev = st.Value
+		case "vcs.modified":
+			if st.Value == "true" {
+				dirty = "-dirty"
+			}
+		}
+	}
+	if len(rev) > 12 {
+		rev = rev[:12]
+	}
+	if rev == "" {
+		return "dev"
+	}
+	return "dev+" + rev + dirty
+}
 
 // memOverhead is what the process needs beyond the memory budget: the Go
 // runtime, and the fixed per-connection buffers and goroutines.
@@ -43,7 +79,7 @@ Usage:
                                   file chunks; exit 1 on findings
   agentproxy migrate-dir --from DIR [--workspace WS]  upload a directory tree into FILE.* via a proxy
   agentproxy export-dir --to DIR [--workspace WS]     write FILE.* files out into a directory tree
-  agentproxy version              print the version
+  agentproxy version, --version   print the version (from the build: module version or VCS revision)
 
 Flags of serve (each also AGENTPROXY_<FLAG> in the environment, e.g.
 AGENTPROXY_UPSTREAM; flags win over the environment, which wins over the file):
@@ -57,6 +93,8 @@ func run(args []string, stdout, stderr io.Writer) int {
 	cmd := "serve"
 	if len(args) > 0 && len(args[0]) > 0 && args[0][0] != '-' {
 		cmd, args = args[0], args[1:]
+	} else if len(args) > 0 && (args[0] == "--version" || args[0] == "-version") {
+		cmd = "version"
 	}
 	switch cmd {
 	case "serve":
@@ -69,8 +107,8 @@ func run(args []string, stdout, stderr io.Writer) int {
 		return migrateDir(args, stdout, stderr)
 	case "export-dir":
 		return exportDir(args, stdout, stderr)
-	case "version":
-		fmt.Fprintf(stdout, "agentproxy %s\n", version)
+	case "version", "--version", "-version":
+		fmt.Fprintf(stdout, "agentproxy %s\n", buildVersion())
 		return 0
 	case "help":
 		d := config.Default()
@@ -190,7 +228,7 @@ func serve(args []string, stdout, stderr io.Writer) int {
 		// keep the process near what it really holds.
 		debug.SetMemoryLimit(app.MemoryBudget(cfg) + memOverhead/2)
 	}
-	proxy.Version = version
+	proxy.Version = buildVersion()
 	a, err := app.Start(cfg, log)
 	if err != nil {
 		log.Error("cannot start", zap.Error(err))
@@ -225,11 +263,19 @@ wait:
 }
 
 func checkConfig(args []string, stdout, stderr io.Writer) int {
-	if len(args) != 1 {
-		fmt.Fprintln(stderr, "usage: agentproxy check-config FILE")
+	const checkUsage = "usage: agentproxy check-config FILE\n\nValidates FILE with the AGENTPROXY_<SECTION>_<KEY> environment overrides applied, as serve\nwould load it; exit 1 listing every problem.\n"
+	if len(args) == 1 && (args[0] == "-h" || args[0] == "--help" || args[0] == "-help") {
+		fmt.Fprint(stdout, checkUsage)
+		return 0
+	}
+	if len(args) != 1 || strings.HasPrefix(args[0], "-") {
+		fmt.Fprint(stderr, checkUsage)
 		return 2
 	}
 	cfg, err := config.Load(args[0])
+	if err == nil {
+		err = config.ApplyEnv(&cfg, os.Environ())
+	}
 	if err == nil {
 		err = cfg.Validate()
 	}

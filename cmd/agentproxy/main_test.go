@@ -46,9 +46,29 @@ func clearEnv(t *testing.T) {
 var serveFlagNames = []string{"config", "listen", "upstream", "metrics", "workspace", "keyspace-mode", "data", "log-level"}
 
 func TestVersion(t *testing.T) {
-	code, out, _ := runCLI(t, "version")
-	if code != 0 || out != "agentproxy "+version+"\n" {
-		t.Errorf("version: %d %q", code, out)
+	for _, arg := range []string{"version", "--version"} {
+		code, out, _ := runCLI(t, arg)
+		if code != 0 || out != "agentproxy "+buildVersion()+"\n" || buildVersion() == "" {
+			t.Errorf("%s: %d %q", arg, code, out)
+		}
+	}
+}
+
+// TestCheckConfigEnvAndHelp: check-config sees the file as serve would,
+// environment overrides included, and --help is help, not a file name.
+func TestCheckConfigEnvAndHelp(t *testing.T) {
+	clearEnv(t)
+	good := writeFile(t, "good.toml", "[keyspace]\nmode = \"warn\"\n")
+	t.Setenv("AGENTPROXY_KEYSPACE_MODE", "bogus")
+	if code, _, errOut := runCLI(t, "check-config", good); code != 1 || !strings.Contains(errOut, "keyspace.mode") {
+		t.Errorf("check-config with a bad override: %d %q", code, errOut)
+	}
+	t.Setenv("AGENTPROXY_KEYSPACE_MODE", "off")
+	if code, out, errOut := runCLI(t, "check-config", good); code != 0 || !strings.Contains(out, "ok") {
+		t.Errorf("check-config with a good override: %d %q %q", code, out, errOut)
+	}
+	if code, out, _ := runCLI(t, "check-config", "--help"); code != 0 || !strings.Contains(out, "usage: agentproxy check-config") {
+		t.Errorf("check-config --help: %d %q", code, out)
 	}
 }
 
