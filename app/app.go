@@ -14,8 +14,10 @@ import (
 	"net/http/pprof"
 	"os"
 	"path/filepath"
+	"reflect"
 	"strconv"
 	"strings"
+	"sync/atomic"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -53,6 +55,9 @@ type App struct {
 	stop    context.CancelFunc // ends the background goroutines (lock watch, events)
 	emitter *events.Emitter
 	locks   *fencing.Registry
+
+	reloadOK, reloadFailed atomic.Int64 // configuration reloads
+	reloadLastOK           atomic.Bool
 }
 
 // Start builds everything and starts serving. It returns once the listener
@@ -62,6 +67,7 @@ func Start(cfg config.Config, log *zap.Logger) (*App, error) {
 		return nil, err
 	}
 	a := &App{cfg: cfg, log: log, served: make(chan error, 1)}
+	a.reloadLastOK.Store(true)
 	url := cfg.Upstream.URL
 	if url == "embedded" {
 		st, err := embedded.Start(expandHome(cfg.Embedded.DataFile), cfg.Embedded.SnapshotInterval.Duration, log.Named("embedded"))
@@ -252,14 +258,78 @@ func (a *App) Shutdown() error {
 	return err
 }
 
-// Hangup handles SIGHUP: the configuration is not reloaded (yet), the
+// Reload applies a new configuration without a restart: the policy
+// (users, roles, command rules, keyspace mode, default workspace, TTL
+// rules, fencing and event rules, rate limits) is built and checked first,
+// then swapped in at once; connections stay open and each follows the new
+// rules from its next command. Settings that only change on a restart are
+// logged and returned, and keep their running value. A configuration that
+// does not build changes nothing. The embedded store is snapshotted too.
+func (a *App) Reload(cfg config.Config) (restartOnly []string, err error) {
+	defer a.snapshot("reload")
+	if err = cfg.Validate(); err == nil {
+		var pol *policy.Policy
+		if pol, err = BuildPolicy(cfg); err == nil {
+			restartOnly = restartOnlyChanges(a.cfg, cfg)
+			a.srv.SetPolicy(pol)
+			live := cfg
+			// What cannot change live keeps its running value.
+			live.Listen, live.Upstream, live.Breaker, live.Embedded, live.Log = a.cfg.Listen, a.cfg.Upstream, a.cfg.Breaker, a.cfg.Embedded, a.cfg.Log
+			live.Keyspace.Prefix, live.Features, live.Files = a.cfg.Keyspace.Prefix, a.cfg.Features, a.cfg.Files
+			a.cfg = live
+		}
+	}
+	a.ReloadFailed(err)
+	if err == nil {
+		a.reloadOK.Add(1)
+		a.log.Info("configuration reloaded", zap.Strings("restart_only_changes_ignored", restartOnly))
+		if len(restartOnly) > 0 {
+			a.log.Warn("these settings change only on a restart; they keep their running values", zap.Strings("settings", restartOnly))
+		}
+	}
+	return restartOnly, err
+}
+
+// ReloadFailed records a reload that could not even load its file (or
+// err from Reload); nil does nothing.
+func (a *App) ReloadFailed(err error) {
+	if err == nil {
+		a.reloadLastOK.Store(true)
+		return
+	}
+	a.reloadFailed.Add(1)
+	a.reloadLastOK.Store(false)
+	a.log.Error("configuration reload failed: still running with the previous configuration", zap.Error(err))
+}
+
+// restartOnlyChanges names the sections (or keys) that differ between old
+// and new and that only a restart applies.
+func restartOnlyChanges(old, new config.Config) []string {
+	var out []string
+	for _, c := range []struct {
+		name string
+		a, b any
+	}{
+		{"listen", old.Listen, new.Listen}, {"upstream", old.Upstream, new.Upstream}, {"breaker", old.Breaker, new.Breaker},
+		{"embedded", old.Embedded, new.Embedded}, {"log", old.Log, new.Log}, {"keyspace.prefix", old.Keyspace.Prefix, new.Keyspace.Prefix},
+		{"features", old.Features, new.Features}, {"files", old.Files, new.Files},
+	} {
+		if !reflect.DeepEqual(c.a, c.b) {
+			out = append(out, c.name)
+		}
+	}
+	return out
+}
+
+// Hangup handles SIGHUP when the configuration cannot be read again: the
 // process keeps serving, and the embedded store is snapshotted so nothing
 // since the last snapshot depends on the process staying up.
-func (a *App) Hangup() {
-	a.log.Warn("SIGHUP: configuration reload is not supported yet; still serving with the configuration loaded at start")
+func (a *App) Hangup() { a.snapshot("SIGHUP") }
+
+func (a *App) snapshot(why string) {
 	if a.store != nil {
 		if err := a.store.Snapshot(); err != nil {
-			a.log.Error("snapshot on SIGHUP failed", zap.Error(err))
+			a.log.Error("snapshot failed", zap.String("on", why), zap.Error(err))
 		}
 	}
 }
@@ -373,6 +443,17 @@ func (a *App) registerPolicyStats(reg *prometheus.Registry) {
 		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Namespace: "agentproxy", Name: "fencing_synced",
 			Help: "1 when the fencing registry knows every lock (else every guarded write is checked in Redis)."}, func() float64 {
 			if a.locks.Synced() {
+				return 1
+			}
+			return 0
+		}),
+		prometheus.NewCounterFunc(prometheus.CounterOpts{Namespace: "agentproxy", Name: "config_reloads_total",
+			Help: "Configuration reloads applied (SIGHUP)."}, func() float64 { return float64(a.reloadOK.Load()) }),
+		prometheus.NewCounterFunc(prometheus.CounterOpts{Namespace: "agentproxy", Name: "config_reload_failures_total",
+			Help: "Configuration reloads refused (the file did not load or validate); the previous configuration stays."}, func() float64 { return float64(a.reloadFailed.Load()) }),
+		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Namespace: "agentproxy", Name: "config_last_reload_successful",
+			Help: "1 when the last configuration reload succeeded (or none was tried)."}, func() float64 {
+			if a.reloadLastOK.Load() {
 				return 1
 			}
 			return 0

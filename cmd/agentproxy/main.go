@@ -241,9 +241,13 @@ wait:
 		select {
 		case s := <-sig:
 			if s == syscall.SIGHUP {
-				// A reload is not implemented yet: keep serving, and make
-				// sure the embedded store's data is on disk.
-				a.Hangup()
+				// Reload: the file, the environment and the flags again.
+				if next, err := loadConfig(args, io.Discard); err != nil {
+					a.ReloadFailed(err)
+					a.Hangup()
+				} else {
+					a.Reload(next)
+				}
 				continue
 			}
 			log.Info("shutting down", zap.String("signal", s.String()))
