@@ -79,6 +79,8 @@ Usage:
                                   file chunks; exit 1 on findings
   agentproxy migrate-dir --from DIR [--workspace WS]  upload a directory tree into FILE.* via a proxy
   agentproxy export-dir --to DIR [--workspace WS]     write FILE.* files out into a directory tree
+  agentproxy export --upstream URL --workspace WS --out FILE   a workspace's keys (every type, TTLs) to a checksummed file
+  agentproxy import --upstream URL --in FILE [--replace] [--verify]   and back (the whole file is checked first)
   agentproxy version, --version   print the version (from the build: module version or VCS revision)
 
 Flags of serve (each also AGENTPROXY_<FLAG> in the environment, e.g.
@@ -107,6 +109,10 @@ func run(args []string, stdout, stderr io.Writer) int {
 		return migrateDir(args, stdout, stderr)
 	case "export-dir":
 		return exportDir(args, stdout, stderr)
+	case "export":
+		return exportCmd(args, stdout, stderr)
+	case "import":
+		return importCmd(args, stdout, stderr)
 	case "version", "--version", "-version":
 		fmt.Fprintf(stdout, "agentproxy %s\n", buildVersion())
 		return 0
