@@ -615,7 +615,7 @@ func (c *Conn) Do(call *Call, payload []byte) error {
 			}
 			return err
 		}
-		if time.Now().After(deadline) || !c.pool.brk.Allow() {
+		if time.Now().After(deadline) || !c.pool.Redialling() {
 			return err
 		}
 		time.Sleep(2 * time.Millisecond)

@@ -123,6 +123,8 @@ type Pool struct {
 	closed  bool
 	done    chan struct{}
 
+	dialFailing atomic.Bool // the last redial of a shared connection failed
+
 	version atomic.Value // string: the server's version, from HELLO
 	resp3   atomic.Bool  // the server speaks RESP3 (answered HELLO 3)
 	up      atomic.Bool
@@ -279,9 +281,10 @@ func (p *Pool) Shared(proto int) *Conn {
 		return c
 	}
 	// Being redialled (a reset connection comes back in a millisecond or
-	// two): wait a little for it rather than fail the request.
+	// two): wait a little for it rather than fail the request, unless
+	// redialling already failed (the node is down: fail at once).
 	deadline := time.Now().Add(retryWait)
-	for p.brk.Allow() && time.Now().Before(deadline) {
+	for p.Redialling() && time.Now().Before(deadline) {
 		select {
 		case <-p.done:
 			return nil
@@ -293,6 +296,10 @@ func (p *Pool) Shared(proto int) *Conn {
 	}
 	return nil
 }
+
+// Redialling reports whether a lost shared connection is being redialled
+// with no failure yet: worth a short wait.
+func (p *Pool) Redialling() bool { return p.brk.Allow() && !p.dialFailing.Load() }
 
 func (p *Pool) shared1(proto int) *Conn {
 	if !p.brk.Allow() {
@@ -338,6 +345,7 @@ func (p *Pool) redial(v, i int) {
 		failures := 0
 		for {
 			c, err := p.dialShared(v, i)
+			p.dialFailing.Store(err != nil)
 			if err == nil {
 				p.mu.Lock()
 				p.dialing[v][i] = false
