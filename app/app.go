@@ -388,6 +388,12 @@ func registerStats(reg *prometheus.Registry, srv *proxy.Server, pool upstream.Ro
 	gauge("clients", "Connected clients.", func() float64 { return float64(st.Clients.Load()) })
 	counter("dedicated_limit_total", "Commands refused at upstream.max_dedicated_per_workspace.", st.DedicatedLimit.Load)
 	counter("rate_limited_total", "Commands refused with TRYAGAIN by [ratelimit].", st.RateLimited.Load)
+	counter("refused_total", "Commands refused by access control (NOPERM, BADKEY and the like).", st.Refused.Load)
+	counter("warned_total", "Keyspace violations forwarded in warn mode.", st.Warned.Load)
+	counter("auth_failures_total", "AUTH and HELLO AUTH attempts with a wrong name or password.", st.AuthFailures.Load)
+	counter("bulk_waits_total", "Bulky batches that waited for the bulk lane.", st.BulkWaits.Load)
+	counter("cache_hits_total", "CACHE.GET hits.", srv.Domain().Stats.CacheHits.Load)
+	counter("cache_misses_total", "CACHE.GET misses.", srv.Domain().Stats.CacheMisses.Load)
 	counter("budget_cuts_total", "Clients disconnected because the memory budget (listen.memory_budget) was exhausted.", st.BudgetCuts.Load)
 	gauge("budget_used_bytes", "Bytes held for incomplete requests and undelivered replies, against listen.memory_budget.",
 		func() float64 { return float64(srv.Budget().Used()) })

@@ -1,0 +1,74 @@
+package tests
+
+import (
+	"io"
+	"net/http"
+	"strconv"
+	"strings"
+	"testing"
+
+	"github.com/agentproxy/agentproxy/config"
+	"github.com/agentproxy/agentproxy/internal/testutil"
+)
+
+// TestMetricsMove scrapes /metrics around traffic: the families exist,
+// have help text, and the counters of what happened move.
+func TestMetricsMove(t *testing.T) {
+	r := testutil.StartRedis(t)
+	cfg := testutil.EnforcingConfig(t, r.URL())
+	cfg.Users = []config.User{{Name: "u1", PasswordSHA256: isoHash("pw"), Workspaces: []string{"default"}, Role: "agent"}}
+	cfg.Listen.MetricsAddr = "127.0.0.1:" + strconv.Itoa(testutil.FreePort(t))
+	a := testutil.StartProxy(t, cfg)
+	scrape := func() map[string]float64 {
+		t.Helper()
+		resp, err := http.Get("http://" + cfg.Listen.MetricsAddr + "/metrics")
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		body, _ := io.ReadAll(resp.Body)
+		m := map[string]float64{}
+		help := map[string]bool{}
+		for _, l := range strings.Split(string(body), "\n") {
+			if strings.HasPrefix(l, "# HELP ") {
+				help[strings.Fields(l)[2]] = true
+				continue
+			}
+			if l == "" || l[0] == '#' {
+				continue
+			}
+			name, v, _ := strings.Cut(l, " ")
+			f, _ := strconv.ParseFloat(v, 64)
+			m[name] = f
+			base, _, _ := strings.Cut(name, "{")
+			if strings.HasPrefix(base, "agentproxy_") && !help[base] {
+				t.Errorf("%s has no help text", base)
+			}
+		}
+		return m
+	}
+	before := scrape()
+	c := testutil.Dial(t, a.Addr())
+	c.DoS("SET", "deepagents:{default}:kv:x", "1")
+	c.DoS("GET", "deepagents:{other}:kv:x") // refused: another workspace
+	c.DoS("AUTH", "nobody", "wrong")        // an auth failure
+	c.DoS("CACHE.SET", "tool", "h", "v")
+	c.DoS("CACHE.GET", "tool", "h")       // hit
+	c.DoS("CACHE.GET", "tool", "missing") // miss
+	after := scrape()
+	for _, name := range []string{"agentproxy_commands_total", "agentproxy_refused_total", "agentproxy_auth_failures_total",
+		"agentproxy_cache_hits_total", "agentproxy_cache_misses_total", "agentproxy_connections_accepted_total"} {
+		if after[name] <= before[name] {
+			t.Errorf("%s did not move: %v -> %v", name, before[name], after[name])
+		}
+	}
+	for _, name := range []string{"agentproxy_upstream_up", "agentproxy_budget_limit_bytes", "agentproxy_clients",
+		`agentproxy_upstream_breaker_state{node="` + r.Addr + `"}`, "agentproxy_config_last_reload_successful", "agentproxy_warned_total"} {
+		if _, ok := after[name]; !ok {
+			t.Errorf("%s is not exported", name)
+		}
+	}
+	if after["agentproxy_upstream_up"] != 1 {
+		t.Errorf("agentproxy_upstream_up = %v", after["agentproxy_upstream_up"])
+	}
+}
