@@ -202,8 +202,7 @@ func verify(ctx context.Context, rdb *redis.Client, batch []record) error {
 		if err != nil {
 			return fmt.Errorf("verify %s: %w", r.key, err)
 		}
-		if got != string(r.payload) {
-			// The same Redis version serialises a value the same way.
+		if got != string(r.payload) && !sameValue(ctx, rdb, r, got) {
 			return fmt.Errorf("verify %s: the value in Redis differs from the export", r.key)
 		}
 		ttl, _ := ttls[i].Int64()
@@ -212,6 +211,21 @@ func verify(ctx context.Context, rdb *redis.Client, batch []record) error {
 		}
 	}
 	return nil
+}
+
+// sameValue reports whether got (DUMP of the key) holds the same value as
+// the export's payload. A hash table's DUMP lists its elements in the
+// server's own order (each server seeds its hash function at random), so
+// the payload is restored under a scratch name on the same server, whose
+// DUMP then lists them the same way.
+func sameValue(ctx context.Context, rdb *redis.Client, r record, got string) bool {
+	scratch := fmt.Sprintf("agentproxy:import-verify:%d", time.Now().UnixNano())
+	if err := rdb.Do(ctx, "RESTORE", scratch, 0, r.payload).Err(); err != nil {
+		return false
+	}
+	defer rdb.Del(ctx, scratch)
+	again, err := rdb.Dump(ctx, scratch).Result()
+	return err == nil && again == got
 }
 
 type record struct {

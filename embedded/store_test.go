@@ -117,7 +117,8 @@ func TestSnapshotRoundTrip(t *testing.T) {
 		got := pttl(t, c2, key)
 		// The TTL kept running while the store was down: never extended,
 		// never lost.
-		if got <= 0 || got > want-down.Milliseconds()+20 {
+		// The store's clock moves in ticks (up to 50 ms behind).
+		if got <= 0 || got > want-down.Milliseconds()+60 {
 			t.Errorf("PTTL %s after a %v restart: %d, want ≤ %d - %d", key, down, got, want, down.Milliseconds())
 		}
 	}

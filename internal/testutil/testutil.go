@@ -386,7 +386,27 @@ func BuildProxy(t testing.TB) string {
 type Process struct {
 	Addr string
 	Cmd  *exec.Cmd
-	Log  *bytes.Buffer
+	Log  *SyncBuffer
+}
+
+// SyncBuffer is a buffer a process writes to while a test reads it.
+type SyncBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+// Write appends p.
+func (b *SyncBuffer) Write(p []byte) (int, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.b.Write(p)
+}
+
+// String is what was written so far.
+func (b *SyncBuffer) String() string {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.b.String()
 }
 
 // StartProcess runs the agentproxy binary with args (listening on a free
@@ -395,7 +415,7 @@ func StartProcess(t testing.TB, env []string, args ...string) *Process {
 	t.Helper()
 	bin := BuildProxy(t)
 	port := FreePort(t)
-	p := &Process{Addr: "127.0.0.1:" + strconv.Itoa(port), Log: &bytes.Buffer{}}
+	p := &Process{Addr: "127.0.0.1:" + strconv.Itoa(port), Log: &SyncBuffer{}}
 	p.Cmd = exec.Command(bin, append([]string{"serve", "--listen", p.Addr, "--metrics", ""}, args...)...)
 	p.Cmd.Env = append(os.Environ(), env...)
 	p.Cmd.Stdout, p.Cmd.Stderr = p.Log, p.Log
