@@ -132,6 +132,8 @@ type Auth struct {
 type Listen struct {
 	Addr               string   `toml:"addr"`
 	MetricsAddr        string   `toml:"metrics_addr"`
+	// Pprof serves /debug/pprof/ on the metrics address.
+	Pprof bool `toml:"pprof"`
 	MaxClients         int      `toml:"max_clients"`
 	MaxRequestBytes    int      `toml:"max_request_bytes"`
 	MaxPipeline        int      `toml:"max_pipeline"`

@@ -1,8 +1,11 @@
 package tests
 
 import (
+	"encoding/json"
 	"io"
 	"net/http"
+	"os"
+	"regexp"
 	"strconv"
 	"strings"
 	"testing"
@@ -66,6 +69,34 @@ func TestMetricsMove(t *testing.T) {
 		`agentproxy_upstream_breaker_state{node="` + r.Addr + `"}`, "agentproxy_config_last_reload_successful", "agentproxy_warned_total"} {
 		if _, ok := after[name]; !ok {
 			t.Errorf("%s is not exported", name)
+		}
+	}
+	// Every metric the Grafana dashboard plots exists.
+	dash, err := os.ReadFile("../k8s/grafana-dashboard.json")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var d struct {
+		Panels []struct {
+			Title   string
+			Targets []struct{ Expr string }
+		}
+	}
+	if err := json.Unmarshal(dash, &d); err != nil {
+		t.Fatalf("dashboard: %v", err)
+	}
+	names := map[string]bool{}
+	for n := range after {
+		base, _, _ := strings.Cut(n, "{")
+		names[base] = true
+	}
+	for _, p := range d.Panels {
+		for _, tg := range p.Targets {
+			for _, m := range regexp.MustCompile(`agentproxy_[a-z_]+`).FindAllString(tg.Expr, -1) {
+				if !names[m] {
+					t.Errorf("dashboard panel %q plots %s, which is not exported", p.Title, m)
+				}
+			}
 		}
 	}
 	if after["agentproxy_upstream_up"] != 1 {
