@@ -126,6 +126,9 @@ type Files struct {
 type Auth struct {
 	MaxFailures   int      `toml:"max_failures"`
 	FailureWindow Duration `toml:"failure_window"`
+	// UsersFile is a TOML file of more [[users]] (a mounted Kubernetes
+	// Secret, say), read by LoadUsersFile.
+	UsersFile string `toml:"users_file"`
 }
 
 // Listen is the client side.
@@ -319,6 +322,30 @@ func Parse(base Config, text, name string) (Config, error) {
 		return base, fmt.Errorf("%s: unknown keys: %s", name, strings.Join(keys, ", "))
 	}
 	return cfg, nil
+}
+
+// LoadUsersFile adds the [[users]] of auth.users_file (nothing else may be
+// in it) to c's. Call it after ApplyEnv, so the variable can name the file.
+func LoadUsersFile(c *Config) error {
+	if c.Auth.UsersFile == "" {
+		return nil
+	}
+	b, err := os.ReadFile(c.Auth.UsersFile)
+	if err != nil {
+		return fmt.Errorf("auth.users_file: %w", err)
+	}
+	var f struct {
+		Users []User `toml:"users"`
+	}
+	md, err := toml.Decode(string(b), &f)
+	if err != nil {
+		return fmt.Errorf("auth.users_file %s: %w", c.Auth.UsersFile, err)
+	}
+	if und := md.Undecoded(); len(und) > 0 {
+		return fmt.Errorf("auth.users_file %s: only [[users]] may be in it, found %s", c.Auth.UsersFile, und[0].String())
+	}
+	c.Users = append(c.Users, f.Users...)
+	return nil
 }
 
 // ApplyEnv overrides keys from AGENTPROXY_<SECTION>_<KEY> variables, e.g.

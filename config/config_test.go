@@ -455,3 +455,28 @@ func FuzzParse(f *testing.F) {
 		_ = ApplyEnv(&cfg, env)
 	})
 }
+
+func TestLoadUsersFile(t *testing.T) {
+	dir := t.TempDir()
+	good := dir + "/users.toml"
+	os.WriteFile(good, []byte("[[users]]\nname = \"a\"\npassword_sha256 = \"5e884898da28047151d0e56f8dc6292773603d0d6aabbdd62a11ef721d1542d8\"\nworkspaces = [\"w\"]\nrole = \"agent\"\n"), 0o600)
+	c := Default()
+	c.Users = []User{{Name: "b", PasswordSHA256: "5e884898da28047151d0e56f8dc6292773603d0d6aabbdd62a11ef721d1542d8", Workspaces: []string{"w"}, Role: "agent"}}
+	if err := ApplyEnv(&c, []string{"AGENTPROXY_AUTH_USERS_FILE=" + good}); err != nil {
+		t.Fatal(err)
+	}
+	if err := LoadUsersFile(&c); err != nil || len(c.Users) != 2 || c.Users[1].Name != "a" {
+		t.Fatalf("users file: %v %+v", err, c.Users)
+	}
+	bad := dir + "/bad.toml"
+	os.WriteFile(bad, []byte("[keyspace]\nmode = \"off\"\n"), 0o600)
+	c = Default()
+	c.Auth.UsersFile = bad
+	if err := LoadUsersFile(&c); err == nil || !strings.Contains(err.Error(), "only [[users]]") {
+		t.Errorf("a users file with other keys: %v", err)
+	}
+	c.Auth.UsersFile = dir + "/missing.toml"
+	if err := LoadUsersFile(&c); err == nil {
+		t.Error("a missing users file loaded")
+	}
+}

@@ -90,12 +90,27 @@ func TestManifests(t *testing.T) {
 	if px.ReadinessProbe.HTTPGet.Port.String() != "metrics" {
 		t.Errorf("readiness probe port %s", px.ReadinessProbe.HTTPGet.Port.String())
 	}
-	mounted := false
+	mounts := map[string]bool{}
 	for _, m := range px.VolumeMounts {
-		mounted = mounted || m.MountPath == "/etc/agentproxy"
+		mounts[m.MountPath] = true
 	}
-	if !mounted {
-		t.Error("the config is not mounted at /etc/agentproxy")
+	if !mounts["/etc/agentproxy/agentproxy.toml"] || !mounts["/etc/agentproxy/secret"] {
+		t.Errorf("mounts %v: want the config at /etc/agentproxy/agentproxy.toml and the secret at /etc/agentproxy/secret", mounts)
+	}
+	// The users file the Secret holds loads as the proxy would load it.
+	env := map[string]string{}
+	for _, e := range px.Env {
+		env[e.Name] = e.Value
+	}
+	if env["AGENTPROXY_AUTH_USERS_FILE"] != "/etc/agentproxy/secret/users.toml" {
+		t.Errorf("AGENTPROXY_AUTH_USERS_FILE = %q", env["AGENTPROXY_AUTH_USERS_FILE"])
+	}
+	users := t.TempDir() + "/users.toml"
+	os.WriteFile(users, []byte(secret.StringData["users.toml"]), 0o600)
+	c := config.Default()
+	c.Auth.UsersFile = users
+	if err := config.LoadUsersFile(&c); err != nil || len(c.Users) != 1 || c.Validate() != nil {
+		t.Errorf("the secret's users.toml: %v, %d users, %v", err, len(c.Users), c.Validate())
 	}
 	if a := dep.Spec.Template.Annotations; a["prometheus.io/port"] != "9121" || a["prometheus.io/path"] != "/metrics" {
 		t.Errorf("scrape annotations: %v", a)

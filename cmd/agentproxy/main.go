@@ -189,6 +189,9 @@ func loadConfig(args []string, stderr io.Writer) (config.Config, error) {
 	if err := fs.Parse(args); err != nil {
 		return cfg, err
 	}
+	if err := config.LoadUsersFile(&cfg); err != nil {
+		return cfg, err
+	}
 	return cfg, cfg.Validate()
 }
 
@@ -285,6 +288,9 @@ func checkConfig(args []string, stdout, stderr io.Writer) int {
 	cfg, err := config.Load(args[0])
 	if err == nil {
 		err = config.ApplyEnv(&cfg, os.Environ())
+	}
+	if err == nil {
+		err = config.LoadUsersFile(&cfg)
 	}
 	if err == nil {
 		err = cfg.Validate()
