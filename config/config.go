@@ -133,10 +133,10 @@ type Auth struct {
 
 // Listen is the client side.
 type Listen struct {
-	Addr               string   `toml:"addr"`
-	MetricsAddr        string   `toml:"metrics_addr"`
+	Addr        string `toml:"addr"`
+	MetricsAddr string `toml:"metrics_addr"`
 	// Pprof serves /debug/pprof/ on the metrics address.
-	Pprof bool `toml:"pprof"`
+	Pprof              bool     `toml:"pprof"`
 	MaxClients         int      `toml:"max_clients"`
 	MaxRequestBytes    int      `toml:"max_request_bytes"`
 	MaxPipeline        int      `toml:"max_pipeline"`
