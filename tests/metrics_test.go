@@ -10,6 +10,8 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/prometheus/client_golang/prometheus/testutil/promlint"
+
 	"github.com/agentproxy/agentproxy/config"
 	"github.com/agentproxy/agentproxy/internal/testutil"
 )
@@ -51,6 +53,19 @@ func TestMetricsMove(t *testing.T) {
 		return m
 	}
 	before := scrape()
+	// The same lint as promtool check metrics.
+	resp, err := http.Get("http://" + cfg.Listen.MetricsAddr + "/metrics")
+	if err != nil {
+		t.Fatal(err)
+	}
+	problems, err := promlint.New(resp.Body).Lint()
+	resp.Body.Close()
+	if err != nil {
+		t.Fatalf("promlint: %v", err)
+	}
+	for _, p := range problems {
+		t.Errorf("promlint: %s: %s", p.Metric, p.Text)
+	}
 	c := testutil.Dial(t, a.Addr())
 	c.DoS("SET", "deepagents:{default}:kv:x", "1")
 	c.DoS("GET", "deepagents:{other}:kv:x") // refused: another workspace
