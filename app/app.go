@@ -268,33 +268,32 @@ func (a *App) Shutdown() error {
 func (a *App) Reload(cfg config.Config) (restartOnly []string, err error) {
 	defer a.snapshot("reload")
 	if err = cfg.Validate(); err == nil {
+		// The policy is built with the running values of what only a
+		// restart changes (keyspace.prefix, ...).
+		restartOnly = keepRestartOnly(&a.cfg, &cfg)
 		var pol *policy.Policy
 		if pol, err = BuildPolicy(cfg); err == nil {
-			restartOnly = restartOnlyChanges(a.cfg, cfg)
 			a.srv.SetPolicy(pol)
-			live := cfg
-			// What cannot change live keeps its running value.
-			live.Listen, live.Upstream, live.Breaker, live.Embedded, live.Log = a.cfg.Listen, a.cfg.Upstream, a.cfg.Breaker, a.cfg.Embedded, a.cfg.Log
-			live.Keyspace.Prefix, live.Features, live.Files = a.cfg.Keyspace.Prefix, a.cfg.Features, a.cfg.Files
-			a.cfg = live
+			a.cfg = cfg
 		}
 	}
-	a.ReloadFailed(err)
-	if err == nil {
-		a.reloadOK.Add(1)
-		a.log.Info("configuration reloaded", zap.Strings("restart_only_changes_ignored", restartOnly))
-		if len(restartOnly) > 0 {
-			a.log.Warn("these settings change only on a restart; they keep their running values", zap.Strings("settings", restartOnly))
-		}
+	if err != nil {
+		a.ReloadFailed(err)
+		return nil, err
 	}
-	return restartOnly, err
+	a.reloadOK.Add(1)
+	a.reloadLastOK.Store(true)
+	a.log.Info("configuration reloaded")
+	if len(restartOnly) > 0 {
+		a.log.Warn("these settings change only on a restart; they keep their running values", zap.Strings("settings", restartOnly))
+	}
+	return restartOnly, nil
 }
 
-// ReloadFailed records a reload that could not even load its file (or
-// err from Reload); nil does nothing.
+// ReloadFailed records a reload whose file did not load (or did not
+// build, from Reload); nil does nothing.
 func (a *App) ReloadFailed(err error) {
 	if err == nil {
-		a.reloadLastOK.Store(true)
 		return
 	}
 	a.reloadFailed.Add(1)
@@ -302,23 +301,26 @@ func (a *App) ReloadFailed(err error) {
 	a.log.Error("configuration reload failed: still running with the previous configuration", zap.Error(err))
 }
 
-// restartOnlyChanges names the sections (or keys) that differ between old
-// and new and that only a restart applies.
-func restartOnlyChanges(old, new config.Config) []string {
-	var out []string
-	for _, c := range []struct {
-		name string
-		a, b any
+// keepRestartOnly gives next the running values of what only a restart
+// changes, and names those that next would have changed.
+func keepRestartOnly(running, next *config.Config) []string {
+	var changed []string
+	for _, f := range []struct {
+		name      string
+		old, next any // pointers to the same field of running and next
 	}{
-		{"listen", old.Listen, new.Listen}, {"upstream", old.Upstream, new.Upstream}, {"breaker", old.Breaker, new.Breaker},
-		{"embedded", old.Embedded, new.Embedded}, {"log", old.Log, new.Log}, {"keyspace.prefix", old.Keyspace.Prefix, new.Keyspace.Prefix},
-		{"features", old.Features, new.Features}, {"files", old.Files, new.Files},
+		{"listen", &running.Listen, &next.Listen}, {"upstream", &running.Upstream, &next.Upstream},
+		{"breaker", &running.Breaker, &next.Breaker}, {"embedded", &running.Embedded, &next.Embedded},
+		{"log", &running.Log, &next.Log}, {"keyspace.prefix", &running.Keyspace.Prefix, &next.Keyspace.Prefix},
+		{"features", &running.Features, &next.Features}, {"files", &running.Files, &next.Files},
 	} {
-		if !reflect.DeepEqual(c.a, c.b) {
-			out = append(out, c.name)
+		o, n := reflect.ValueOf(f.old).Elem(), reflect.ValueOf(f.next).Elem()
+		if !reflect.DeepEqual(o.Interface(), n.Interface()) {
+			changed = append(changed, f.name)
+			n.Set(o)
 		}
 	}
-	return out
+	return changed
 }
 
 // Hangup handles SIGHUP when the configuration cannot be read again: the

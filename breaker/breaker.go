@@ -64,6 +64,8 @@ type Breaker struct {
 	cb    *gobreaker.TwoStepCircuitBreaker[struct{}]
 	probe Probe
 	log   *zap.Logger
+
+	openMsg, halfOpenMsg string // Refusal's
 	// OnOpen, when set (before use), runs each time the breaker opens.
 	OnOpen func()
 
@@ -89,7 +91,10 @@ func New(node string, set Settings, probe Probe, log *zap.Logger) *Breaker {
 	if set.OpenTimeout <= 0 {
 		set.OpenTimeout = 2 * time.Second
 	}
-	b := &Breaker{node: node, set: set, probe: probe, log: log, done: make(chan struct{}), wake: make(chan struct{}, 1)}
+	b := &Breaker{node: node, set: set, probe: probe, log: log, done: make(chan struct{}), wake: make(chan struct{}, 1),
+		openMsg: fmt.Sprintf("TRYAGAIN upstream %s is failing: circuit breaker open after %d consecutive transport failures (timeouts, lost connections), probed every %s; the command was not sent, retry shortly",
+			node, set.Failures, set.OpenTimeout),
+		halfOpenMsg: "TRYAGAIN upstream " + node + " is failing: circuit breaker half-open, a probe is checking it; the command was not sent, retry shortly"}
 	b.cb = gobreaker.NewTwoStepCircuitBreaker[struct{}](gobreaker.Settings{
 		Name:        node,
 		MaxRequests: 1,
@@ -145,21 +150,15 @@ func (b *Breaker) Transitions(s State) int64 { return b.changes[s].Load() }
 // Node is the node the breaker guards.
 func (b *Breaker) Node() string { return b.node }
 
-// Failure counts n transport failures (a lost connection's requests, a
-// failed dial). Counted only while closed: an open breaker already knows.
-func (b *Breaker) Failure(n int) {
-	if b.set.Failures <= 0 || n <= 0 {
+// Failure counts one transport failure (a timeout or a lost connection,
+// however many requests it cost; a failed dial). Counted only while
+// closed: an open breaker already knows.
+func (b *Breaker) Failure() {
+	if b.set.Failures <= 0 || b.refused.Load() {
 		return
 	}
 	b.dirty.Store(true)
-	for i := 0; i < n && i < b.set.Failures; i++ {
-		if b.refused.Load() {
-			return
-		}
-		done, err := b.cb.Allow()
-		if err != nil {
-			return
-		}
+	if done, err := b.cb.Allow(); err == nil {
 		done(errFailed)
 	}
 }
@@ -180,14 +179,13 @@ func (b *Breaker) Success() {
 var errFailed = fmt.Errorf("transport failure")
 
 // Refusal is the TRYAGAIN error text for a request refused while the
-// breaker is not closed. It does not change from one request to the next,
-// so clients and logs can count it.
+// breaker is not closed. Both texts are made once: it is said to every
+// request of an outage.
 func (b *Breaker) Refusal() string {
 	if b.State() == HalfOpen {
-		return "TRYAGAIN upstream " + b.node + " is failing: circuit breaker half-open, a probe is checking it; the command was not sent, retry shortly"
+		return b.halfOpenMsg
 	}
-	return fmt.Sprintf("TRYAGAIN upstream %s is failing: circuit breaker open after %d consecutive transport failures (timeouts, lost connections), probed every %s; the command was not sent, retry shortly",
-		b.node, b.set.Failures, b.set.OpenTimeout)
+	return b.openMsg
 }
 
 // startProbing runs probes until the breaker closes (one loop at a time).

@@ -20,13 +20,15 @@ func TestBreakerOpensProbesAndCloses(t *testing.T) {
 	defer b.Close()
 
 	// Failures interrupted by a success do not open it.
-	b.Failure(2)
+	b.Failure()
+	b.Failure()
 	b.Success()
-	b.Failure(2)
+	b.Failure()
+	b.Failure()
 	if !b.Allow() || b.State() != Closed {
 		t.Fatalf("opened after 2+2 failures with a success between: %s", b.State())
 	}
-	b.Failure(1)
+	b.Failure()
 	if b.Allow() || b.State() != Open {
 		t.Fatalf("state after 3 consecutive failures: %s", b.State())
 	}
@@ -59,7 +61,9 @@ func TestBreakerOpensProbesAndCloses(t *testing.T) {
 func TestBreakerDisabled(t *testing.T) {
 	b := New("n1", Settings{}, func() error { return nil }, nil)
 	defer b.Close()
-	b.Failure(1000)
+	for i := 0; i < 1000; i++ {
+		b.Failure()
+	}
 	if !b.Allow() {
 		t.Fatal("a disabled breaker opened")
 	}

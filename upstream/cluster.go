@@ -327,7 +327,7 @@ func (c *Cluster) refresh() error {
 // node of the cluster (CLUSTER NODES: also masters that own no slot yet,
 // such as one importing its first) from the node at addr.
 func (c *Cluster) slotsFrom(addr string) ([]redis.ClusterSlot, map[string]bool, error) {
-	o := c.t.sentinelOptions(addr)
+	o := c.t.controlOptions(addr)
 	o.Username, o.Password = c.t.Node.Username, c.t.Node.Password
 	rc := redis.NewClient(o)
 	defer rc.Close()

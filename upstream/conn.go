@@ -581,7 +581,7 @@ fail:
 		// lost connection counts once, however many requests it cost
 		// (one slow command must not open the breaker for everyone). The
 		// redial that follows proves the node answers, or counts again.
-		c.brk.Failure(1)
+		c.brk.Failure()
 	}
 	if c.onClose != nil {
 		c.onClose(c, err)
@@ -606,20 +606,13 @@ func (c *Conn) Do(call *Call, payload []byte) error {
 	if !c.IsShared() || c.pool == nil {
 		return err
 	}
-	deadline := time.Now().Add(retryWait)
-	for {
-		if n := c.pool.Shared(c.proto); n != nil && n != c {
-			call.Out = call.Out[:mark]
-			if err = n.Send(call, payload); err == nil {
-				call.Wait()
-			}
-			return err
+	if n := c.pool.await(c.proto, c); n != nil {
+		call.Out = call.Out[:mark]
+		if err = n.Send(call, payload); err == nil {
+			call.Wait()
 		}
-		if time.Now().After(deadline) || !c.pool.Redialling() {
-			return err
-		}
-		time.Sleep(2 * time.Millisecond)
 	}
+	return err
 }
 
 // retryWait is how long a call that was never sent waits for a new shared

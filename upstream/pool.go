@@ -276,25 +276,31 @@ func (p *Pool) probe() error {
 // Shared returns a live shared connection for protocol version proto (2 or
 // 3), or nil when none is connected or the breaker is open (the caller
 // answers TRYAGAIN, see Refusal).
-func (p *Pool) Shared(proto int) *Conn {
-	if c := p.shared1(proto); c != nil {
-		return c
-	}
-	// Being redialled (a reset connection comes back in a millisecond or
-	// two): wait a little for it rather than fail the request, unless
-	// redialling already failed (the node is down: fail at once).
-	deadline := time.Now().Add(retryWait)
-	for p.Redialling() && time.Now().Before(deadline) {
+func (p *Pool) Shared(proto int) *Conn { return p.await(proto, nil) }
+
+// await returns a shared connection other than not. When there is none
+// because it is being redialled (a reset connection comes back in a
+// millisecond or two), it waits up to retryWait for it rather than fail
+// the request, unless redialling already failed (the node is down: nil at
+// once).
+func (p *Pool) await(proto int, not *Conn) *Conn {
+	var deadline time.Time
+	for {
+		if c := p.shared1(proto); c != nil && c != not {
+			return c
+		}
+		if deadline.IsZero() {
+			deadline = time.Now().Add(retryWait)
+		}
+		if !p.Redialling() || time.Now().After(deadline) {
+			return nil
+		}
 		select {
 		case <-p.done:
 			return nil
 		case <-time.After(time.Millisecond):
 		}
-		if c := p.shared1(proto); c != nil {
-			return c
-		}
 	}
-	return nil
 }
 
 // Redialling reports whether a lost shared connection is being redialled
@@ -519,7 +525,7 @@ func (p *Pool) dialRaw(proto int, ping bool) (net.Conn, []byte, error) {
 	nc, left, err := p.dialOnce(proto, ping)
 	if err != nil {
 		if !errors.Is(err, ErrNoMaster) {
-			p.brk.Failure(1)
+			p.brk.Failure()
 		}
 		return nil, nil, err
 	}

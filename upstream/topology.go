@@ -117,7 +117,7 @@ func ParseTarget(raw string) (Target, error) {
 	return t, nil
 }
 
-// Redacted is the URL's description for logs, without secrets.
+// String describes the target for logs, without secrets.
 func (t Target) String() string {
 	switch t.Mode {
 	case SentinelMode:
@@ -128,8 +128,10 @@ func (t Target) String() string {
 	return t.Node.Addr
 }
 
-// sentinelOptions are go-redis options for talking to one sentinel.
-func (t Target) sentinelOptions(addr string) *redis.Options {
+// controlOptions are go-redis options for the control plane at addr (a
+// sentinel, or a cluster node asked for the topology), with the sentinels'
+// credentials; the cluster's caller sets the nodes'.
+func (t Target) controlOptions(addr string) *redis.Options {
 	o := &redis.Options{Addr: addr, Username: t.SentinelUsername, Password: t.SentinelPassword,
 		DialTimeout: t.Node.DialTimeout, ReadTimeout: t.Node.DialTimeout, WriteTimeout: t.Node.DialTimeout,
 		MaxRetries: -1, PoolSize: 2, Protocol: 2, DisableIdentity: true}
@@ -185,7 +187,7 @@ func followSentinel(ctx context.Context, t Target, pool *Pool, log *zap.Logger, 
 
 // watchSentinel follows the master through one sentinel until it fails.
 func watchSentinel(ctx context.Context, t Target, addr string, found func(addr, why string)) error {
-	sc := redis.NewSentinelClient(t.sentinelOptions(addr))
+	sc := redis.NewSentinelClient(t.controlOptions(addr))
 	defer sc.Close()
 	ask := func() error {
 		c, cancel := context.WithTimeout(ctx, t.Node.DialTimeout)

@@ -83,7 +83,7 @@ func (e *Emitter) Run(ctx context.Context) {
 	call := upstream.NewCall()
 	var batch []Write
 	var req []byte
-	var group, other []Write
+	var other []Write
 	for {
 		select {
 		case <-ctx.Done():
@@ -120,17 +120,18 @@ func (e *Emitter) Run(ctx context.Context) {
 		// the workspace's slot): one write per node, in order.
 		for rest := batch; len(rest) > 0; {
 			node := e.pool.Node(upstream.TagSlot(rest[0].WS))
-			req, group, other = req[:0], group[:0], other[:0]
+			req, other = req[:0], other[:0]
+			n := 0
 			for _, w := range rest {
 				if e.pool.Node(upstream.TagSlot(w.WS)) == node {
 					req = e.append(req, w)
-					group = append(group, w)
+					n++
 				} else {
 					other = append(other, w)
 				}
 			}
 			rest = append(rest[:0], other...)
-			e.send(call, node, req, len(group))
+			e.send(call, node, req, n)
 		}
 	}
 }
