@@ -17,6 +17,7 @@ import (
 	"reflect"
 	"strconv"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -58,6 +59,8 @@ type App struct {
 
 	reloadOK, reloadFailed atomic.Int64 // configuration reloads
 	reloadLastOK           atomic.Bool
+	reloadMu               sync.Mutex                    // one reload at a time (SIGHUP, PROXY RELOAD); guards cfg
+	source                 func() (config.Config, error) // reads the configuration again (SetSource)
 }
 
 // Start builds everything and starts serving. It returns once the listener
@@ -144,6 +147,8 @@ func Start(cfg config.Config, log *zap.Logger) (*App, error) {
 		MemoryBudget:             l.MemoryBudget,
 		MaxDedicatedPerWorkspace: u.MaxDedicatedPerWorkspace,
 		Embedded:                 a.store != nil,
+		UpstreamKind:             upstreamKind(a.store != nil, target.Mode),
+		Control:                  a,
 		Disabled:                 disabled(cfg.Features),
 		Domain: &domain.Env{Locks: locks, EventsMaxLen: strconv.Itoa(cfg.Events.StreamMaxLen), Files: domain.FileOptions{ChunkSize: cfg.Files.ChunkSize,
 			MaxBytes: cfg.Files.MaxFileBytes, UploadTTL: cfg.Files.UploadTTL.Duration}},
@@ -266,6 +271,8 @@ func (a *App) Shutdown() error {
 // logged and returned, and keep their running value. A configuration that
 // does not build changes nothing. The embedded store is snapshotted too.
 func (a *App) Reload(cfg config.Config) (restartOnly []string, err error) {
+	a.reloadMu.Lock()
+	defer a.reloadMu.Unlock()
 	defer a.snapshot("reload")
 	if err = cfg.Validate(); err == nil {
 		// The policy is built with the running values of what only a
@@ -392,7 +399,6 @@ func registerStats(reg *prometheus.Registry, srv *proxy.Server, pool upstream.Ro
 	gauge("clients", "Connected clients.", func() float64 { return float64(st.Clients.Load()) })
 	counter("dedicated_limit_total", "Commands refused at upstream.max_dedicated_per_workspace.", st.DedicatedLimit.Load)
 	counter("rate_limited_total", "Commands refused with TRYAGAIN by [ratelimit].", st.RateLimited.Load)
-	counter("refused_total", "Commands refused by access control (NOPERM, BADKEY and the like).", st.Refused.Load)
 	counter("warned_total", "Keyspace violations forwarded in warn mode.", st.Warned.Load)
 	counter("auth_failures_total", "AUTH and HELLO AUTH attempts with a wrong name or password.", st.AuthFailures.Load)
 	counter("bulk_waits_total", "Bulky batches that waited for the bulk lane.", st.BulkWaits.Load)
@@ -409,7 +415,9 @@ func registerStats(reg *prometheus.Registry, srv *proxy.Server, pool upstream.Ro
 		}
 		return 0
 	})
-	reg.MustRegister(breakerCollector{pool})
+	gauge("tunnels", "Clients in tunnel mode (subscriptions, MONITOR), each on its own upstream connection.",
+		func() float64 { return float64(st.Tunnels.Load()) })
+	reg.MustRegister(breakerCollector{pool}, statsCollector{st})
 }
 
 // breakerCollector exports each upstream node's circuit breaker: its state

@@ -55,6 +55,7 @@ type Command struct {
 	// (SetHandler, at init). Nil for commands forwarded to Redis.
 	Handler any
 	subs    map[string]*Command
+	family  uint8
 }
 
 // SetHandler attaches h to the entry of name ("get", "client|info",
@@ -90,6 +91,13 @@ const domainWhy = "an agent domain command: it touches only the connection's wor
 // that clients send on connect.
 var proxyCommands = []proxyCommand{
 	{Spec: Spec{Name: "workspace", Arity: -1}, flags: Local, agents: AgentsProxy, why: "switches the connection among the user's workspaces"},
+	// Inspection and control of the proxy itself (redis-cli PROXY INFO).
+	{Spec: Spec{Name: "proxy", Arity: -2, Container: true}, flags: Local, agents: AgentsProxy, why: "inspects the proxy"},
+	{Spec: Spec{Name: "proxy|info", Arity: 2}, flags: Local, agents: AgentsProxy, why: "describes the proxy and the connection"},
+	{Spec: Spec{Name: "proxy|clients", Arity: 2}, flags: Local, agents: AgentsProxy, why: "lists the user's own connections (an admin's: all)"},
+	{Spec: Spec{Name: "proxy|help", Arity: 2}, flags: Local, agents: AgentsProxy, why: "lists the PROXY subcommands"},
+	{Spec: Spec{Name: "proxy|config", Arity: -3}, flags: Admin, agents: AgentsAdmin, why: "shows the proxy's configuration"},
+	{Spec: Spec{Name: "proxy|reload", Arity: 2}, flags: Admin, agents: AgentsAdmin, why: "reloads the proxy's configuration"},
 	// The agent domain (SPEC §5), served by the lua scripts.
 	{Spec: Spec{Name: "lock.acquire", Arity: -3, Redis: RWrite}, agents: AgentsProxy, why: domainWhy},
 	{Spec: Spec{Name: "lock.extend", Arity: 4, Redis: RWrite}, agents: AgentsProxy, why: domainWhy},
@@ -161,6 +169,7 @@ var byName = func() map[string]*Command {
 
 // add puts c in the table, a subcommand under its family.
 func add(m map[string]*Command, c *Command) {
+	c.family = familyOf(c)
 	parent, sub, ok := cut(c.Name)
 	if !ok {
 		m[c.Name] = c

@@ -3,6 +3,8 @@ package policy
 import (
 	"bytes"
 	"strings"
+
+	"github.com/agentproxy/agentproxy/internal/wire"
 )
 
 // infoAgent lists what an agent's INFO keeps from Redis's (SPEC §10,
@@ -46,4 +48,48 @@ func AppendAgentInfo(b, info []byte, sec string) []byte {
 		b = append(b, "\r\n"...)
 	}
 	return b
+}
+
+// Info assembles INFO args for a user. Admins get Redis's own answer
+// (redis runs a command upstream; false: it failed and answered the client
+// itself); other users get only the fields in infoAgent, the proxy's own
+// Clients section instead of Redis's (which counts the proxy's upstream
+// connections), and the Proxy section.
+func Info(args [][]byte, admin bool, redis func(argv [][]byte) ([]byte, bool), clients, proxy func([]byte) []byte) ([]byte, bool) {
+	all, want := wire.InfoSections(args)
+	var text []byte
+	if admin {
+		up, ok := redis(append([][]byte{[]byte("INFO")}, args...))
+		if !ok {
+			return nil, false
+		}
+		text = up
+	} else {
+		// Plain INFO: its default sections hold server, memory and
+		// cluster, and the embedded store takes no more than one argument.
+		up, ok := redis([][]byte{[]byte("INFO")})
+		if !ok {
+			return nil, false
+		}
+		for _, sec := range []string{"server", "clients", "memory", "cluster"} {
+			switch {
+			case !all && !want[sec]:
+			case sec == "clients":
+				text = clients(text)
+			default:
+				text = AppendAgentInfo(text, up, sec)
+			}
+		}
+	}
+	if all || want["proxy"] {
+		if text = bytes.TrimRight(text, "\r\n"); len(text) > 0 {
+			text = append(text, "\r\n\r\n"...)
+		}
+		text = proxy(text)
+	}
+	// As Redis: sections apart by a blank line, the last line ends in CRLF.
+	if text = bytes.TrimRight(text, "\r\n"); len(text) > 0 {
+		text = append(text, "\r\n"...)
+	}
+	return text, true
 }

@@ -1,7 +1,6 @@
 package proxy
 
 import (
-	"bytes"
 	"strconv"
 	"time"
 
@@ -43,7 +42,7 @@ func multiRefusal(c *command, admin bool) string {
 
 // conn is this connection as CLIENT INFO describes it.
 func (s *session) conn() wire.Conn {
-	return wire.Conn{ID: s.id, Addr: s.nc.RemoteAddr().String(), LAddr: s.nc.LocalAddr().String(), Name: s.name,
+	return wire.Conn{ID: s.id, Addr: s.addr, LAddr: s.laddr, Name: s.name,
 		User: s.ident.Name(), AgeSeconds: int64(time.Since(s.start) / time.Second), DB: s.db, Proto: s.proto,
 		Rbs: len(s.rd.buf), Subscribed: s.tconn != nil, InMulti: s.inMulti}
 }
@@ -63,48 +62,11 @@ func (s *session) clientList(args [][]byte) {
 	s.out = wire.AppendText(s.out, line, s.proto)
 }
 
-// info answers INFO. Admins get Redis's INFO with the proxy's section
-// added; other users get only the fields in infoAgent, the proxy's own
-// Clients section instead of Redis's (which counts the proxy's upstream
-// connections), and the Proxy section.
+// info answers INFO as policy.Info assembles it for the user.
 func (s *session) info(args [][]byte) {
-	all, want := wire.InfoSections(args)
-	admin := s.ident.Role == policy.RoleAdmin
-	var text []byte
-	if admin {
-		// Redis's own answer, whatever it was asked.
-		up, ok := s.upstreamText(append([][]byte{[]byte("INFO")}, args...))
-		if !ok {
-			return
-		}
-		text = up
-	} else {
-		up, ok := s.upstreamText([][]byte{[]byte("INFO"), []byte("server"), []byte("memory"), []byte("cluster")})
-		if !ok {
-			return
-		}
-		for _, sec := range []string{"server", "clients", "memory", "cluster"} {
-			if !all && !want[sec] {
-				continue
-			}
-			if sec == "clients" {
-				text = s.appendClientsSection(text)
-				continue
-			}
-			text = policy.AppendAgentInfo(text, up, sec)
-		}
+	if text, ok := policy.Info(args, s.ident.Role == policy.RoleAdmin, s.upstreamText, s.appendClientsSection, s.appendProxySection); ok {
+		s.out = wire.AppendText(s.out, text, s.proto)
 	}
-	if all || want["proxy"] {
-		if text = bytes.TrimRight(text, "\r\n"); len(text) > 0 {
-			text = append(text, "\r\n\r\n"...)
-		}
-		text = s.appendProxySection(text)
-	}
-	// As Redis: sections apart by a blank line, the last line ends in CRLF.
-	if text = bytes.TrimRight(text, "\r\n"); len(text) > 0 {
-		text = append(text, "\r\n"...)
-	}
-	s.out = wire.AppendText(s.out, text, s.proto)
 }
 
 // upstreamText runs a command upstream and returns its text reply (bulk or
@@ -140,14 +102,14 @@ func (s *session) appendClientsSection(b []byte) []byte {
 
 func (s *session) appendProxySection(b []byte) []byte {
 	mode := [...]string{policy.Enforce: "enforce", policy.Warn: "warn", policy.Off: "off"}[s.srv.policy.Load().Mode]
-	up := "standalone"
-	if s.srv.opts.Embedded {
-		up = "embedded"
-	}
-	return wire.AppendInfoSection(b, "Proxy", "agentproxy_version", Version, "client_id", strconv.FormatInt(s.id, 10),
+	st := &s.srv.Stats
+	n := func(v int64) string { return strconv.FormatInt(v, 10) }
+	return wire.AppendInfoSection(b, "Proxy", "agentproxy_version", Version, "client_id", n(s.id),
 		"user", s.ident.Name(), "role", s.ident.Role.String(), "workspace", s.ident.Workspace, "keyspace_mode", mode,
-		"upstream", up, "connected_clients", strconv.FormatInt(s.srv.Stats.Clients.Load(), 10),
-		"pinned_sessions", strconv.FormatInt(s.srv.Stats.Pinned.Load(), 10))
+		"upstream", s.srv.opts.UpstreamKind, "upstream_up", strconv.FormatBool(s.node().Up()), "connected_clients", n(st.Clients.Load()),
+		"pinned_sessions", n(st.Pinned.Load()), "tunnels", n(st.Tunnels.Load()), "commands_processed", n(st.Commands.Load()),
+		"commands_refused", strconv.FormatUint(st.RefusedTotal(), 10), "warn_mode_violations", n(st.Warned.Load()),
+		"memory_budget_used", n(s.srv.budget.Used()), "memory_budget", n(s.srv.budget.Limit()))
 }
 
 // Version is the proxy's version, set by the binary from its build.

@@ -31,6 +31,7 @@ func (s *session) runDomain(e *domain.Entry, args [][]byte) {
 	e.Run(r, args)
 	s.out = r.Out
 	r.Out = nil
+	s.srv.Stats.RefusedReply(s.id, s.out[s.mark:])
 }
 
 // queueDomain prepares the domain command c (entry e) to be queued inside

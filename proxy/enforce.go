@@ -30,6 +30,7 @@ func (s *session) checkBatch(cmds []command) {
 		c.deny, c.hidden, c.wrap, c.evLo, c.evHi, c.txEv = "", 0, false, 0, 0, nil
 		c.cmd = keyspace.Lookup(c.Args[0])
 		c.sub = c.cmd.Sub(c.Args)
+		s.srv.Stats.Families.Add(s.id, int(c.sub.Family()), 1)
 		lc := localOf(c.cmd)
 		if multi {
 			switch {
@@ -67,19 +68,19 @@ func (s *session) checkBatch(cmds []command) {
 		}
 		if msg := policy.ConnRefusal(info, c.Args); msg != "" {
 			c.deny = msg
-			s.srv.Stats.Refused.Add(1)
+			s.srv.Stats.Refused(s.id, msg)
 			continue
 		}
 		if multi && c.cmd != cmdMulti && !isTxEnd(c.cmd) {
 			if msg := multiRefusal(c, admin); msg != "" {
 				c.deny = msg
-				s.srv.Stats.Refused.Add(1)
+				s.srv.Stats.Refused(s.id, msg)
 				continue
 			}
 		}
 		if c.cmd == cmdSelect {
 			if c.deny = p.SelectRefusal(&s.ident, c.Args, s.node().DB()); c.deny != "" {
-				s.srv.Stats.Refused.Add(1)
+				s.srv.Stats.Refused(s.id, c.deny)
 				continue
 			}
 		}
@@ -109,7 +110,7 @@ func (s *session) checkBatch(cmds []command) {
 		switch v {
 		case policy.Refuse:
 			c.deny = msg
-			s.srv.Stats.Refused.Add(1)
+			s.srv.Stats.Refused(s.id, msg)
 			continue
 		case policy.WarnOK:
 			s.srv.Stats.Warned.Add(1)

@@ -44,7 +44,7 @@ type tunnelHow uint8
 
 const (
 	tunnelForward tunnelHow = iota // down the tunnel as sent; Redis answers
-	tunnelAnswer                   // run answers it, in its place (see tunnelLocal)
+	tunnelAnswer                   // run answers it, in its place (wire.Markers)
 	tunnelOwn                      // run handles the tunnel itself (HELLO, RESET)
 )
 

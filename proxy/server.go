@@ -25,6 +25,7 @@ import (
 	"github.com/agentproxy/agentproxy/domain"
 	"github.com/agentproxy/agentproxy/fencing"
 	"github.com/agentproxy/agentproxy/internal/membudget"
+	"github.com/agentproxy/agentproxy/internal/obs"
 	"github.com/agentproxy/agentproxy/internal/quota"
 	"github.com/agentproxy/agentproxy/internal/rawio"
 	"github.com/agentproxy/agentproxy/internal/wire"
@@ -76,6 +77,11 @@ type Options struct {
 	// clients of one workspace hold at once, so one workspace cannot use
 	// up Redis's connections; admins are not counted. 0: no limit.
 	MaxDedicatedPerWorkspace int
+	// UpstreamKind names the upstream in INFO: embedded, standalone, sentinel or cluster.
+	UpstreamKind string
+	// Control serves PROXY CONFIG GET and PROXY RELOAD (nil: they answer
+	// that there is nothing to reload).
+	Control Control
 	// Domain is what the domain commands share (their options, counters
 	// and state); New fills in the pool and the output limit. Nil: a new
 	// one with the defaults.
@@ -95,24 +101,8 @@ func DefaultOptions() Options {
 	}
 }
 
-// Stats are the server's counters, read with atomic loads.
-type Stats struct {
-	Accepted       atomic.Int64
-	Rejected       atomic.Int64 // refused at max_clients
-	Clients        atomic.Int64
-	Commands       atomic.Int64
-	Pinned         atomic.Int64 // sessions holding a dedicated connection
-	SlowConsumers  atomic.Int64
-	Refused        atomic.Int64 // commands refused by access control
-	Warned         atomic.Int64 // violations forwarded in warn mode
-	AuthFailures   atomic.Int64
-	ProtocolErrors atomic.Int64
-	UpstreamErrors atomic.Int64
-	BudgetCuts     atomic.Int64 // clients cut because the memory budget was exhausted
-	BulkWaits      atomic.Int64 // bulky batches that waited for a slot of the bulk lane
-	DedicatedLimit atomic.Int64 // commands refused at upstream.max_dedicated_per_workspace
-	RateLimited    atomic.Int64 // commands refused by [ratelimit]
-}
+// Stats are the server's counters and latency histograms.
+type Stats = obs.Stats
 
 // Server accepts clients and runs a session for each.
 type Server struct {

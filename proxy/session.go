@@ -48,6 +48,14 @@ type session struct {
 	name  string
 	quit  bool
 	start time.Time
+	// blocked says the batch ran a blocking command: its wait is not
+	// latency (the client histogram skips it).
+	blocked bool
+	// What PROXY CLIENTS reads from other goroutines (control.go).
+	addr, laddr string
+	view        atomic.Pointer[wire.ProxyClient]
+	lastCmd     atomic.Int64 // unix nanoseconds of the last batch
+	ncmds       atomic.Int64
 
 	// Pinned state: a dedicated connection held while the client has
 	// connection state on it.
@@ -64,7 +72,7 @@ type session struct {
 	tconn   net.Conn
 	untrack func() // the tunnel's, from Pool.Track
 	tunWS   string
-	tlocal  *tunnelLocal
+	tlocal  *wire.Markers
 	wmu     sync.Mutex
 
 	scratch []byte
@@ -104,7 +112,8 @@ type session struct {
 }
 
 func newSession(srv *Server, nc net.Conn) *session {
-	s := &session{srv: srv, nc: nc, id: srv.nextID.Add(1), proto: 2, call: upstream.NewCall(), start: time.Now()}
+	s := &session{srv: srv, nc: nc, id: srv.nextID.Add(1), proto: 2, call: upstream.NewCall(), start: time.Now(),
+		addr: nc.RemoteAddr().String(), laddr: nc.LocalAddr().String()}
 	s.rd = newReader(nc, srv.opts.ReadBufferSize, srv.opts.MaxRequestBytes, srv.opts.MaxArgs)
 	s.rd.budget = srv.budget
 	s.log = srv.log
@@ -114,6 +123,7 @@ func newSession(srv *Server, nc net.Conn) *session {
 		s.authed = true
 		s.ident = policy.Identity{Role: p.DefaultRole, Workspace: p.DefaultWS}
 	}
+	s.publish()
 	return s
 }
 
@@ -138,15 +148,24 @@ func (s *session) serve() {
 		}
 		cmds, err := s.rd.readBatch(s.srv.opts.MaxPipeline)
 		if len(cmds) > 0 {
+			t0 := time.Now()
+			s.lastCmd.Store(t0.UnixNano())
+			s.ncmds.Add(int64(len(cmds)))
 			s.srv.Stats.Commands.Add(int64(len(cmds)))
 			s.checkBatch(cmds)
-			if s.tconn != nil {
+			tunnel := s.tconn != nil
+			if tunnel {
 				s.execTunnel(cmds)
 			} else {
+				s.blocked = false
 				s.exec(cmds)
 			}
+			s.publish()
 			if !s.flush() {
 				return
+			}
+			if !tunnel && !s.blocked {
+				s.srv.Stats.Client.Observe(s.id, time.Since(t0))
 			}
 		}
 		if err != nil {
@@ -176,6 +195,7 @@ func (s *session) close() {
 		s.tconn.Close()
 		s.untrack()
 		s.srv.Stats.Pinned.Add(-1) // taken in startTunnel
+		s.srv.Stats.Tunnels.Add(-1)
 		s.giveDedicated(s.tunWS)
 	}
 	s.nc.Close()
@@ -430,12 +450,19 @@ func (s *session) doPayload(conn *upstream.Conn, payload []byte, n int, timeout 
 		call.Ends = nil
 	}
 	start := len(s.out)
+	var t0 time.Time
+	if timeout == 0 {
+		t0 = time.Now() // blocking commands' waits are not upstream latency
+	}
 	if err := conn.Do(call, payload); err != nil {
 		s.out = call.Out
 		s.failRest(n, 0, err)
 		return err
 	}
 	s.out = call.Out
+	if timeout == 0 {
+		s.srv.Stats.Upstream.Observe(s.id, time.Since(t0))
+	}
 	if cl != nil && call.Got > 0 && conn.IsShared() {
 		s.out = cl.FollowRedirects(s.out, start, call.Ends[:call.Got], payload, s.proto, conn.Pool(), s.srv.opts.MaxOutputBytes)
 	}
@@ -693,6 +720,7 @@ func (s *session) forwardOwn(c *command) {
 // it stalls nobody else, while watching for the client to leave (Redis would
 // otherwise hand a popped element to a client that is gone).
 func (s *session) forwardBlocking(c *command) {
+	s.blocked = true
 	conn := s.pinned
 	own := conn == nil
 	if own {

@@ -1,14 +1,9 @@
 package proxy
 
 import (
-	"bytes"
-	"crypto/rand"
-	"encoding/hex"
 	"strconv"
-	"sync"
 	"time"
 
-	"github.com/tidwall/redcon"
 	"go.uber.org/zap"
 
 	"github.com/agentproxy/agentproxy/internal/wire"
@@ -19,62 +14,15 @@ import (
 // for: subscribers, CLIENT TRACKING in RESP3, MONITOR. The client gets a
 // dedicated upstream connection for the rest of its life; a pump copies
 // every upstream frame to the client while the session forwards requests.
-//
-// The proxy's own answers (AUTH, HELLO, CLIENT SETNAME, refusals) must keep
-// their place among the replies still coming from Redis. So the session
-// queues each such answer and sends "PING <marker>" in its place; when the
-// pump meets the marker's reply it writes the queued answer instead. The
-// marker holds a per-session random token, so no published message can
-// imitate it (a message arrives as a 3-element push, not a PING reply).
-
-// tunnelLocal holds the proxy's queued answers. Its lock is a leaf; the
-// pump takes it after reading a frame, the session after building one.
-type tunnelLocal struct {
-	mu      sync.Mutex
-	replies [][]byte
-	token   string
-	pingCmd []byte // PING <marker> as RESP
-	pong2   []byte // its reply while subscribed in RESP2: ["pong", marker]
-	pong    []byte // its reply otherwise: the marker as a bulk string
-}
-
-func newTunnelLocal() *tunnelLocal {
-	var b [16]byte
-	rand.Read(b[:])
-	t := &tunnelLocal{token: "agentproxy-local-" + hex.EncodeToString(b[:])}
-	t.pingCmd = upstream.AppendCommand(nil, "PING", t.token)
-	t.pong = redcon.AppendBulkString(nil, t.token)
-	t.pong2 = redcon.AppendBulkString(redcon.AppendBulkString(redcon.AppendArray(nil, 2), "pong"), t.token)
-	return t
-}
-
-// isMarker reports whether frame is the reply to a marker PING.
-func (t *tunnelLocal) isMarker(frame []byte) bool {
-	return bytes.Equal(frame, t.pong) || bytes.Equal(frame, t.pong2) ||
-		len(frame) > 0 && frame[0] == '>' && bytes.Equal(frame[1:], t.pong2[1:])
-}
-
-// pop returns the oldest queued answer.
-func (t *tunnelLocal) pop() []byte {
-	t.mu.Lock()
-	defer t.mu.Unlock()
-	if len(t.replies) == 0 {
-		return nil
-	}
-	r := t.replies[0]
-	t.replies = t.replies[1:]
-	return r
-}
+// The proxy's own answers (AUTH, HELLO, CLIENT SETNAME, refusals) keep
+// their place among the replies still coming from Redis through
+// wire.Markers.
 
 // answer queues the proxy's reply (everything appended to s.out since
 // mark) behind the replies in flight.
 func (s *session) answer(mark int) {
-	reply := append([]byte(nil), s.out[mark:]...)
+	s.scratch = s.tlocal.Push(s.scratch, s.out[mark:])
 	s.out = s.out[:mark]
-	s.tlocal.mu.Lock()
-	s.tlocal.replies = append(s.tlocal.replies, reply)
-	s.tlocal.mu.Unlock()
-	s.scratch = append(s.scratch, s.tlocal.pingCmd...)
 }
 
 // startTunnel dials the tunnel and starts the pump. Output so far is
@@ -111,14 +59,15 @@ func (s *session) startTunnel() string {
 		s.unpin(false)
 	}
 	s.srv.Stats.Pinned.Add(1)
-	s.tlocal = newTunnelLocal()
+	s.srv.Stats.Tunnels.Add(1)
+	s.tlocal = wire.NewMarkers()
 	s.tconn, s.untrack = nc, s.node().Track(nc) // cut if the node fails
 	go s.pump(nc, left)
 	return ""
 }
 
 // execTunnel forwards requests to the tunnel, answering the proxy's own in
-// their place (see tunnelLocal). Each command's entry says how it runs
+// their place (wire.Markers). Each command's entry says how it runs
 // while tunnelled.
 func (s *session) execTunnel(cmds []command) {
 	s.scratch = s.scratch[:0]
@@ -196,8 +145,8 @@ func (s *session) pump(nc interface {
 			if !done {
 				break
 			}
-			if r-fstart <= len(s.tlocal.pong2)+1 && s.tlocal.isMarker(buf[fstart:r]) {
-				sub = s.tlocal.pop()
+			if s.tlocal.IsMarker(buf[fstart:r]) {
+				sub = s.tlocal.Pop()
 				break
 			}
 			fstart = r

@@ -95,6 +95,9 @@ func (s *session) afterWrites(cmds []command, start int, err error) {
 		} else {
 			out = append(out, reply...)
 		}
+		if c.wrap {
+			s.srv.Stats.RefusedReply(s.id, out[mark:])
+		}
 		if c.evHi > c.evLo && !fencing.WroteNothing(c.sub.Name, c.Args, out[mark:]) {
 			s.emitWrites(c)
 		}

@@ -540,7 +540,7 @@ func TestIsolationWarnAndOffModes(t *testing.T) {
 			if got := direct.DoS("GET", "deepagents:{other}:kv:y"); got != "$4\r\nmine\r\n" {
 				t.Errorf("%s mode: the write did not reach Redis: %q", mode, got)
 			}
-			warned, refused := a.Server().Stats.Warned.Load(), a.Server().Stats.Refused.Load()
+			warned, refused := a.Server().Stats.Warned.Load(), int64(a.Server().Stats.RefusedTotal())
 			wantWarned := int64(len(steps))
 			if mode == "off" {
 				wantWarned = 0

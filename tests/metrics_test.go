@@ -1,10 +1,12 @@
 package tests
 
 import (
+	"bytes"
 	"encoding/json"
 	"io"
 	"net/http"
 	"os"
+	"os/exec"
 	"regexp"
 	"strconv"
 	"strings"
@@ -46,6 +48,11 @@ func TestMetricsMove(t *testing.T) {
 			f, _ := strconv.ParseFloat(v, 64)
 			m[name] = f
 			base, _, _ := strings.Cut(name, "{")
+			for _, suffix := range []string{"_bucket", "_sum", "_count"} { // a histogram's series
+				if b := strings.TrimSuffix(base, suffix); b != base && help[b] {
+					base = b
+				}
+			}
 			if strings.HasPrefix(base, "agentproxy_") && !help[base] {
 				t.Errorf("%s has no help text", base)
 			}
@@ -66,6 +73,7 @@ func TestMetricsMove(t *testing.T) {
 	for _, p := range problems {
 		t.Errorf("promlint: %s: %s", p.Metric, p.Text)
 	}
+	promtool := testutil.NeedBinary(t, "promtool", "prometheus")
 	c := testutil.Dial(t, a.Addr())
 	c.DoS("SET", "deepagents:{default}:kv:x", "1")
 	c.DoS("GET", "deepagents:{other}:kv:x") // refused: another workspace
@@ -73,9 +81,17 @@ func TestMetricsMove(t *testing.T) {
 	c.DoS("CACHE.SET", "tool", "h", "v")
 	c.DoS("CACHE.GET", "tool", "h")       // hit
 	c.DoS("CACHE.GET", "tool", "missing") // miss
+	c.DoS("LOCK.ACQUIRE", "res", "30000")
+	c.DoS("LOCK.RELEASE", "res", "999") // refused by the domain's script: LOCKED
+	c.DoS("HSET", "deepagents:{default}:kv:h", "f", "v")
 	after := scrape()
-	for _, name := range []string{"agentproxy_commands_total", "agentproxy_refused_total", "agentproxy_auth_failures_total",
-		"agentproxy_cache_hits_total", "agentproxy_cache_misses_total", "agentproxy_connections_accepted_total"} {
+	for _, name := range []string{"agentproxy_commands_total", `agentproxy_refused_total{code="NOPERM"}`, `agentproxy_refused_total{code="LOCKED"}`,
+		"agentproxy_auth_failures_total", "agentproxy_cache_hits_total", "agentproxy_cache_misses_total", "agentproxy_connections_accepted_total",
+		`agentproxy_family_commands_total{family="string"}`, `agentproxy_family_commands_total{family="hash"}`,
+		`agentproxy_family_commands_total{family="cache"}`, `agentproxy_family_commands_total{family="lock"}`,
+		`agentproxy_family_commands_total{family="connection"}`, "agentproxy_client_latency_seconds_count",
+		`agentproxy_client_latency_seconds_bucket{le="+Inf"}`, "agentproxy_upstream_latency_seconds_count",
+		"agentproxy_upstream_latency_seconds_sum"} {
 		if after[name] <= before[name] {
 			t.Errorf("%s did not move: %v -> %v", name, before[name], after[name])
 		}
@@ -113,6 +129,18 @@ func TestMetricsMove(t *testing.T) {
 				}
 			}
 		}
+	}
+	// promtool itself (Debian's prometheus package), on a scrape after traffic.
+	resp, err = http.Get("http://" + cfg.Listen.MetricsAddr + "/metrics")
+	if err != nil {
+		t.Fatal(err)
+	}
+	body, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	check := exec.Command(promtool, "check", "metrics")
+	check.Stdin = bytes.NewReader(body)
+	if out, err := check.CombinedOutput(); err != nil || len(bytes.TrimSpace(out)) > 0 {
+		t.Errorf("promtool check metrics: %v\n%s", err, out)
 	}
 	if after["agentproxy_upstream_up"] != 1 {
 		t.Errorf("agentproxy_upstream_up = %v", after["agentproxy_upstream_up"])

@@ -243,6 +243,8 @@ func serve(args []string, stdout, stderr io.Writer) int {
 		log.Error("cannot start", zap.Error(err))
 		return 1
 	}
+	// Reload (SIGHUP, PROXY RELOAD): the file, the environment and the flags again.
+	a.SetSource(func() (config.Config, error) { return loadConfig(args, io.Discard) })
 	sig := make(chan os.Signal, 1)
 	signal.Notify(sig, syscall.SIGINT, syscall.SIGTERM, syscall.SIGHUP)
 wait:
@@ -250,13 +252,7 @@ wait:
 		select {
 		case s := <-sig:
 			if s == syscall.SIGHUP {
-				// Reload: the file, the environment and the flags again.
-				if next, err := loadConfig(args, io.Discard); err != nil {
-					a.ReloadFailed(err)
-					a.Hangup()
-				} else {
-					a.Reload(next)
-				}
+				a.ReloadFromSource()
 				continue
 			}
 			log.Info("shutting down", zap.String("signal", s.String()))
