@@ -1,5 +1,5 @@
 # agentproxy: a static binary on a distroless base, run as non-root.
-#   docker build -t agentproxy .
+#   docker build -t agentproxy --build-arg VERSION=$(git describe --always --dirty) .
 #   docker run --rm -p 9121:9121 agentproxy            # embedded store, metrics on :9121
 # Clients outside the container need --listen 0.0.0.0:6380 and [[users]]
 # (the proxy refuses unauthenticated clients beyond loopback). As a
@@ -10,7 +10,9 @@ WORKDIR /src
 COPY go.mod go.sum ./
 RUN go mod download
 COPY . .
-RUN CGO_ENABLED=0 go build -trimpath -buildvcs=false -ldflags "-s -w" -o /out/agentproxy ./cmd/agentproxy
+# The version agentproxy --version prints (the build context has no VCS data).
+ARG VERSION=""
+RUN CGO_ENABLED=0 go build -trimpath -buildvcs=false -ldflags "-s -w -X main.version=${VERSION}" -o /out/agentproxy ./cmd/agentproxy
 
 FROM gcr.io/distroless/static-debian12:nonroot
 COPY --from=build /out/agentproxy /usr/local/bin/agentproxy

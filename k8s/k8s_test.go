@@ -124,7 +124,8 @@ func TestManifests(t *testing.T) {
 // (no ELF interpreter), which the distroless static image needs.
 func TestStaticBinary(t *testing.T) {
 	bin := t.TempDir() + "/agentproxy"
-	cmd := exec.Command("go", "build", "-o", bin, "../cmd/agentproxy")
+	// The Dockerfile's flags, with the version it passes.
+	cmd := exec.Command("go", "build", "-trimpath", "-buildvcs=false", "-ldflags", "-s -w -X main.version=v9.9.9-test", "-o", bin, "../cmd/agentproxy")
 	cmd.Env = append(os.Environ(), "CGO_ENABLED=0")
 	if out, err := cmd.CombinedOutput(); err != nil {
 		t.Fatalf("CGO_ENABLED=0 go build: %v\n%s", err, out)
@@ -139,8 +140,12 @@ func TestStaticBinary(t *testing.T) {
 			t.Fatal("the binary needs a dynamic loader: not static")
 		}
 	}
+	if out, err := exec.Command(bin, "--version").CombinedOutput(); err != nil || !bytes.Contains(out, []byte("v9.9.9-test")) {
+		t.Errorf("--version of the Docker build: %v %q", err, out)
+	}
 	df, _ := os.ReadFile("../Dockerfile")
-	if !bytes.Contains(df, []byte("CGO_ENABLED=0 go build")) || !bytes.Contains(df, []byte("static")) {
+	if !bytes.Contains(df, []byte("CGO_ENABLED=0 go build")) || !bytes.Contains(df, []byte("static")) ||
+		!bytes.Contains(df, []byte("-X main.version=${VERSION}")) {
 		t.Error("the Dockerfile does not build and ship the static binary")
 	}
 }

@@ -4,6 +4,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/agentproxy/agentproxy/internal/obs"
 	"github.com/agentproxy/agentproxy/internal/wire"
 	"github.com/agentproxy/agentproxy/keyspace"
 	"github.com/agentproxy/agentproxy/policy"
@@ -60,5 +61,5 @@ func (srv *Server) appendClients(b []byte, id *policy.Identity) []byte {
 		}
 	}
 	srv.mu.Unlock()
-	return wire.AppendProxyClients(b, rows, time.Now())
+	return wire.AppendProxyClients(b, rows, time.Now(), obs.Now())
 }

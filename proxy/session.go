@@ -14,6 +14,7 @@ import (
 	"github.com/agentproxy/agentproxy/domain"
 	"github.com/agentproxy/agentproxy/fencing"
 	"github.com/agentproxy/agentproxy/internal/clientwatch"
+	"github.com/agentproxy/agentproxy/internal/obs"
 	"github.com/agentproxy/agentproxy/internal/wire"
 	"github.com/agentproxy/agentproxy/keyspace"
 	"github.com/agentproxy/agentproxy/policy"
@@ -148,8 +149,8 @@ func (s *session) serve() {
 		}
 		cmds, err := s.rd.readBatch(s.srv.opts.MaxPipeline)
 		if len(cmds) > 0 {
-			t0 := time.Now()
-			s.lastCmd.Store(t0.UnixNano())
+			t0 := obs.Now()
+			s.lastCmd.Store(t0)
 			s.ncmds.Add(int64(len(cmds)))
 			s.srv.Stats.Commands.Add(int64(len(cmds)))
 			s.checkBatch(cmds)
@@ -165,7 +166,7 @@ func (s *session) serve() {
 				return
 			}
 			if !tunnel && !s.blocked {
-				s.srv.Stats.Client.Observe(s.id, time.Since(t0))
+				s.srv.Stats.Client.Since(s.id, t0)
 			}
 		}
 		if err != nil {
@@ -450,9 +451,9 @@ func (s *session) doPayload(conn *upstream.Conn, payload []byte, n int, timeout 
 		call.Ends = nil
 	}
 	start := len(s.out)
-	var t0 time.Time
+	var t0 int64
 	if timeout == 0 {
-		t0 = time.Now() // blocking commands' waits are not upstream latency
+		t0 = obs.Now() // blocking commands' waits are not upstream latency
 	}
 	if err := conn.Do(call, payload); err != nil {
 		s.out = call.Out
@@ -461,7 +462,7 @@ func (s *session) doPayload(conn *upstream.Conn, payload []byte, n int, timeout 
 	}
 	s.out = call.Out
 	if timeout == 0 {
-		s.srv.Stats.Upstream.Observe(s.id, time.Since(t0))
+		s.srv.Stats.Upstream.Since(s.id, t0)
 	}
 	if cl != nil && call.Got > 0 && conn.IsShared() {
 		s.out = cl.FollowRedirects(s.out, start, call.Ends[:call.Got], payload, s.proto, conn.Pool(), s.srv.opts.MaxOutputBytes)

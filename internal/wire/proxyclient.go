@@ -46,17 +46,18 @@ func AppendProxyClient(b []byte, c *ProxyClient, ageSeconds, idleSeconds, cmds i
 type ClientRow struct {
 	Client *ProxyClient
 	Start  time.Time
-	Last   int64 // unix nanoseconds of its last command; 0: none yet
+	Last   int64 // monotonic nanoseconds (obs.Now) of its last command; 0: none yet
 	Cmds   int64
 }
 
-// AppendProxyClients appends the lines of rows, by client id.
-func AppendProxyClients(b []byte, rows []ClientRow, now time.Time) []byte {
+// AppendProxyClients appends the lines of rows, by client id; now and
+// mono are the time and the monotonic clock of Last.
+func AppendProxyClients(b []byte, rows []ClientRow, now time.Time, mono int64) []byte {
 	sort.Slice(rows, func(i, j int) bool { return rows[i].Client.ID < rows[j].Client.ID })
 	for _, r := range rows {
 		idle := now.Sub(r.Start)
 		if r.Last != 0 {
-			idle = now.Sub(time.Unix(0, r.Last))
+			idle = time.Duration(mono - r.Last)
 		}
 		b = AppendProxyClient(b, r.Client, int64(now.Sub(r.Start)/time.Second), int64(idle/time.Second), r.Cmds)
 	}
