@@ -61,6 +61,7 @@ type App struct {
 	reloadLastOK           atomic.Bool
 	reloadMu               sync.Mutex                    // one reload at a time (SIGHUP, PROXY RELOAD); guards cfg
 	source                 func() (config.Config, error) // reads the configuration again (SetSource)
+	shutdownTimeout        time.Duration                 // listen.shutdown_timeout (restart-only: read without reloadMu)
 }
 
 // Start builds everything and starts serving. It returns once the listener
@@ -69,7 +70,7 @@ func Start(cfg config.Config, log *zap.Logger) (*App, error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, err
 	}
-	a := &App{cfg: cfg, log: log, served: make(chan error, 1)}
+	a := &App{cfg: cfg, log: log, served: make(chan error, 1), shutdownTimeout: cfg.Listen.ShutdownTimeout.Duration}
 	a.reloadLastOK.Store(true)
 	url := cfg.Upstream.URL
 	if url == "embedded" {
@@ -245,7 +246,7 @@ func (a *App) Done() <-chan error { return a.served }
 // Shutdown stops accepting, drains sessions within the configured timeout,
 // closes the upstream and writes the embedded snapshot.
 func (a *App) Shutdown() error {
-	ctx, cancel := context.WithTimeout(context.Background(), a.cfg.Listen.ShutdownTimeout.Duration)
+	ctx, cancel := context.WithTimeout(context.Background(), a.shutdownTimeout)
 	defer cancel()
 	err := a.srv.Shutdown(ctx)
 	if errors.Is(err, context.DeadlineExceeded) {
@@ -271,9 +272,9 @@ func (a *App) Shutdown() error {
 // logged and returned, and keep their running value. A configuration that
 // does not build changes nothing. The embedded store is snapshotted too.
 func (a *App) Reload(cfg config.Config) (restartOnly []string, err error) {
+	defer a.snapshot("reload") // after the lock is released (deferred calls run last-in first-out)
 	a.reloadMu.Lock()
 	defer a.reloadMu.Unlock()
-	defer a.snapshot("reload")
 	if err = cfg.Validate(); err == nil {
 		// The policy is built with the running values of what only a
 		// restart changes (keyspace.prefix, ...).
@@ -479,25 +480,8 @@ func (a *App) registerPolicyStats(reg *prometheus.Registry) {
 	)
 }
 
-// redact hides a password in an upstream URL for logs.
-func redact(u string) string {
-	t, err := upstream.ParseTarget(u)
-	if err != nil || (t.Node.Password == "" && t.SentinelPassword == "") {
-		return u
-	}
-	i, j := strings.Index(u, "://"), strings.LastIndex(u, "@")
-	if i >= 0 && j > i {
-		u = u[:i+3] + "***" + u[j:]
-	}
-	if k := strings.Index(u, "sentinel_password="); k >= 0 {
-		end := strings.IndexByte(u[k:], '&')
-		if end < 0 {
-			end = len(u) - k
-		}
-		u = u[:k] + "sentinel_password=***" + u[k+end:]
-	}
-	return u
-}
+// redact hides the passwords of an upstream URL (upstream.Redact).
+func redact(u string) string { return upstream.Redact(u) }
 
 // expandHome turns a leading "~/" into the user's home directory.
 func expandHome(p string) string {

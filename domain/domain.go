@@ -125,6 +125,9 @@ type Req struct {
 	// (a NOSCRIPT at EXEC could not be retried) and Up queues instead of
 	// running.
 	InTx bool
+	// Waited is set by a handler that waited on purpose (LOCK.ACQUIRE
+	// WAIT retrying): the time is not latency. The session clears it.
+	Waited bool
 	// away keeps the tokens held in the workspaces the connection left
 	// (WORKSPACE): a token counts only in the workspace of its lock.
 	away map[string]map[string]int64

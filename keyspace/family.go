@@ -28,12 +28,14 @@ var familyCats = []struct {
 // familyOf is the family of a table entry.
 func familyOf(c *Command) uint8 {
 	name := "server"
-	if c.Flags&Proxy != 0 && !strings.Contains(c.Name, "|") {
+	parent, _, sub := cut(c.Name)
+	switch {
+	case c.Flags&Proxy != 0 && (!sub || parent == "proxy"):
 		name = "proxy"
 		if i := strings.IndexByte(c.Name, '.'); i > 0 {
 			name = c.Name[:i]
 		}
-	} else {
+	default:
 		for _, f := range familyCats {
 			if c.ACL&f.cat != 0 {
 				name = f.name

@@ -32,6 +32,7 @@ func (s *session) runDomain(e *domain.Entry, args [][]byte) {
 	s.out = r.Out
 	r.Out = nil
 	s.srv.Stats.RefusedReply(s.id, s.out[s.mark:])
+	s.blocked, r.Waited = s.blocked || r.Waited, false
 }
 
 // queueDomain prepares the domain command c (entry e) to be queued inside

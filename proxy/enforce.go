@@ -49,13 +49,14 @@ func (s *session) checkBatch(cmds []command) {
 				s.checkLater(cmds[i+1:])
 				return
 			case c.cmd != cmdQuit:
-				c.deny = wire.ErrNoAuthRequired
+				c.deny = s.refused(wire.ErrNoAuthRequired)
 			}
 			continue
 		}
 		if p.Limits.On {
 			if c.deny = s.srv.rates.Take(&p.Limits, &s.ident, 1, float64(len(c.Raw)), time.Now()); c.deny != "" {
 				s.srv.Stats.RateLimited.Add(1)
+				s.refused(c.deny)
 				continue
 			}
 		}
@@ -67,20 +68,18 @@ func (s *session) checkBatch(cmds []command) {
 			continue
 		}
 		if msg := policy.ConnRefusal(info, c.Args); msg != "" {
-			c.deny = msg
-			s.srv.Stats.Refused(s.id, msg)
+			c.deny = s.refused(msg)
 			continue
 		}
 		if multi && c.cmd != cmdMulti && !isTxEnd(c.cmd) {
 			if msg := multiRefusal(c, admin); msg != "" {
-				c.deny = msg
-				s.srv.Stats.Refused(s.id, msg)
+				c.deny = s.refused(msg)
 				continue
 			}
 		}
 		if c.cmd == cmdSelect {
 			if c.deny = p.SelectRefusal(&s.ident, c.Args, s.node().DB()); c.deny != "" {
-				s.srv.Stats.Refused(s.id, c.deny)
+				s.refused(c.deny)
 				continue
 			}
 		}
@@ -109,8 +108,7 @@ func (s *session) checkBatch(cmds []command) {
 		v, msg := p.Check(&s.ident, info, c.Args, &s.acc)
 		switch v {
 		case policy.Refuse:
-			c.deny = msg
-			s.srv.Stats.Refused(s.id, msg)
+			c.deny = s.refused(msg)
 			continue
 		case policy.WarnOK:
 			s.srv.Stats.Warned.Add(1)
@@ -202,6 +200,9 @@ func (s *session) workspace(args [][]byte) {
 	s.ident.Workspace = ws
 	s.out = redcon.AppendOK(s.out)
 }
+
+// refused counts a refusal by its code and returns it.
+func (s *session) refused(msg string) string { s.srv.Stats.Refused(s.id, msg); return msg }
 
 // abortedMulti answers a command while the client's MULTI was aborted by a
 // refused command: Redis would discard the transaction at EXEC, so the

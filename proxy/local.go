@@ -272,11 +272,9 @@ func (s *session) clientCmd(c *command) route {
 }
 
 func (s *session) clientSetName(c *command) route {
-	for _, ch := range c.Args[2] {
-		if ch < '!' || ch > '~' {
-			s.out = wire.AppendError(s.out, "ERR Client names cannot contain spaces, newlines or special characters.")
-			return routeLocal
-		}
+	if !wire.ValidName(c.Args[2]) {
+		s.out = wire.AppendError(s.out, wire.ErrClientName)
+		return routeLocal
 	}
 	s.name = string(c.Args[2])
 	s.out = redcon.AppendOK(s.out)

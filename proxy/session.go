@@ -154,18 +154,17 @@ func (s *session) serve() {
 			s.ncmds.Add(int64(len(cmds)))
 			s.srv.Stats.Commands.Add(int64(len(cmds)))
 			s.checkBatch(cmds)
-			tunnel := s.tconn != nil
-			if tunnel {
+			s.blocked = s.tconn != nil // a tunnel's replies come from its pump: no latency
+			if s.blocked {
 				s.execTunnel(cmds)
 			} else {
-				s.blocked = false
 				s.exec(cmds)
 			}
 			s.publish()
 			if !s.flush() {
 				return
 			}
-			if !tunnel && !s.blocked {
+			if !s.blocked {
 				s.srv.Stats.Client.Since(s.id, t0)
 			}
 		}
@@ -451,10 +450,7 @@ func (s *session) doPayload(conn *upstream.Conn, payload []byte, n int, timeout 
 		call.Ends = nil
 	}
 	start := len(s.out)
-	var t0 int64
-	if timeout == 0 {
-		t0 = obs.Now() // blocking commands' waits are not upstream latency
-	}
+	t0 := obs.Now() // observed below unless the command blocks (timeout > 0): a wait is not latency
 	if err := conn.Do(call, payload); err != nil {
 		s.out = call.Out
 		s.failRest(n, 0, err)

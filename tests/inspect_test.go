@@ -120,6 +120,16 @@ func TestProxyInspect(t *testing.T) {
 			t.Errorf("%q: %q", bad, got)
 		}
 	}
+	// Inside MULTI it is refused (it would reach Redis queued), and names
+	// that would forge lines of PROXY CLIENTS are refused by HELLO too.
+	ops.DoS("MULTI")
+	if got := ops.DoS("PROXY", "INFO"); !strings.HasPrefix(got, "-ERR ") {
+		t.Errorf("PROXY INFO in MULTI: %q", got)
+	}
+	ops.DoS("DISCARD")
+	if got := u2.DoS("HELLO", "2", "SETNAME", "x id=1 user=ops role=admin"); !strings.HasPrefix(got, "-ERR Client names cannot contain spaces") {
+		t.Errorf("HELLO SETNAME with spaces: %q", got)
+	}
 	if got := ops.DoS("PROXY", "HELP"); !strings.HasPrefix(got, "*") {
 		t.Errorf("PROXY HELP: %q", got)
 	}

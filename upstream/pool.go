@@ -52,6 +52,11 @@ type Options struct {
 // ParseURL reads redis://[user:pass@]host:port[/db], rediss://... (TLS) and
 // unix:///path/to/socket[?db=n] into Options with default timeouts.
 func ParseURL(raw string) (Options, error) {
+	o, err := parseURL(raw)
+	return o, redactErr(raw, err)
+}
+
+func parseURL(raw string) (Options, error) {
 	o := Options{Network: "tcp", DialTimeout: 2 * time.Second, ReadTimeout: 5 * time.Second,
 		WriteTimeout: 5 * time.Second, Conns: 1, MaxIdleDedicated: 16, BackoffMax: time.Second}
 	u, err := url.Parse(raw)

@@ -2,9 +2,11 @@ package upstream
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"net"
 	"net/url"
+	"strconv"
 	"strings"
 	"time"
 
@@ -39,11 +41,51 @@ type Target struct {
 	SentinelUsername, SentinelPassword string
 }
 
+// Redact hides the passwords of an upstream URL, for logs, errors and
+// PROXY CONFIG GET: the user information before the host and every query
+// parameter whose name holds "pass" (sentinel_password). It reads the text
+// only, so it also works on a URL that does not parse.
+func Redact(raw string) string {
+	scheme, rest, ok := strings.Cut(raw, "://")
+	if !ok {
+		return raw
+	}
+	rest, query, hasQuery := strings.Cut(rest, "?")
+	if at := strings.LastIndexByte(rest, '@'); at >= 0 {
+		rest = "***" + rest[at:]
+	}
+	out := scheme + "://" + rest
+	if hasQuery {
+		parts := strings.Split(query, "&")
+		for i, p := range parts {
+			k, _, _ := strings.Cut(p, "=")
+			if dk, err := url.QueryUnescape(k); err != nil || strings.Contains(strings.ToLower(dk), "pass") {
+				parts[i] = k + "=***"
+			}
+		}
+		out += "?" + strings.Join(parts, "&")
+	}
+	return out
+}
+
+// redactErr keeps a URL's passwords out of an error about it.
+func redactErr(raw string, err error) error {
+	if err == nil {
+		return nil
+	}
+	return errors.New(strings.ReplaceAll(strings.ReplaceAll(err.Error(), strconv.Quote(raw), strconv.Quote(Redact(raw))), raw, Redact(raw)))
+}
+
 // ParseTarget reads any upstream URL: those of ParseURL, and
 // redis-sentinel://[user:pass@]host:port[,host:port...]/master-name[?sentinel_password=...&db=n]
 // and redis-cluster://[user:pass@]host:port[,host:port...]; rediss-sentinel://
 // and rediss-cluster:// use TLS to every node (and the sentinels).
 func ParseTarget(raw string) (Target, error) {
+	t, err := parseTarget(raw)
+	return t, redactErr(raw, err)
+}
+
+func parseTarget(raw string) (Target, error) {
 	scheme, rest, ok := strings.Cut(raw, "://")
 	var t Target
 	switch scheme {
@@ -52,7 +94,7 @@ func ParseTarget(raw string) (Target, error) {
 	case "redis-cluster", "rediss-cluster":
 		t.Mode = ClusterMode
 	default:
-		o, err := ParseURL(raw)
+		o, err := parseURL(raw)
 		return Target{Mode: Standalone, Node: o}, err
 	}
 	if !ok {

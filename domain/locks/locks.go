@@ -124,6 +124,7 @@ func (s req) lockAcquire(args [][]byte) {
 		}
 		done()
 		s.Out = s.Out[:start]
+		s.Waited = true
 		time.Sleep(min(backoff, time.Until(deadline)))
 		if backoff < 200*time.Millisecond {
 			backoff *= 2

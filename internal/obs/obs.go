@@ -162,12 +162,12 @@ func (st *Stats) Refused(id int64, msg string) { st.Refusals.Add(id, CodeOf(msg)
 
 // RefusedReply counts an error reply of a script (a domain command, a
 // fenced write) when its code is a refusal's (FENCED, LOCKED, NOPERM ...),
-// not a plain error.
+// not a plain error or an unreachable upstream.
 func (st *Stats) RefusedReply(id int64, reply []byte) {
 	if len(reply) == 0 || reply[0] != '-' {
 		return
 	}
-	if i := CodeOf(reply); Codes[i] != "ERR" && Codes[i] != "other" {
+	if i := CodeOf(reply); Codes[i] != "ERR" && Codes[i] != "other" && Codes[i] != "TRYAGAIN" { // TRYAGAIN: Redis down
 		st.Refusals.Add(id, i, 1)
 	}
 }

@@ -170,6 +170,9 @@ func ParseHello(args [][]byte) (h Hello, err string) {
 			h.Auth, h.User, h.Pass = true, args[i+1], args[i+2]
 			i += 2
 		case keyspace.EqFold(args[i], "setname") && i+1 < len(args):
+			if !ValidName(args[i+1]) {
+				return h, ErrClientName
+			}
 			h.Name, h.SetName = string(args[i+1]), true
 			i++
 		default:
@@ -177,4 +180,15 @@ func ParseHello(args [][]byte) (h Hello, err string) {
 		}
 	}
 	return h, ""
+}
+
+// ValidName reports whether a client name is one Redis accepts (CLIENT
+// SETNAME, HELLO SETNAME): printable ASCII without spaces.
+func ValidName(b []byte) bool {
+	for _, ch := range b {
+		if ch < '!' || ch > '~' {
+			return false
+		}
+	}
+	return true
 }

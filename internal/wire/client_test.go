@@ -41,3 +41,29 @@ func TestParseHello(t *testing.T) {
 		}
 	}
 }
+
+func TestProxyClientVisible(t *testing.T) {
+	me := &ProxyClient{User: "u1", Authed: true, Workspace: "a"}
+	anon := &ProxyClient{User: "default", Authed: true, Anonymous: true, Workspace: "a"}
+	for _, c := range []struct {
+		name string
+		c    *ProxyClient
+		me   *ProxyClient
+		want bool
+	}{
+		{"same user, other workspace", &ProxyClient{User: "u1", Authed: true, Workspace: "b"}, me, true},
+		{"other user", &ProxyClient{User: "u2", Authed: true, Workspace: "a"}, me, false},
+		{"not yet authenticated", &ProxyClient{User: "u1", Workspace: "a"}, me, false},
+		{"configured user named default vs anonymous", &ProxyClient{User: "default", Authed: true, Workspace: "a"}, anon, false},
+		{"anonymous, same workspace", &ProxyClient{User: "default", Authed: true, Anonymous: true, Workspace: "a"}, anon, true},
+		{"anonymous, other workspace", &ProxyClient{User: "default", Authed: true, Anonymous: true, Workspace: "b"}, anon, false},
+		{"anonymous not authenticated", &ProxyClient{User: "default", Anonymous: true, Workspace: "a"}, anon, false},
+	} {
+		if got := c.c.VisibleTo(c.me); got != c.want {
+			t.Errorf("%s: %v, want %v", c.name, got, c.want)
+		}
+	}
+	if _, msg := ParseHello([][]byte{[]byte("2"), []byte("SETNAME"), []byte("a\nb")}); msg != ErrClientName {
+		t.Errorf("HELLO SETNAME with a newline: %q", msg)
+	}
+}

@@ -43,6 +43,7 @@ const (
 	ErrNestedMulti       = "ERR MULTI calls can not be nested"
 	ErrRESP3Unsupported  = "NOPROTO the upstream Redis does not speak RESP3"
 	ErrHelloSyntax       = "ERR Syntax error in HELLO option '"
+	ErrClientName        = "ERR Client names cannot contain spaces, newlines or special characters."
 	ErrHelloNoAuth       = "NOAUTH HELLO must be called with the client already authenticated, otherwise the HELLO <proto> AUTH <user> <pass> option can be used to authenticate the client and select the RESP protocol version at the same time"
 	ErrWrongArityPrefix  = "ERR wrong number of arguments for '"
 	ErrWrongAritySuffix  = "' command"

@@ -16,6 +16,17 @@ type ProxyClient struct {
 	Role, Workspace string
 	DB, Proto       int
 	Pinned, Tunnel  bool
+	// Authed: past AUTH (or trusted on loopback); Anonymous: without a
+	// configured user (the "default" identity).
+	Authed, Anonymous bool
+}
+
+// VisibleTo says whether me (not an admin) may see c in PROXY CLIENTS:
+// connections of the same configured user; for anonymous clients, which
+// share one name, those in the same workspace.
+func (c *ProxyClient) VisibleTo(me *ProxyClient) bool {
+	return c.Authed && me.Authed && c.User == me.User && c.Anonymous == me.Anonymous &&
+		(!c.Anonymous || c.Workspace == me.Workspace)
 }
 
 // AppendProxyClient appends c as a line of PROXY CLIENTS: CLIENT LIST's
