@@ -262,7 +262,7 @@ func Default() Config {
 			DataFile:         DefaultDataFile(),
 			SnapshotInterval: D(time.Minute),
 		},
-		Keyspace: Keyspace{Prefix: "deepagents", Mode: "enforce", DefaultWorkspace: "default", DefaultRole: "agent",
+		Keyspace: Keyspace{Prefix: "deepagents", Mode: "enforce", DefaultWorkspace: "default",
 			Owners: keyspace.DefaultOwners()},
 		Auth:     Auth{MaxFailures: 10, FailureWindow: D(time.Minute)},
 		Features: Features{Cache: true, Todos: true, Files: true, Coord: true},
@@ -503,7 +503,7 @@ func (c *Config) Validate() error {
 		bad("keyspace.default_workspace", "%q must match [A-Za-z0-9_.-]{1,64}", c.Keyspace.DefaultWorkspace)
 	}
 	switch c.Keyspace.DefaultRole {
-	case "agent", "readonly", "admin":
+	case "", "agent", "readonly", "admin":
 	default:
 		bad("keyspace.default_role", "must be agent, readonly or admin, got %q", c.Keyspace.DefaultRole)
 	}

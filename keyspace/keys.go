@@ -3,12 +3,14 @@ package keyspace
 import (
 	"bytes"
 	"errors"
+	"math"
 	"slices"
 )
 
 // ErrKeys means the arguments do not let the keys be found (a numkeys that
-// is not a number or points past the end). Redis rejects such commands
-// too; the proxy refuses them before they are sent.
+// counts none, or more than the arguments). Redis finds none either, so its
+// ACLs check none, and the command rejects the form with its own error: the
+// proxy sends it on with no keys, after the checks of the role.
 var ErrKeys = errors.New("cannot find the keys of this command")
 
 // ErrAmbiguous means a keyword that introduces keys (STORE, STREAMS) occurs
@@ -54,7 +56,19 @@ func (c *Command) ArityOK(n int) bool {
 // invoke c (as returned by Resolve). It follows Redis 7's key specs and
 // handles the commands whose specs are incomplete (SORT, MIGRATE) and the
 // pub/sub commands, whose channels are not keys.
+//
+// On an error a is empty. ErrKeys means Redis finds no keys either (its
+// key specs and the command's own key finder give up; its ACLs check none)
+// and the command rejects the form itself.
 func Extract(c *Command, args [][]byte, a *Access) error {
+	err := extract(c, args, a)
+	if err != nil {
+		a.Reset()
+	}
+	return err
+}
+
+func extract(c *Command, args [][]byte, a *Access) error {
 	a.Reset()
 	switch c.Name {
 	case "sort", "sort_ro":
@@ -147,23 +161,34 @@ func Extract(c *Command, args [][]byte, a *Access) error {
 				return ErrKeys
 			}
 			n, ok := parseCount(args[idx])
-			if !ok || n > argc {
-				return ErrKeys
-			}
 			first += ks.FirstKey
-			last = first + n - 1
 			step = ks.KeyStep
-			if n == 0 && c.Redis&RNoMandatoryKeys != 0 {
+			if ok && n == 0 && c.Redis&RNoMandatoryKeys != 0 {
 				continue // EVAL script 0: no keys, as Redis allows
 			}
+			if !ok || n > argc || n == 0 || first+n-1 >= argc {
+				// Redis falls back to the command's own key finder
+				// (genericGetKeys), which reads numkeys with atoi: its
+				// ACLs check the keys it finds, and so does the proxy.
+				if n, ok = laxKeynum(args[idx], argc, first, step); !ok {
+					return ErrKeys
+				}
+			}
+			last = first + n - 1
 		default:
 			return ErrKeys
 		}
 		if step <= 0 {
 			step = 1
 		}
-		// As in Redis's getKeysUsingKeySpecs: a range out of bounds (numkeys
-		// 0, or larger than the arguments) is a form Redis cannot resolve.
+		// A range that ends before it begins is empty: optional keys not
+		// given (PFMERGE dest without sources; Redis 7.0's key spec calls
+		// it invalid, finds no keys, and the command writes dest anyway).
+		if ks.Find == FindRange && ks.LastKey < 0 && (first >= argc || last < first) {
+			continue
+		}
+		// As in Redis's getKeysUsingKeySpecs: a range out of bounds is a
+		// form Redis cannot resolve.
 		if last >= argc || last < first || first >= argc {
 			return ErrKeys
 		}
@@ -334,6 +359,44 @@ func extractMigrate(args [][]byte, a *Access) error {
 
 // parseCount parses a non-negative decimal as Redis does, accepting a
 // superset of what Redis accepts (so a count Redis reads is never missed).
+// laxKeynum reads numkeys as Redis's genericGetKeys does, with C's atoi
+// (leading spaces, a sign, digits up to the first other byte; a long
+// truncated to int): the count of keys from first, or false when it finds
+// none (fewer than one, or more than the arguments hold).
+func laxKeynum(b []byte, argc, first, step int) (int, bool) {
+	i := 0
+	for i < len(b) && (b[i] == ' ' || b[i] >= '\t' && b[i] <= '\r') {
+		i++
+	}
+	neg := false
+	if i < len(b) && (b[i] == '+' || b[i] == '-') {
+		neg = b[i] == '-'
+		i++
+	}
+	var v int64 // strtol: clamped to the range of a long
+	for ; i < len(b) && b[i] >= '0' && b[i] <= '9'; i++ {
+		d := int64(b[i] - '0')
+		switch {
+		case !neg && v > (math.MaxInt64-d)/10:
+			v = math.MaxInt64
+		case neg && -v < (math.MinInt64+d)/10:
+			v = math.MinInt64
+		case neg:
+			v = v*10 - d
+		default:
+			v = v*10 + d
+		}
+	}
+	n := int(int32(v)) // atoi's int
+	if step < 1 {
+		step = 1
+	}
+	if n < 1 || n > (argc-first)/step {
+		return 0, false
+	}
+	return n, true
+}
+
 func parseCount(b []byte) (int, bool) {
 	if len(b) == 0 || len(b) > 18 {
 		return 0, false

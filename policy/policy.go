@@ -465,10 +465,16 @@ func New(c Config) (*Policy, error) {
 	}
 	p.AllowSelect, p.Limits = c.AllowSelect, c.Limits
 	p.compileWrites(c)
-	if c.DefaultRole != "" {
+	switch {
+	case c.DefaultRole != "":
 		if p.DefaultRole, ok = ParseRole(c.DefaultRole); !ok {
 			return nil, errors.New("keyspace.default_role: must be agent, readonly or admin")
 		}
+	case p.Mode == Off:
+		// A pure proxy: clients that do not authenticate (loopback only)
+		// get every command, as on the Redis behind it; configured users
+		// keep their roles.
+		p.DefaultRole = RoleAdmin
 	}
 	for _, uc := range c.Users {
 		role, ok := ParseRole(uc.Role)

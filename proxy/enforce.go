@@ -83,6 +83,10 @@ func (s *session) checkBatch(cmds []command) {
 				continue
 			}
 		}
+		if !info.ArityOK(len(c.Args)) { // the proxy's own commands too (RESET x), as Redis
+			c.deny = policy.WrongArity(info.Name)
+			continue
+		}
 		if info.Has(keyspace.Local) {
 			// Answered by the session itself (PING, HELLO, WORKSPACE ...).
 			// Subcommands resolve to their own entries, so CLIENT KILL is
@@ -95,14 +99,11 @@ func (s *session) checkBatch(cmds []command) {
 			}
 			continue
 		}
-		if !info.ArityOK(len(c.Args)) {
-			c.deny = policy.WrongArity(info.Name)
-			continue
-		}
-		if err := keyspace.Extract(info, c.Args, &s.acc); err != nil {
-			if s.ident.Role != policy.RoleAdmin {
-				c.deny = wire.ErrKeysUnknown
-			}
+		// A key keyword given twice is refused (Redis's key spec and the command
+		// read it differently); a form Redis finds no keys in either (ErrKeys)
+		// goes on with none, for the role checks and then Redis's own error.
+		if err := keyspace.Extract(info, c.Args, &s.acc); err == keyspace.ErrAmbiguous && s.ident.Role != policy.RoleAdmin {
+			c.deny = s.refused(wire.ErrKeysAmbiguous)
 			continue
 		}
 		v, msg := p.Check(&s.ident, info, c.Args, &s.acc)

@@ -337,7 +337,7 @@ func (s *session) auth(args [][]byte) {
 	case 2:
 		user, pass = args[0], args[1]
 	default:
-		s.out = wire.AppendArity(s.out, "auth")
+		s.out = wire.AppendError(s.out, wire.ErrSyntax) // as Redis: AUTH takes one or two arguments
 		return
 	}
 	s.out = s.authReply(s.out, s.checkAuth(user, pass))

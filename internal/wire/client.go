@@ -78,7 +78,7 @@ func ClientListSelects(c Conn, args [][]byte) (bool, string) {
 			show = show && mine
 			i = len(args)
 		default:
-			return false, "ERR syntax error"
+			return false, ErrSyntax
 		}
 	}
 	return show, ""

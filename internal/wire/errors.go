@@ -43,6 +43,7 @@ const (
 	ErrNestedMulti       = "ERR MULTI calls can not be nested"
 	ErrRESP3Unsupported  = "NOPROTO the upstream Redis does not speak RESP3"
 	ErrHelloSyntax       = "ERR Syntax error in HELLO option '"
+	ErrSyntax            = "ERR syntax error"
 	ErrClientName        = "ERR Client names cannot contain spaces, newlines or special characters."
 	ErrHelloNoAuth       = "NOAUTH HELLO must be called with the client already authenticated, otherwise the HELLO <proto> AUTH <user> <pass> option can be used to authenticate the client and select the RESP protocol version at the same time"
 	ErrWrongArityPrefix  = "ERR wrong number of arguments for '"
@@ -53,7 +54,7 @@ const (
 	ErrAuthLimited    = "ERR too many failed AUTH attempts for this user, on this connection or from this address; wait for auth.failure_window before trying again"
 	ErrWSInvalid      = "ERR workspace names match [A-Za-z0-9_.-]{1,64}"
 	ErrExecAbort      = "EXECABORT Transaction discarded because of previous errors."
-	ErrKeysUnknown    = "ERR cannot find the keys of this command: check numkeys and the argument count"
+	ErrKeysAmbiguous  = "BADKEY a keyword that introduces keys occurs more than once: Redis's key specification and the command read different keys; give it once"
 
 	// Connection commands.
 	ErrCachingOff = "ERR CLIENT CACHING can be called only when the client is in tracking mode with OPTIN or OPTOUT mode enabled"
