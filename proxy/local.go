@@ -50,8 +50,11 @@ const (
 
 func init() {
 	reg := func(name string, lc *localCmd) { keyspace.SetHandler(name, lc) }
-	reg("ping", &localCmd{run: (*session).ping, multi: multiQueued})
-	reg("echo", &localCmd{run: (*session).echo, multi: multiQueued})
+	answer := func(f func(b []byte, args [][]byte) []byte) func(*session, *command) route {
+		return func(s *session, c *command) route { s.out = f(s.out, c.Args); return routeLocal }
+	}
+	reg("ping", &localCmd{run: answer(wire.AppendPing), multi: multiQueued})
+	reg("echo", &localCmd{run: answer(wire.AppendEcho), multi: multiQueued})
 	reg("quit", &localCmd{run: (*session).quitCmd, immediate: true})
 	reg("reset", &localCmd{run: (*session).reset, tunnel: tunnelOwn, immediate: true})
 	reg("hello", &localCmd{run: (*session).helloCmd, tunnel: tunnelOwn, identity: true})
@@ -143,27 +146,6 @@ func (s *session) upstreamRoute() route {
 		return routePinned
 	}
 	return routeShared
-}
-
-func (s *session) ping(c *command) route {
-	switch len(c.Args) {
-	case 1:
-		s.out = append(s.out, "+PONG\r\n"...)
-	case 2:
-		s.out = redcon.AppendBulk(s.out, c.Args[1])
-	default:
-		s.out = wire.AppendArity(s.out, "ping")
-	}
-	return routeLocal
-}
-
-func (s *session) echo(c *command) route {
-	if len(c.Args) != 2 {
-		s.out = wire.AppendArity(s.out, "echo")
-	} else {
-		s.out = redcon.AppendBulk(s.out, c.Args[1])
-	}
-	return routeLocal
 }
 
 func (s *session) quitCmd(c *command) route {
@@ -361,6 +343,11 @@ func (s *session) authReply(b []byte, ok bool) []byte {
 // 1/hz, 100 ms by default), so the nil reply comes late by up to a tick plus
 // scheduling; a short read timeout must not turn it into UNCERTAIN.
 const minBlockMargin = time.Second
+
+// blockOrderWait bounds how long a blocking command waits for those read
+// before it to be written (one slow to get its connection holds the others
+// that long at most).
+const blockOrderWait = 50 * time.Millisecond
 
 // eqFold compares an ASCII argument with a lowercase word.
 func eqFold(b []byte, lower string) bool { return keyspace.EqFold(b, lower) }

@@ -28,6 +28,7 @@ import (
 	"github.com/agentproxy/agentproxy/internal/obs"
 	"github.com/agentproxy/agentproxy/internal/quota"
 	"github.com/agentproxy/agentproxy/internal/rawio"
+	"github.com/agentproxy/agentproxy/internal/seq"
 	"github.com/agentproxy/agentproxy/internal/wire"
 	"github.com/agentproxy/agentproxy/policy"
 	"github.com/agentproxy/agentproxy/upstream"
@@ -124,7 +125,9 @@ type Server struct {
 	locks  *fencing.Registry
 	budget *membudget.Budget
 	bulk   chan struct{} // slots of the bulk lane (bulk.go)
-	ded    quota.Quota   // dedicated connections held per workspace
+	// blockSeq orders blocking commands as read; blockOrderWait bounds a wait.
+	blockSeq seq.Sequencer
+	ded      quota.Quota // dedicated connections held per workspace
 
 	mu       sync.Mutex
 	sessions map[*session]struct{}

@@ -50,8 +50,10 @@ type session struct {
 	quit  bool
 	start time.Time
 	// blocked says the batch ran a blocking command: its wait is not
-	// latency (the client histogram skips it).
-	blocked bool
+	// latency (the client histogram skips it); ticket is its place.
+	blocked      bool
+	ticket       uint64
+	sentBlocking func() // finishes ticket: made once
 	// What PROXY CLIENTS reads from other goroutines (control.go).
 	addr, laddr string
 	view        atomic.Pointer[wire.ProxyClient]
@@ -717,7 +719,11 @@ func (s *session) forwardOwn(c *command) {
 // it stalls nobody else, while watching for the client to leave (Redis would
 // otherwise hand a popped element to a client that is gone).
 func (s *session) forwardBlocking(c *command) {
-	s.blocked = true
+	s.blocked, s.ticket = true, s.srv.blockSeq.Take() // blocking commands go out in the order read (internal/seq)
+	defer s.srv.blockSeq.Finish(s.ticket)
+	if s.sentBlocking == nil {
+		s.sentBlocking = func() { s.srv.blockSeq.Finish(s.ticket) }
+	}
 	conn := s.pinned
 	own := conn == nil
 	if own {
@@ -752,6 +758,8 @@ func (s *session) forwardBlocking(c *command) {
 		conn.Query("PUBLISH", "agentproxy:wait", "")
 	}
 	w, mark := clientwatch.Start(s.nc, s.srv.opts.MaxRequestBytes, conn.Close), len(s.out)
+	s.srv.blockSeq.Wait(s.ticket, blockOrderWait)
+	s.call.Sent = s.sentBlocking
 	err := s.do(conn, []command{*c}, keyspace.BlockTimeout(c.cmd, c.Args, max(s.node().ReadTimeout(), minBlockMargin)), false)
 	data, gone := w.Stop(s.stopping.Load)
 	s.rd.inject(data)

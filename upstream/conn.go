@@ -59,6 +59,11 @@ type Call struct {
 	Budget *membudget.Budget
 	Held   int64
 
+	// Sent, when set, is called once the payload is written (or queued
+	// behind the replies in flight), before the call waits for its
+	// replies; Do clears it.
+	Sent func()
+
 	// Got counts complete replies; Out[:End] holds exactly those.
 	Got int
 	End int
@@ -597,6 +602,10 @@ fail:
 func (c *Conn) Do(call *Call, payload []byte) error {
 	mark := len(call.Out)
 	err := c.Send(call, payload)
+	if sent := call.Sent; sent != nil {
+		call.Sent = nil
+		sent()
+	}
 	if err == nil {
 		call.Wait()
 		if !errors.Is(call.Err, ErrNotSent) || call.Got > 0 {

@@ -163,3 +163,22 @@ func InfoSections(args [][]byte) (all bool, want map[string]bool) {
 	}
 	return all, want
 }
+
+// AppendPing appends the reply to PING args (the whole command).
+func AppendPing(b []byte, args [][]byte) []byte {
+	switch len(args) {
+	case 1:
+		return append(b, "+PONG\r\n"...)
+	case 2:
+		return redcon.AppendBulk(b, args[1])
+	}
+	return AppendArity(b, "ping")
+}
+
+// AppendEcho appends the reply to ECHO args (the whole command).
+func AppendEcho(b []byte, args [][]byte) []byte {
+	if len(args) != 2 {
+		return AppendArity(b, "echo")
+	}
+	return redcon.AppendBulk(b, args[1])
+}
