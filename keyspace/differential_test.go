@@ -2,7 +2,7 @@ package keyspace_test
 
 // The differential key-extraction fuzzer. It generates invocations of every
 // command that takes keys from Redis's own argument grammar (COMMAND DOCS),
-// mutates them (keywords repeated, mixed case, interleaved and out of order,
+// mutates them (keywords repeated, mixed case, ending in a NUL byte, interleaved and out of order,
 // numkeys at and beyond its edges, arguments dropped or added), and asks a
 // real redis-server two questions about each: which keys COMMAND GETKEYS
 // reports, and which keys the command actually writes when it runs (keyspace
@@ -559,7 +559,7 @@ func (g *gen) invocation(name string, docs []argDoc) []string {
 // mutate applies zero or more of the odd forms an attacker would try.
 func (g *gen) mutate(p []piece) []piece {
 	for n := g.rnd.IntN(3); n > 0; n-- {
-		switch g.rnd.IntN(9) {
+		switch g.rnd.IntN(10) {
 		case 0: // repeat an optional clause (a keyword given twice)
 			if c := g.someClause(p); c != 0 {
 				var cl []piece
@@ -611,6 +611,13 @@ func (g *gen) mutate(p []piece) []piece {
 			p = append(p, piece{s: "k" + strconv.Itoa(g.keys), key: true})
 		case 8: // an empty argument
 			p = slices.Insert(p, g.rnd.IntN(len(p)+1), piece{s: ""})
+		case 9: // a keyword ending in a NUL byte: Redis's strcasecmp reads up to it
+			for i := range p {
+				if !p[i].key && !p[i].numkeys && slices.ContainsFunc(g.tokens, func(t string) bool { return strings.EqualFold(t, p[i].s) }) {
+					p[i].s += []string{"\x00", "\x00x"}[g.rnd.IntN(2)]
+					break
+				}
+			}
 		}
 	}
 	return p

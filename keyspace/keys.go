@@ -424,11 +424,15 @@ func HasArg(args [][]byte, word string) bool {
 
 // EqFold compares an ASCII argument with a lowercase word, ignoring the
 // argument's case, without allocating.
+//
+// The argument ends at its first NUL byte, as for Redis's strcasecmp, which
+// parses every option: "STREAMS\x00..." is STREAMS to Redis, so it must be
+// to the proxy too (else a key after it would go unchecked).
 func EqFold(b []byte, lower string) bool {
-	if len(b) != len(lower) {
+	if len(b) < len(lower) || len(b) > len(lower) && b[len(lower)] != 0 {
 		return false
 	}
-	for i := 0; i < len(b); i++ {
+	for i := 0; i < len(lower); i++ {
 		c := b[i]
 		if c >= 'A' && c <= 'Z' {
 			c += 'a' - 'A'

@@ -147,6 +147,15 @@ func TestAdversarialKeyExtraction(t *testing.T) {
 		{"SORT", advAcme + "kv:geo", "STORE", "store", foreign},
 		{"XREAD", "STREAMS", advAcme + "kv:stream", "STREAMS", advGlobex + "kv:stream", "0", "0"},
 		{"XREADGROUP", "GROUP", "g", "c", "STREAMS", advAcme + "kv:stream", "streams", "0", ">"},
+		// A keyword ending in a NUL byte is the keyword to Redis (strcasecmp).
+		{"XREAD", "STREAMS\x00", advGlobex + "kv:stream", "0"},
+		{"XREAD", "STREAMS\x00x", advGlobex + "kv:stream", "0"},
+		{"XREADGROUP", "GROUP", "g", "c", "STREAMS\x00", advGlobex + "kv:stream", ">"},
+		{"XREAD", "STREAMS\x00", advGlobex + "kv:stream", "STREAMS", advAcme + "kv:stream", "0", "0"},
+		{"GEORADIUS", advAcme + "kv:geo", "15", "37", "500", "km", "STORE\x00", foreign},
+		{"GEORADIUSBYMEMBER", advAcme + "kv:geo", "m1", "500", "km", "STOREDIST\x00", foreign},
+		{"SORT", advAcme + "kv:geo", "STORE\x00", foreign},
+		{"SORT", advAcme + "kv:geo", "BY", "nosort", "GET\x00", advGlobex + "kv:*"},
 		// numkeys at and past its edges, counting a foreign key.
 		{"ZUNIONSTORE", own, "2", advAcme + "kv:z", foreign},
 		{"ZUNIONSTORE", own, "01", foreign},
