@@ -173,7 +173,7 @@ func Start(cfg config.Config, log *zap.Logger) (*App, error) {
 	}
 	go func() { a.served <- a.srv.Serve(a.ln) }()
 	log.Info("agentproxy listening", zap.String("addr", a.ln.Addr().String()),
-		zap.String("upstream", redact(cfg.Upstream.URL)), zap.String("metrics", l.MetricsAddr))
+		zap.String("upstream", upstream.Redact(cfg.Upstream.URL)), zap.String("metrics", l.MetricsAddr))
 	return a, nil
 }
 
@@ -479,9 +479,6 @@ func (a *App) registerPolicyStats(reg *prometheus.Registry) {
 		}),
 	)
 }
-
-// redact hides the passwords of an upstream URL (upstream.Redact).
-func redact(u string) string { return upstream.Redact(u) }
 
 // expandHome turns a leading "~/" into the user's home directory.
 func expandHome(p string) string {

@@ -74,7 +74,7 @@ func (a *App) ConfigGet(pattern string) []string {
 		}
 		switch {
 		case name == "upstream.url":
-			v = redact(v)
+			v = upstream.Redact(v)
 		case strings.Contains(name, "password") && v != "":
 			v = "***"
 		}

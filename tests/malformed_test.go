@@ -70,11 +70,11 @@ func TestMalformedFormsAsRedis(t *testing.T) {
 	proxy, direct := testutil.Dial(t, a.Addr()), testutil.Dial(t, r.Addr)
 	commands := 0
 	for _, n := range keyspace.Names() {
-		parent, sub, _ := strings.Cut(n, "|")
-		c := keyspace.Lookup([]byte(parent))
-		if sub != "" {
-			c = c.Sub([][]byte{[]byte(parent), []byte(sub)})
+		var argv [][]byte
+		for _, w := range strings.Split(n, "|") {
+			argv = append(argv, []byte(w))
 		}
+		c := keyspace.Resolve(argv)
 		forms := malformedForms(c)
 		if len(forms) > 0 {
 			commands++

@@ -32,34 +32,30 @@ func TestOffModeAdminCommandsAsDirect(t *testing.T) {
 	proxy, direct := testutil.Dial(t, a.Addr()), testutil.Dial(t, r.Addr)
 	sent := 0
 	for _, name := range keyspace.Names() {
-		parent, sub, _ := strings.Cut(name, "|")
-		c := keyspace.Lookup([]byte(parent))
-		if sub != "" {
-			c = c.Sub([][]byte{[]byte(parent), []byte(sub)})
+		var argv [][]byte
+		for _, w := range strings.Split(name, "|") {
+			argv = append(argv, []byte(w))
 		}
-		if c == nil || c.Container || offModeSkip[name] || offModeSkip[parent] || c.Has(keyspace.Unsupported) ||
+		c := keyspace.Resolve(argv)
+		if c == nil || c.Container || offModeSkip[name] || offModeSkip[strings.Split(name, "|")[0]] || c.Has(keyspace.Unsupported) ||
 			c.Agents != keyspace.AgentsAdmin && c.Agents != keyspace.AgentsDangerous && c.Agents != keyspace.AgentsScript {
 			continue
 		}
-		argv := strings.Split(strings.ToUpper(name), "|")
-		n := c.Arity
-		if n < 0 {
-			n = -n
+		words := strings.Split(strings.ToUpper(name), "|")
+		for len(words) < max(c.Arity, -c.Arity) {
+			words = append(words, "deepagents:{default}:kv:x")
 		}
-		for len(argv) < n {
-			argv = append(argv, "deepagents:{default}:kv:x")
-		}
-		want, got := direct.DoS(argv...), proxy.DoS(argv...)
+		want, got := direct.DoS(words...), proxy.DoS(words...)
 		sent++
 		switch {
 		case strings.HasPrefix(got, "-NOPERM") && !strings.HasPrefix(want, "-NOPERM"):
-			t.Errorf("%q refused by the proxy in off mode: %q (Redis: %q)", argv, got, want)
+			t.Errorf("%q refused by the proxy in off mode: %q (Redis: %q)", words, got, want)
 		case want[0] == '-' || got[0] == '-':
 			if got != want {
-				t.Errorf("%q: proxy %q, Redis %q", argv, got, want)
+				t.Errorf("%q: proxy %q, Redis %q", words, got, want)
 			}
 		case got[0] != want[0]:
-			t.Errorf("%q: proxy %q, Redis %q (another type of reply)", argv, got, want)
+			t.Errorf("%q: proxy %q, Redis %q (another type of reply)", words, got, want)
 		}
 	}
 	if sent < 60 {
